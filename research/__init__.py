@@ -1,0 +1,12 @@
+"""research: pure-function Flax models and a shared JAX training core.
+
+Importing this package parses no flags, imports no TensorFlow, touches no network
+and allocates no device memory.
+"""
+
+from research.errors import UserInputError
+from research.models.cnn import CNN, CNNConfig
+from research.train.optimizers import OptimizerConfig, make_optimizer
+from research.train.steps import TrainState, eval_step, train_step
+
+__version__ = '0.1.0'

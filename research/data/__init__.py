@@ -1,0 +1,1 @@
+"""Data sets (tfds builders and loaders) and on-device preprocessing."""

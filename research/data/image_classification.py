@@ -1,0 +1,113 @@
+"""Image-classification data sets from tfds, loaded whole into host memory.
+
+Images are resized once on the host to the model's size and kept as uint8, so the
+whole set can live on the accelerator and batches are gathered by index inside the
+jitted step (see `research.data.augment` for the on-device transforms).
+"""
+
+import dataclasses
+
+import numpy as np
+from tqdm import auto as tqdm
+
+from research.data import tfds_io
+from research.errors import UserInputError
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+  """A labelled image split held in host memory.
+
+  Attributes:
+    image: uint8 (N, H, W, C) with C = 1 (grayscale) or 3 (RGB).
+    label: int32 (N,), each in [0, num_classes).
+    num_classes: number of classes, from the data set's metadata.
+    class_names: a name per class.
+    name: tfds name of the data set.
+    version: tfds version of the data set.
+  """
+  image: np.ndarray
+  label: np.ndarray
+  num_classes: int
+  class_names: tuple[str, ...]
+  name: str
+  version: str
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    """The per-example arrays, keyed as batches are: {'image', 'label'}."""
+    return {'image': self.image, 'label': self.label}
+
+
+def _label_feature(info, name: str):
+  features = info.features
+  keys = info.supervised_keys
+  if not keys or len(keys) != 2:
+    raise UserInputError(f'data set {name!r} has no (image, label) supervised keys')
+  image_key, label_key = keys
+  label = features[label_key]
+  if not hasattr(label, 'num_classes'):
+    raise UserInputError(f'data set {name!r}: {label_key!r} is not a class label')
+  image = features[image_key]
+  channels = image.shape[-1] if getattr(image, 'shape', None) else None
+  if channels not in (1, 3):
+    raise UserInputError(f'data set {name!r}: images need 1 or 3 channels, '
+                         f'got shape {getattr(image, "shape", None)}')
+  return label, channels
+
+
+def load_image_classification(name: str, split: str, *, image_size: int,
+                              data_dir: str | None = None) -> ImageDataset:
+  """Loads a tfds image-classification split, resized to `image_size` square.
+
+  The real path downloads by tfds name (e.g. 'mnist', 'visual_domain_decathlon/gtsrb');
+  'mnist_offline' builds from a file that an installed package ships.
+
+  Args:
+    name: tfds data set name.
+    split: tfds split, slicing allowed ('train', 'test[:10%]', ...).
+    image_size: output height and width in pixels.
+    data_dir: tfds data directory (None: tfds's default).
+
+  Returns:
+    the whole split as an `ImageDataset`.
+
+  Raises:
+    UserInputError: for an unknown data set or split, or labels out of range.
+  """
+  tfds = tfds_io.import_tfds()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  builder = tfds_io.get_builder(name, data_dir)
+  label_feature, channels = _label_feature(builder.info, name)
+  builder.download_and_prepare()
+  try:
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+  except (ValueError, KeyError) as e:
+    known = ', '.join(builder.info.splits) or 'see the tfds catalog'
+    raise UserInputError(f'data set {name!r} has no split {split!r} ({known}): {e}'
+                         ) from None
+
+  def resize(image, label):
+    image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return tf.ensure_shape(image, (image_size, image_size, channels)), label
+
+  ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
+  images, labels = [], []
+  for image, label in tqdm.tqdm(tfds.as_numpy(ds), desc=f'load {name}:{split}',
+                                unit='batch', leave=False):
+    images.append(image)
+    labels.append(label)
+  if not images:
+    raise UserInputError(f'data set {name!r} split {split!r} is empty')
+  label = np.concatenate(labels).astype(np.int32)
+  num_classes = int(label_feature.num_classes)
+  if label.min() < 0 or label.max() >= num_classes:
+    raise UserInputError(f'data set {name!r}: labels must lie in [0, {num_classes}), '
+                         f'got [{label.min()}, {label.max()}]')
+  return ImageDataset(
+      image=np.concatenate(images), label=label, num_classes=num_classes,
+      class_names=tuple(label_feature.names), name=name,
+      version=str(builder.info.version))

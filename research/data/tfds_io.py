@@ -1,0 +1,49 @@
+"""Lazy, accelerator-safe access to TensorFlow Datasets.
+
+TensorFlow is only an input pipeline here: it is imported on first use, never at
+module import, and is hidden from every GPU/TPU so it cannot claim their memory.
+"""
+
+import functools
+import importlib
+
+from research.errors import UserInputError
+
+# Data sets the library defines itself, by tfds name -> module that registers them.
+LOCAL_BUILDERS = {
+    'mnist_offline': 'research.data.mnist_offline',
+}
+
+
+@functools.cache
+def import_tfds():
+  """Imports tensorflow + tensorflow_datasets with accelerators hidden from TF.
+
+  Returns:
+    the `tensorflow_datasets` module.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+  tf.config.set_visible_devices([], 'TPU')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds
+
+
+def get_builder(name: str, data_dir: str | None = None):
+  """Returns the tfds builder for `name`, registering the library's own data sets.
+
+  Raises:
+    UserInputError: if tfds knows no data set of that name.
+  """
+  tfds = import_tfds()
+  base = name.split(':')[0].split('/')[0]
+  if base in LOCAL_BUILDERS:
+    importlib.import_module(LOCAL_BUILDERS[base])
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    local = ', '.join(sorted(LOCAL_BUILDERS))
+    raise UserInputError(
+        f'unknown data set {name!r}: use a tensorflow-datasets name such as '
+        f"'mnist' or 'visual_domain_decathlon/gtsrb', or an offline one: {local}"
+    ) from None

@@ -1,0 +1,106 @@
+"""Convolution and pooling building blocks tuned for XLA.
+
+Dimension key: B batch, H height, W width, C input channels, O output channels.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def max_pool2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """2x2 max pooling with stride 2 (floor on odd sizes), any dtype.
+
+  Written as a reshape and a max, which XLA:CPU differentiates faster than
+  `reduce_window`.
+
+  Returns:
+    array of shape (B, H // 2, W // 2, C) and the input's dtype.
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  x = x_BxHxWxC[:, : h // 2 * 2, : w // 2 * 2, :]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding='SAME',
+                                      dimension_numbers=_DIMS)
+
+
+def _patches_BxHxWx9C(x_BxHxWxC):
+  """im2col: the 3x3 neighbourhood of every pixel, zero padded, (dy, dx, c) order."""
+  _, h, w, _ = x_BxHxWxC.shape
+  xp = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return jnp.concatenate([xp[:, dy:dy + h, dx:dx + w, :]
+                          for dy in range(3) for dx in range(3)], axis=-1)
+
+
+def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 8):
+  """d(loss)/d(kernel) as batched matmuls of im2col patches with the output grad.
+
+  XLA:CPU lowers the autodiff kernel gradient to a 48x48-window convolution that
+  runs at about a quarter of the matmul rate; these matmuls use every core. The
+  batch is cut into chunks so that the patches of one chunk stay cache-sized.
+  """
+  b, _, _, c = x_BxHxWxC.shape
+  o = g_BxHxWxO.shape[-1]
+  n = num_chunks if b % num_chunks == 0 else 1
+  patches = _patches_BxHxWx9C(x_BxHxWxC).reshape(n, -1, 9 * c)
+  dk = jnp.einsum('nmk,nmo->ko', patches, g_BxHxWxO.reshape(n, -1, o))
+  return dk.reshape(3, 3, c, o)
+
+
+@jax.custom_vjp
+def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
+  """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
+
+  Same values and gradients as `lax.conv_general_dilated` (up to float summation
+  order), with a faster backward pass on CPU: the input gradient is a forward
+  convolution with the flipped kernel and the kernel gradient is an im2col matmul.
+
+  Returns:
+    array of shape (B, H, W, O) in the promoted dtype of the inputs.
+  """
+  return _conv(x_BxHxWxC, kernel_3x3xCxO)
+
+
+def _conv3x3_fwd(x, kernel):
+  return _conv(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(residuals, g):
+  x, kernel = residuals
+  # Correlating with the spatially flipped, in/out-swapped kernel is the transpose
+  # of the convolution. XLA drops it where x needs no gradient (the first layer).
+  dx = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3)).astype(x.dtype)
+  return dx, _kernel_grad(x, g).astype(kernel.dtype)
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+class Conv3x3(nn.Module):
+  """3x3 'same' convolution with bias; parameters named like `nn.Conv`'s.
+
+  Attributes:
+    features: output channels O.
+    dtype: compute dtype; parameters are float32.
+  """
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+    """Returns the (B, H, W, O) convolution of `x_BxHxWxC` in `dtype`."""
+    c = x_BxHxWxC.shape[-1]
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, c, self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
+                      jnp.float32)
+    y = conv3x3(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype))
+    return y + bias.astype(self.dtype)

@@ -1,0 +1,1 @@
+"""End-to-end training programs, one per experiment; entry points call these."""

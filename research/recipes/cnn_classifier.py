@@ -1,0 +1,162 @@
+"""Train the seed's CNN on a tfds image-classification set and report on its test split."""
+
+import json
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from research.data import augment
+from research.data import image_classification
+from research.errors import UserInputError
+from research.models import cnn
+from research.recipes import common
+from research.tasks import classification
+from research.tasks import classification_report
+from research.train import checkpoint as checkpoint_lib
+from research.train import loop
+from research.train import manifest
+from research.train import metrics as metrics_lib
+from research.train import optimizers
+from research.train import parallel
+from research.train import state as state_lib
+from research.train import workdir as workdir_lib
+
+
+def check_config(config) -> None:
+  """Rejects settings the model or loop cannot use, with a message saying why."""
+  if config.image_size < 4 or config.image_size % 4:
+    raise UserInputError(f'image_size must be a positive multiple of 4 (the CNN pools '
+                         f'twice by 2), got {config.image_size}')
+  if config.num_epochs < 1:
+    raise UserInputError(f'num_epochs must be >= 1, got {config.num_epochs}')
+  if config.eval_batch_size < 1:
+    raise UserInputError(f'eval_batch_size must be >= 1, got {config.eval_batch_size}')
+  if config.steps_per_dispatch < 1:
+    raise UserInputError(f'steps_per_dispatch must be >= 1, got '
+                         f'{config.steps_per_dispatch}')
+  if not 0 <= config.model.dropout_rate < 1:
+    raise UserInputError(f'dropout_rate must be in [0, 1), got {config.model.dropout_rate}')
+  parallel.check_batch_size(config.batch_size, jax.device_count())
+  parallel.check_batch_size(config.eval_batch_size, jax.device_count())
+
+
+def preprocessing_from(config, train: bool) -> augment.ImagePreprocessing:
+  """The ImagePreprocessing of the config's `augment` section (no jitter if not train)."""
+  a = config.augment
+  return augment.ImagePreprocessing(
+      mean=tuple(a.mean), std=tuple(a.std), channels=config.image_channels,
+      max_rotation_deg=a.max_rotation_deg if train else 0.0,
+      brightness=a.brightness if train else 0.0,
+      contrast=a.contrast if train else 0.0)
+
+
+def load_data(config):
+  """The train and test splits as ImageDatasets."""
+  load = lambda split: image_classification.load_image_classification(
+      config.dataset, split, image_size=config.image_size,
+      data_dir=config.data_dir or None)
+  return load(config.train_split), load(config.test_split)
+
+
+def build(config, num_classes: int, steps_per_epoch: int):
+  """Model, optimiser, loss function and driver for the config."""
+  model = cnn.CNN(cnn.CNNConfig(
+      num_classes=num_classes, hidden_dim=config.model.hidden_dim,
+      dropout_rate=config.model.dropout_rate,
+      dtype=common.compute_dtype(config.model.dtype)))
+  tx = optimizers.make_optimizer(common.optimizer_config(
+      config.optimizer, total_steps=steps_per_epoch * config.num_epochs))
+  # Training augments on device; evaluation only normalises (see loss_fn's `train`).
+  loss_fn = classification.make_loss_fn(model, preprocessing_from(config, train=True))
+  driver = parallel.make_driver(config.driver, loss_fn)
+  return model, tx, driver
+
+
+def train_and_evaluate(config, workdir: str, resume: bool = False,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Trains per `config`, checkpoints every epoch, then reports on the test split.
+
+  Writes to `workdir`: manifest.json, checkpoints/, metrics.jsonl, tensorboard/,
+  classification_report.txt, confusion_matrix.png and final_metrics.json.
+
+  Returns:
+    the final metrics (test loss and accuracy, last epoch's training metrics).
+  """
+  check_config(config)
+  workdir = workdir_lib.prepare_workdir(workdir, resume)
+  train_set, test_set = load_data(config)
+  steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+  model, tx, driver = build(config, train_set.num_classes, steps_per_epoch)
+
+  key = jax.random.key(config.seed)
+  init_key, train_key = jax.random.split(key)
+  shape = (1, config.image_size, config.image_size, config.image_channels)
+  init_params = lambda rng: model.init({'params': rng}, jnp.zeros(shape),
+                                       train=False)['params']
+  counts = state_lib.count_params(
+      state_lib.abstract_train_state(init_params, model.apply, tx).params)
+  log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
+  data_facts = {'name': train_set.name, 'version': train_set.version,
+                'train_split': config.train_split, 'test_split': config.test_split,
+                'train_examples': len(train_set), 'test_examples': len(test_set),
+                'num_classes': train_set.num_classes}
+  manifest.write_manifest(workdir, common.to_dict(config), data_facts,
+                          {'parameters': counts})
+
+  checkpointer = checkpoint_lib.Checkpointer(workdir)
+  state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
+  state = common.restore_if_resuming(checkpointer, state, resume, log)
+  state = driver.put_replicated(state)
+  writer = metrics_lib.MetricWriter(workdir)
+  loop_cfg = loop.LoopConfig(
+      num_epochs=config.num_epochs, batch_size=config.batch_size,
+      eval_batch_size=config.eval_batch_size, seed=config.seed,
+      steps_per_dispatch=config.steps_per_dispatch, progress=config.progress)
+
+  def on_epoch_end(epoch, state, values):
+    step = (epoch + 1) * steps_per_epoch
+    writer.write(step, 'train', values, epoch=epoch + 1)
+    checkpointer.save(step, driver.host_state(state))
+
+  try:
+    state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
+                     len(train_set), loop_cfg, train_key,
+                     start_epoch=int(jax.device_get(driver.host_state(state).step))
+                     // steps_per_epoch,
+                     on_epoch_end=on_epoch_end, log=log)
+    checkpointer.wait()
+    final = report_on_test(driver, state, test_set, config, workdir, log)
+    writer.write(int(jax.device_get(driver.host_state(state).step)), 'test',
+                 {'loss': final['test_loss'], 'accuracy': final['test_accuracy']})
+  finally:
+    checkpointer.close()
+    writer.close()
+  return final
+
+
+def report_on_test(driver, state, test_set, config, workdir: str,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+  """Evaluates the test split; prints and saves the report and confusion matrix."""
+  values, outputs = loop.evaluate(driver, state, driver.put_replicated(test_set.arrays()),
+                                  len(test_set), config.eval_batch_size)
+  text, matrix = classification_report.report(test_set.label, outputs['prediction'],
+                                              test_set.class_names)
+  log(f'Test loss = {values["loss"]:.4f} | test accuracy = {100 * values["accuracy"]:.2f}%')
+  log(text)
+  log('Confusion matrix (rows: true class, columns: predicted class):')
+  log(str(matrix))
+  with open(os.path.join(workdir, 'classification_report.txt'), 'w',
+            encoding='utf-8') as f:
+    f.write(text + '\n' + str(matrix) + '\n')
+  png = classification_report.save_confusion_matrix_png(
+      matrix, test_set.class_names, os.path.join(workdir, 'confusion_matrix.png'),
+      title=f'{test_set.name} {config.test_split}: confusion matrix')
+  log(f'Saved {png}')
+  final = {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
+           'test_examples': len(test_set), 'confusion_matrix': matrix.tolist()}
+  with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
+    json.dump(final, f, indent=2)
+  return final

@@ -1,0 +1,1 @@
+"""Loss functions (and reports) per task, plugged into `research.train.steps`."""

@@ -1,0 +1,1 @@
+"""The shared training core: steps, drivers, optimisers, loop, checkpoints, metrics."""

@@ -1,0 +1,46 @@
+"""Orbax checkpoints of the train state in `<workdir>/checkpoints/<step>`."""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Saves and restores the train state's pytree (step, params, opt_state).
+
+  Orbax writes each checkpoint to a temporary directory and renames it when complete,
+  so a crash mid-write never leaves a checkpoint that is taken as valid.
+
+  Args:
+    workdir: run directory; checkpoints go to `<workdir>/checkpoints`.
+    max_to_keep: how many recent checkpoints to keep.
+  """
+
+  def __init__(self, workdir: str, max_to_keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+  def latest_step(self) -> int | None:
+    """Step of the newest complete checkpoint, or None."""
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any) -> None:
+    """Starts saving `state` at `step` (asynchronous; see `wait`)."""
+    self._manager.save(int(step), args=ocp.args.StandardSave(state))
+
+  def restore(self, step: int, like: Any) -> Any:
+    """Restores the checkpoint at `step` into the structure, shapes and shardings of
+    `like` (a state of arrays or `jax.ShapeDtypeStruct`s with `.sharding`)."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    return self._manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
+
+  def wait(self) -> None:
+    """Blocks until pending saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

@@ -1,0 +1,89 @@
+"""Optimisers and learning-rate schedules, all from optax.
+
+The default is the seed's: Adam with PyTorch-style (coupled) weight decay, i.e. the L2
+term `wd * param` is added to the gradient *before* Adam's moments see it.
+"""
+
+import dataclasses
+
+import optax
+
+from research.errors import UserInputError
+
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop')
+SCHEDULES = ('constant', 'warmup_cosine')
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """Optimiser settings.
+
+  Attributes:
+    name: 'adam' (coupled L2 weight decay, PyTorch's `Adam(weight_decay=...)`),
+      'adamw' (decoupled decay), 'sgd' (with momentum, coupled decay) or 'rmsprop'
+      (coupled decay, PyTorch's alpha=0.99 and eps=1e-8 defaults).
+    learning_rate: peak learning rate.
+    weight_decay: decay coefficient (0 disables it).
+    schedule: 'constant' or 'warmup_cosine'.
+    warmup_steps: linear warm-up length for 'warmup_cosine'.
+    total_steps: schedule length for 'warmup_cosine' (decays to 0 at the end).
+    momentum: SGD momentum.
+    b1: Adam's first-moment decay.
+    b2: Adam's second-moment decay.
+    eps: Adam's / RMSprop's epsilon.
+    clip_grad_norm: clip gradients to this global norm first (None or 0: off).
+  """
+  name: str = 'adam'
+  learning_rate: float = 1e-3
+  weight_decay: float = 1e-4
+  schedule: str = 'constant'
+  warmup_steps: int = 0
+  total_steps: int = 0
+  momentum: float = 0.9
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  clip_grad_norm: float | None = None
+
+
+def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
+  """Returns the learning-rate schedule: a function step -> float32 scalar."""
+  if cfg.learning_rate <= 0:
+    raise UserInputError(f'learning_rate must be > 0, got {cfg.learning_rate}')
+  if cfg.schedule == 'constant':
+    return optax.constant_schedule(cfg.learning_rate)
+  if cfg.schedule == 'warmup_cosine':
+    if cfg.total_steps <= cfg.warmup_steps or cfg.warmup_steps < 0:
+      raise UserInputError('warmup_cosine needs 0 <= warmup_steps < total_steps, got '
+                           f'{cfg.warmup_steps} and {cfg.total_steps}')
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps, decay_steps=cfg.total_steps)
+  raise UserInputError(f'unknown schedule {cfg.schedule!r}: use one of {SCHEDULES}')
+
+
+def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+  """Builds the optax optimiser described by `cfg`.
+
+  Raises:
+    UserInputError: for an unknown name or schedule or an invalid value.
+  """
+  if cfg.weight_decay < 0:
+    raise UserInputError(f'weight_decay must be >= 0, got {cfg.weight_decay}')
+  lr = make_schedule(cfg)
+  coupled_decay = optax.add_decayed_weights(cfg.weight_decay)
+  if cfg.name == 'adam':
+    tx = optax.chain(coupled_decay, optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
+  elif cfg.name == 'adamw':
+    tx = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                     weight_decay=cfg.weight_decay)
+  elif cfg.name == 'sgd':
+    tx = optax.chain(coupled_decay, optax.sgd(lr, momentum=cfg.momentum or None))
+  elif cfg.name == 'rmsprop':
+    tx = optax.chain(coupled_decay, optax.rmsprop(lr, decay=0.99, eps=cfg.eps,
+                                                    eps_in_sqrt=False))
+  else:
+    raise UserInputError(f'unknown optimizer {cfg.name!r}: use one of {OPTIMIZERS}')
+  if cfg.clip_grad_norm:
+    tx = optax.chain(optax.clip_by_global_norm(cfg.clip_grad_norm), tx)
+  return tx

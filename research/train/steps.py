@@ -1,0 +1,76 @@
+"""Pure training and evaluation steps shared by every model family.
+
+A family plugs in one function, its *loss function*:
+
+  loss_fn(params, batch, rng, train) -> (metrics, outputs)
+
+- `batch` is a dict of per-example arrays with leading batch axis B, including
+  'mask' (float32, 1 for real examples, 0 for padding).
+- `metrics` maps names to (sum, count) pairs of float32 scalars, summed over the
+  examples (or tokens) of the batch and weighted by the mask; it must contain
+  'loss'. Its gradient is taken of loss_sum / loss_count over the *global* batch.
+- `outputs` is a dict of per-example arrays (e.g. predicted labels) that evaluation
+  returns; training drops it (and XLA never computes what is unused).
+
+Sums rather than means keep every average exact across devices and across padded,
+uneven final batches: the host divides only at the end.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax.training import train_state
+
+Metrics = dict[str, tuple[jax.Array, jax.Array]]
+LossFn = Callable[[Any, dict[str, jax.Array], jax.Array | None, bool],
+                  tuple[Metrics, dict[str, jax.Array]]]
+TrainState = train_state.TrainState
+
+
+def _psum(tree, axis_name):
+  return tree if axis_name is None else jax.lax.psum(tree, axis_name)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+               loss_fn: LossFn, axis_name: str | None = None
+               ) -> tuple[TrainState, Metrics]:
+  """One optimiser step on a batch.
+
+  Args:
+    state: parameters, optimiser state and step counter.
+    batch: per-example arrays with leading axis B and a float32 'mask' (B,).
+    rng: base PRNG key of the run; the step's key is `fold_in(rng, state.step)`.
+    loss_fn: the family's loss function (see module docstring).
+    axis_name: set when run under `jax.pmap`/`shard_map` with this axis name: gradient
+      sums and metrics are then summed over it and each device sees a different
+      key (folded with its axis index).
+
+  Returns:
+    the updated state and the batch's metrics as global (sum, count) pairs.
+  """
+  step_rng = jax.random.fold_in(rng, state.step)
+  if axis_name is not None:
+    step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
+
+  def loss_sum(params):
+    metrics, _ = loss_fn(params, batch, step_rng, True)
+    return metrics['loss'][0], metrics
+
+  grads, metrics = jax.grad(loss_sum, has_aux=True)(state.params)
+  grads, metrics = _psum((grads, metrics), axis_name)
+  count = jnp.maximum(metrics['loss'][1], 1.0)
+  grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
+              axis_name: str | None = None) -> tuple[Metrics, dict[str, jax.Array]]:
+  """Evaluates a batch without updating anything (dropout and augmentation off).
+
+  Returns:
+    the batch's metrics as global (sum, count) pairs, and the per-example outputs
+    of the loss function (shards stay on their devices).
+  """
+  metrics, outputs = loss_fn(state.params, batch, None, False)
+  return _psum(metrics, axis_name), outputs
