@@ -34,5 +34,5 @@ def main(argv):
 
 if __name__ == '__main__':
   # Orbax logs every checkpoint step at INFO; show warnings unless -v asks for more.
-  flags.FLAGS.set_default('verbosity', logging.WARNING)
+  flags.FLAGS.set_default('verbosity', logging.converter.ABSL_WARNING)
   app.run(main)

@@ -66,9 +66,9 @@ def _chunks(num_steps: int, size: int):
 
 
 def format_metrics(values: dict[str, float]) -> str:
-  """'loss = 0.1234 | accuracy = 97.10%' (accuracies as percentages)."""
+  """'loss = 0.1234 | accuracy = 97.10%': loss first, accuracies as percentages."""
   parts = []
-  for k, v in values.items():
+  for k, v in sorted(values.items(), key=lambda kv: kv[0] != 'loss'):
     parts.append(f'{k} = {100 * v:.2f}%' if 'accuracy' in k else f'{k} = {v:.4f}')
   return ' | '.join(parts)
 
