@@ -1,0 +1,278 @@
+"""LSTM and GRU layers run with `jax.lax.scan`, and a character-level language model.
+
+Dimension key: B batch, T time steps, D layer input width, H hidden width,
+G gates x H (4H for the LSTM, 3H for the GRU), V vocabulary size, N sampled steps.
+
+The input projection of every time step is one (B*T, D) x (D, G) matmul made before
+the scan, so the scan body carries only the recurrent (B, H) x (H, G) matmul.
+
+Parameters per layer (gate arithmetic, one bias per gate for the LSTM as in Flax,
+input and recurrent biases for the GRU as in PyTorch, whose reset gate multiplies the
+recurrent term including its bias):
+  LSTM: 4 * (D*H + H*H + H)        GRU: 3 * (D*H + H*H + 2*H)
+
+Padding: a step whose mask is 0 leaves the carry unchanged and outputs zeros, so a
+padded step is the same as no step at all, in either direction and for any pattern
+of padding (right-padding is the usual one).
+"""
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+CELLS = ('lstm', 'gru')
+NUM_GATES = {'lstm': 4, 'gru': 3}
+
+# A layer's carry is a tuple of float32 (B, H) arrays: (c, h) for the LSTM, (h,) for
+# the GRU. A model's carry is a tuple of its layers' carries.
+Carry = tuple[jax.Array, ...]
+
+
+def check_cell(cell: str) -> None:
+  """Raises ValueError for a cell type other than 'lstm' or 'gru'."""
+  if cell not in CELLS:
+    raise ValueError(f'unknown cell {cell!r}: use one of {CELLS}')
+
+
+def zero_carry(cell: str, batch_size: int, hidden_dim: int) -> Carry:
+  """The initial (all-zero, float32) carry of one layer."""
+  check_cell(cell)
+  n = 2 if cell == 'lstm' else 1
+  return tuple(jnp.zeros((batch_size, hidden_dim), jnp.float32) for _ in range(n))
+
+
+def num_cell_params(cell: str, input_dim: int, hidden_dim: int) -> int:
+  """Parameters of one recurrent layer, from the gate formulas above."""
+  d, h = input_dim, hidden_dim
+  return 4 * (d * h + h * h + h) if cell == 'lstm' else 3 * (d * h + h * h + 2 * h)
+
+
+def lstm_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
+  """One LSTM step from the input and recurrent gate pre-activations (i, f, g, o)."""
+  c_BxH, _ = carry
+  i, f, g, o = jnp.split((xg_BxG + hg_BxG).astype(jnp.float32), 4, axis=-1)
+  c_BxH = nn.sigmoid(f) * c_BxH + nn.sigmoid(i) * jnp.tanh(g)
+  return c_BxH, nn.sigmoid(o) * jnp.tanh(c_BxH)
+
+
+def gru_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
+  """One GRU step from the input and recurrent pre-activations (r, z, n)."""
+  (h_BxH,) = carry
+  xr, xz, xn = jnp.split(xg_BxG.astype(jnp.float32), 3, axis=-1)
+  hr, hz, hn = jnp.split(hg_BxG.astype(jnp.float32), 3, axis=-1)
+  r = nn.sigmoid(xr + hr)
+  z = nn.sigmoid(xz + hz)
+  n = jnp.tanh(xn + r * hn)
+  return ((1.0 - z) * n + z * h_BxH,)
+
+
+_CELL_FNS = {'lstm': lstm_cell, 'gru': gru_cell}
+
+
+class Recurrent(nn.Module):
+  """One LSTM or GRU layer over a whole sequence (a `lax.scan` over time).
+
+  Attributes:
+    cell: 'lstm' or 'gru'.
+    hidden_dim: H.
+    reverse: run from the last step to the first (the backward half of a
+      bidirectional layer); padded steps are skipped either way.
+    unroll: time steps per scan iteration (a speed knob; same results).
+    dtype: compute dtype of the matmuls; gates, carry and outputs are float32.
+  """
+  cell: str
+  hidden_dim: int
+  reverse: bool = False
+  unroll: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None,
+               carry: Carry | None = None) -> tuple[jax.Array, Carry]:
+    """Runs the layer.
+
+    Args:
+      x_BxTxD: inputs.
+      mask_BxT: 1 for real steps, 0 for padding (None: all real).
+      carry: the initial carry (None: zeros), e.g. the last one of the previous
+        window for truncated backpropagation through time.
+
+    Returns:
+      float32 outputs (B, T, H), zero at padded steps, and the carry after the last
+      real step.
+    """
+    check_cell(self.cell)
+    b, t, d = x_BxTxD.shape
+    g = NUM_GATES[self.cell] * self.hidden_dim
+    init = nn.initializers
+    w_ih = self.param('w_ih', init.lecun_normal(), (d, g))
+    w_hh = self.param('w_hh', init.orthogonal(column_axis=-1), (self.hidden_dim, g))
+    b_ih = self.param('b_ih', init.zeros_init(), (g,))
+    if self.cell == 'gru':
+      b_hh = self.param('b_hh', init.zeros_init(), (g,))
+    else:
+      b_hh = jnp.zeros((g,), jnp.float32)  # The LSTM needs one bias only.
+    if carry is None:
+      carry = zero_carry(self.cell, b, self.hidden_dim)
+    if mask_BxT is None:
+      mask_BxT = jnp.ones((b, t), jnp.float32)
+
+    # All input projections at once, time-major for the scan.
+    xg_TxBxG = jnp.einsum('btd,dg->tbg', x_BxTxD.astype(self.dtype),
+                          w_ih.astype(self.dtype)) + b_ih.astype(self.dtype)
+    m_TxBx1 = jnp.swapaxes(mask_BxT, 0, 1)[..., None] > 0
+    w_hh = w_hh.astype(self.dtype)
+    b_hh = b_hh.astype(self.dtype)
+    cell_fn = _CELL_FNS[self.cell]
+
+    def step(carry, xs):
+      xg_BxG, m_Bx1 = xs
+      hg_BxG = carry[-1].astype(self.dtype) @ w_hh + b_hh
+      new = cell_fn(carry, xg_BxG, hg_BxG)
+      new = tuple(jnp.where(m_Bx1, n, c) for n, c in zip(new, carry))
+      return new, jnp.where(m_Bx1, new[-1], 0.0)
+
+    carry, h_TxBxH = jax.lax.scan(step, carry, (xg_TxBxG, m_TxBx1),
+                                  reverse=self.reverse, unroll=self.unroll)
+    return jnp.swapaxes(h_TxBxH, 0, 1), carry
+
+
+class Bidirectional(nn.Module):
+  """A forward and a backward `Recurrent` layer; outputs concatenated (B, T, 2H).
+
+  For encoders: the output at step t sees the whole (unpadded) sequence.
+  """
+  cell: str
+  hidden_dim: int
+  unroll: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None
+               ) -> tuple[jax.Array, tuple[Carry, Carry]]:
+    """Returns float32 outputs (B, T, 2H) and the (forward, backward) final carries."""
+    layer = functools.partial(Recurrent, self.cell, self.hidden_dim, unroll=self.unroll,
+                              dtype=self.dtype)
+    fwd_BxTxH, fwd_carry = layer(name='forward')(x_BxTxD, mask_BxT)
+    bwd_BxTxH, bwd_carry = layer(reverse=True, name='backward')(x_BxTxD, mask_BxT)
+    return jnp.concatenate([fwd_BxTxH, bwd_BxTxH], axis=-1), (fwd_carry, bwd_carry)
+
+
+@dataclasses.dataclass(frozen=True)
+class CharLMConfig:
+  """Hyperparameters of the character-level recurrent language model.
+
+  Attributes:
+    vocab_size: V, including the reserved unknown-character id.
+    embed_dim: width of the character embedding.
+    hidden_dim: H of every recurrent layer.
+    num_layers: stacked recurrent layers.
+    cell: 'lstm' or 'gru'.
+    dropout_rate: dropout on the outputs of every recurrent layer (between layers
+      and before the output layer), training only.
+    unroll: time steps per scan iteration.
+    dtype: compute dtype of the matmuls; parameters stay float32, logits float32.
+  """
+  vocab_size: int
+  embed_dim: int = 128
+  hidden_dim: int = 512
+  num_layers: int = 1
+  cell: str = 'lstm'
+  dropout_rate: float = 0.0
+  unroll: int = 1
+  dtype: Any = jnp.float32
+
+
+def zero_lm_carry(config: CharLMConfig, batch_size: int) -> tuple[Carry, ...]:
+  """The all-zero carry of every layer of the model."""
+  return tuple(zero_carry(config.cell, batch_size, config.hidden_dim)
+               for _ in range(config.num_layers))
+
+
+class CharLM(nn.Module):
+  """Embedding, stacked LSTM/GRU layers ('layer_0', ...), dense over the vocabulary."""
+  config: CharLMConfig
+
+  @nn.compact
+  def __call__(self, tokens_BxT: jax.Array, *, train: bool,
+               mask_BxT: jax.Array | None = None,
+               carry: tuple[Carry, ...] | None = None
+               ) -> tuple[jax.Array, tuple[Carry, ...]]:
+    """Next-character logits.
+
+    Args:
+      tokens_BxT: int32 character ids.
+      train: enables dropout (needs a 'dropout' PRNG stream).
+      mask_BxT: 1 for real steps, 0 for padding (None: all real).
+      carry: per-layer initial carries (None: zeros); pass the returned carry back
+        to continue a text across windows (truncated backpropagation through time).
+
+    Returns:
+      float32 logits (B, T, V) and the per-layer carries after the last real step.
+    """
+    cfg = self.config
+    check_cell(cfg.cell)
+    if carry is None:
+      carry = zero_lm_carry(cfg, tokens_BxT.shape[0])
+    x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name='embed')(tokens_BxT)
+    new_carry = []
+    for i in range(cfg.num_layers):
+      x, c = Recurrent(cfg.cell, cfg.hidden_dim, unroll=cfg.unroll, dtype=cfg.dtype,
+                       name=f'layer_{i}')(x, mask_BxT, carry[i])
+      x = nn.Dropout(cfg.dropout_rate, deterministic=not train)(x)
+      new_carry.append(c)
+    logits_BxTxV = nn.Dense(cfg.vocab_size, dtype=cfg.dtype, name='output')(x)
+    return logits_BxTxV.astype(jnp.float32), tuple(new_carry)
+
+
+def sample_logits(logits_BxV: jax.Array, rng: jax.Array, temperature: float,
+                  top_k: int) -> jax.Array:
+  """Samples ids (B,) int32: greedy if temperature <= 0; top_k 0 keeps every id."""
+  if temperature <= 0:
+    return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+  logits_BxV = logits_BxV / temperature
+  if 0 < top_k < logits_BxV.shape[-1]:
+    kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+    logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
+  return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'num_steps', 'temperature',
+                                             'top_k'))
+def generate(model: CharLM, params: Any, prompt_BxP: jax.Array, prompt_mask_BxP: jax.Array,
+             rng: jax.Array, *, num_steps: int, temperature: float = 1.0,
+             top_k: int = 0) -> jax.Array:
+  """Samples `num_steps` characters after each prompt, as one compiled scan.
+
+  Args:
+    model: the language model.
+    params: its parameters.
+    prompt_BxP: int32 prompt ids, right-padded.
+    prompt_mask_BxP: 1 for prompt characters, 0 for padding; every row needs at
+      least one prompt character.
+    rng: key; step n samples with `fold_in(rng, n)`.
+    num_steps: N, characters to sample.
+    temperature: softmax temperature (<= 0: greedy).
+    top_k: sample among the k likeliest characters only (0: all).
+
+  Returns:
+    int32 (B, N) sampled ids.
+  """
+  apply = lambda tokens, mask, carry: model.apply(
+      {'params': params}, tokens, train=False, mask_BxT=mask, carry=carry)
+  logits_BxPxV, carry = apply(prompt_BxP, prompt_mask_BxP, None)
+  last_B = jnp.sum(prompt_mask_BxP > 0, axis=1).astype(jnp.int32) - 1
+  logits_BxV = jnp.take_along_axis(logits_BxPxV, last_B[:, None, None], axis=1)[:, 0]
+
+  def step(state, n):
+    logits_BxV, carry = state
+    token_B = sample_logits(logits_BxV, jax.random.fold_in(rng, n), temperature, top_k)
+    logits_Bx1xV, carry = apply(token_B[:, None], None, carry)
+    return (logits_Bx1xV[:, 0], carry), token_B
+
+  _, tokens_NxB = jax.lax.scan(step, (logits_BxV, carry), jnp.arange(num_steps))
+  return tokens_NxB.T

@@ -1,0 +1,117 @@
+"""Loss and decoding evaluation of sequence-to-sequence models (see
+`research.train.steps` for the loss-function contract).
+
+Batches hold 'inputs' int32 (B, S) and 'targets' int32 (B, T) (tokens, EOS, then
+padding 0) and 'mask' float32 (B,). Dimension key as in `research.models.transformer`.
+"""
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from research import decoding
+from research.models import transformer
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialTokens:
+  pad_id: int = 0
+  bos_id: int = 1
+  eos_id: int = 2
+
+
+def shift_right(targets_BxT: jax.Array, bos_id: int) -> jax.Array:
+  """Decoder inputs: BOS, then the targets without their last position."""
+  return jnp.pad(targets_BxT, ((0, 0), (1, 0)), constant_values=bos_id)[:, :-1]
+
+
+def _token_metrics(logits_BxTxV, targets_BxT, mask_B, pad_id, label_smoothing):
+  vocab = logits_BxTxV.shape[-1]
+  soft = optax.smooth_labels(jax.nn.one_hot(targets_BxT, vocab), label_smoothing)
+  losses_BxT = optax.softmax_cross_entropy(logits_BxTxV, soft)
+  weights_BxT = (targets_BxT != pad_id) * mask_B[:, None]
+  prediction_BxT = jnp.argmax(logits_BxTxV, -1).astype(jnp.int32)
+  correct_BxT = (prediction_BxT == targets_BxT) | (targets_BxT == pad_id)
+  tokens = weights_BxT.sum()
+  metrics = {
+      'loss': ((losses_BxT * weights_BxT).sum(), tokens),
+      'token_accuracy': (((prediction_BxT == targets_BxT) * weights_BxT).sum(), tokens),
+      # All tokens right under teacher forcing <=> greedy decoding is exact.
+      'sequence_accuracy': ((correct_BxT.all(-1) * mask_B).sum(), mask_B.sum()),
+  }
+  return metrics, prediction_BxT
+
+
+def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0,
+                 tokens: SpecialTokens = SpecialTokens()) -> Callable:
+  """Teacher-forced cross-entropy per target token.
+
+  Returns:
+    loss_fn(params, batch, rng, train) -> (metrics, outputs): metrics 'loss' (per
+    real token, label-smoothed), 'token_accuracy' and 'sequence_accuracy' (all
+    tokens right); outputs 'prediction' int32 (B, T), teacher-forced argmax.
+  """
+  def loss_fn(params, batch, rng, train):
+    rngs = {'dropout': rng} if train else {}
+    logits = model.apply({'params': params}, batch['inputs'],
+                         shift_right(batch['targets'], tokens.bos_id), train=train,
+                         rngs=rngs)
+    metrics, prediction = _token_metrics(logits, batch['targets'], batch['mask'],
+                                         tokens.pad_id, label_smoothing)
+    return metrics, {'prediction': prediction}
+  return loss_fn
+
+
+def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
+             beam_size: int = 1, alpha: float = 0.0,
+             tokens: SpecialTokens = SpecialTokens()) -> jax.Array:
+  """Decodes the sources: greedy if `beam_size` is 0 or 1 (0 forces the greedy loop,
+  1 runs beam search with one beam), else beam search.
+
+  Returns:
+    int32 (B, max_target_length) tokens, EOS included, then padding.
+  """
+  variables = {'params': params}
+  encoded = model.apply(variables, inputs_BxS, method=model.encode)
+  cache = model.apply(variables, encoded, inputs_BxS, method=model.init_cache)
+
+  def step_fn(cache, token_B, index):
+    return model.apply(variables, cache, token_B, index, method=model.decode_step)
+
+  kw = dict(bos_id=tokens.bos_id, eos_id=tokens.eos_id, pad_id=tokens.pad_id)
+  b, max_len = inputs_BxS.shape[0], model.config.max_target_length
+  if beam_size == 0:
+    return decoding.greedy(step_fn, cache, b, max_len, **kw)
+  return decoding.beam_search(step_fn, cache, b, max_len, beam_size=beam_size,
+                              alpha=alpha, **kw)[0]
+
+
+def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
+                        alpha: float = 0.0, tokens: SpecialTokens = SpecialTokens()
+                        ) -> Callable:
+  """An evaluation-only loss function that also decodes (greedy and beam search).
+
+  Returns:
+    fn(params, batch, rng, train) -> (metrics, outputs): the teacher-forced
+    metrics of `make_loss_fn` plus 'greedy_exact_accuracy' and
+    'beam_exact_accuracy' (whole decoded sequence equals the target); outputs
+    'greedy' and 'beam' int32 (B, T).
+  """
+  loss_fn = make_loss_fn(model, tokens=tokens)
+  gen = functools.partial(generate, model, alpha=alpha, tokens=tokens)
+
+  def decode_eval_fn(params, batch, rng, train):
+    del rng, train  # Always deterministic.
+    metrics, _ = loss_fn(params, batch, None, False)
+    targets, mask = batch['targets'], batch['mask']
+    outputs = {'greedy': gen(params, batch['inputs'], beam_size=0),
+               'beam': gen(params, batch['inputs'], beam_size=beam_size)}
+    for name, seq in outputs.items():
+      exact = (seq[:, :targets.shape[1]] == targets).all(-1)
+      metrics[f'{name}_exact_accuracy'] = ((exact * mask).sum(), mask.sum())
+    return metrics, outputs
+  return decode_eval_fn

@@ -1,0 +1,60 @@
+"""Run in a subprocess with 8 forced CPU devices by test_parallel.py.
+
+Trains the tiny CNN for a few steps with the jit driver on 1 device and on 8, and
+with the pmap driver on 8, then prints the largest parameter differences as JSON.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from research.train import loop
+from research.train import parallel
+from tests import helpers
+
+
+def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16):
+  _, loss_fn, state = helpers.tiny_classifier(dropout_rate, augmentation)
+  driver = driver_cls(loss_fn, devices=devices)
+  data = driver.put_replicated(helpers.tiny_data(40))
+  state = driver.put_replicated(state)
+  idx, mask = loop.batch_plan(40, batch, shuffle=True, seed=1)  # last batch: 8 of 16
+  metrics = []
+  for s in range(steps):
+    state, m = driver.train(state, data, idx[s:s + 1], mask[s:s + 1],
+                            jax.random.key(5))
+    metrics.append(jax.device_get(m))
+  _, outputs = driver.evaluate(state, data, idx[:2], mask[:2])
+  return (jax.device_get(driver.host_state(state).params), metrics,
+          np.asarray(jax.device_get(outputs['prediction'])))
+
+
+def max_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def main():
+  devices = jax.devices()
+  assert len(devices) == 8, os.environ.get('XLA_FLAGS')
+  one, m1, p1 = train(parallel.DataParallel, devices[:1], 0.5, True)
+  eight, m8, p8 = train(parallel.DataParallel, devices, 0.5, True)
+  # pmap gives each device its own random stream, so compare it without dropout
+  # and augmentation against the jit driver.
+  plain, _, _ = train(parallel.DataParallel, devices, 0.0, False)
+  pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
+  print(json.dumps({
+      'jit_1_vs_8_params': max_diff(one, eight),
+      'jit_1_vs_8_metrics': max_diff(m1, m8),
+      'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),
+      'jit_vs_pmap_params': max_diff(plain, pmapped),
+      'pmap_prediction_shape': list(pp.shape),
+      'param_scale': max(float(np.abs(x).max()) for x in jax.tree.leaves(one)),
+      'pmap_metric_count': float(mp[-1]['loss'][1][0]),
+  }))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,44 @@
+"""Data parallelism: 1 device == 8 forced CPU devices; jit driver == pmap driver."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from research.errors import UserInputError
+from research.train import parallel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope='module')
+def eight_device_results():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             JAX_PLATFORMS='cpu')
+  out = subprocess.run([sys.executable, '-m', 'tests.train.multidevice_worker'],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_device_equals_eight_devices(eight_device_results):
+  r = eight_device_results
+  assert r['param_scale'] > 0.01
+  assert r['jit_1_vs_8_params'] < 3e-5, r  # Adam steps are ~1e-3.
+  assert r['jit_1_vs_8_metrics'] < 1e-4, r
+  assert r['jit_1_vs_8_predictions_equal']
+
+
+def test_pmap_driver_equals_jit_driver(eight_device_results):
+  r = eight_device_results
+  assert r['jit_vs_pmap_params'] < 1e-5, r
+  assert r['pmap_prediction_shape'] == [2, 16]
+  assert r['pmap_metric_count'] == 8.0  # The uneven last batch: 8 real of 16.
+
+
+@pytest.mark.parametrize('batch_size', [0, -4, 12])
+def test_batch_size_must_divide_over_devices(batch_size):
+  with pytest.raises(UserInputError, match='multiple of the device count'):
+    parallel.check_batch_size(batch_size, 8)
