@@ -8,6 +8,6 @@ for arg in "$@"; do
   case "$arg" in --workdir=*|--workdir) has_workdir=1 ;; esac
 done
 if [ "$has_workdir" = 0 ]; then
-  set -- --workdir="runs/cnn_mnist_offline" "$@"
+  set -- --workdir="runs/cnn_mnist_offline/$(date +%Y%m%d-%H%M%S)" "$@"
 fi
 exec python -m experiments.cnn.main "$@"

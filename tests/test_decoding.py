@@ -38,7 +38,7 @@ def test_greedy_follows_argmax_stops_at_eos_and_pads():
   cache = jnp.zeros((2,), jnp.int32)
   seq = jax.jit(lambda c: decoding.greedy(_table_step(_bigram()), c, 2, 8, bos_id=BOS,
                                           eos_id=EOS))(cache)
-  np.testing.assert_array_equal(seq, [[3, 3, 5, EOS, 0, 0, 0, 0]] * 2)
+  np.testing.assert_array_equal(seq, [[3, 5, EOS, 0, 0, 0, 0, 0]] * 2)
 
 
 def test_beam_search_finds_the_likelier_sequence_and_stops_early():

@@ -6,6 +6,7 @@ module import, and is hidden from every GPU/TPU so it cannot claim their memory.
 
 import functools
 import importlib
+import os
 
 from research.errors import UserInputError
 
@@ -22,6 +23,9 @@ def import_tfds():
   Returns:
     the `tensorflow_datasets` module.
   """
+  # TensorFlow only resizes images here: keep its start-up chatter off stderr.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')

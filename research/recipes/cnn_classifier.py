@@ -116,8 +116,11 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
       eval_batch_size=config.eval_batch_size, seed=config.seed,
       steps_per_dispatch=config.steps_per_dispatch, progress=config.progress)
 
+  history = []
+
   def on_epoch_end(epoch, state, values):
     step = (epoch + 1) * steps_per_epoch
+    history.append(dict(values, epoch=epoch + 1))
     writer.write(step, 'train', values, epoch=epoch + 1)
     checkpointer.save(step, driver.host_state(state))
 
@@ -128,7 +131,8 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                      // steps_per_epoch,
                      on_epoch_end=on_epoch_end, log=log)
     checkpointer.wait()
-    final = report_on_test(driver, state, test_set, config, workdir, log)
+    final = report_on_test(driver, state, test_set, config, workdir, log,
+                           {'train_history': history, 'parameters': counts})
     writer.write(int(jax.device_get(driver.host_state(state).step)), 'test',
                  {'loss': final['test_loss'], 'accuracy': final['test_accuracy']})
   finally:
@@ -138,8 +142,12 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
 
 
 def report_on_test(driver, state, test_set, config, workdir: str,
-                   log: Callable[[str], None]) -> dict[str, Any]:
-  """Evaluates the test split; prints and saves the report and confusion matrix."""
+                   log: Callable[[str], None], extra: dict[str, Any]) -> dict[str, Any]:
+  """Evaluates the test split; prints and saves the report and confusion matrix.
+
+  `extra` (e.g. the training history) is saved with the test metrics in
+  final_metrics.json.
+  """
   values, outputs = loop.evaluate(driver, state, driver.put_replicated(test_set.arrays()),
                                   len(test_set), config.eval_batch_size)
   text, matrix = classification_report.report(test_set.label, outputs['prediction'],
@@ -156,7 +164,7 @@ def report_on_test(driver, state, test_set, config, workdir: str,
       title=f'{test_set.name} {config.test_split}: confusion matrix')
   log(f'Saved {png}')
   final = {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
-           'test_examples': len(test_set), 'confusion_matrix': matrix.tolist()}
+           'test_examples': len(test_set), 'confusion_matrix': matrix.tolist(), **extra}
   with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
     json.dump(final, f, indent=2)
   return final

@@ -1,0 +1,1 @@
+"""Transformer encoder-decoder on sequence-to-sequence tasks."""

@@ -1,0 +1,1 @@
+"""Configs of the seq2seq experiment."""

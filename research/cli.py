@@ -1,0 +1,47 @@
+"""What every experiment entry point shares: the config flag and clean failure.
+
+Entry points call `define_config_flag` at import and `run` from `main`; nothing
+here runs at import of `research`.
+"""
+
+import sys
+from typing import Callable
+
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from research.errors import UserInputError
+from research.train.loop import NonFiniteLossError
+
+
+def define_config_flag(default: str, help_text: str = 'Experiment config file.'):
+  """Defines --config (an ml_collections config file, locked against new keys).
+
+  ml_collections reads the --config.* overrides already while the flag is defined;
+  an override naming a field that does not exist ends the program with one line.
+
+  Returns:
+    the flag holder; `.value` is the ConfigDict after parsing.
+  """
+  try:
+    return config_flags.DEFINE_config_file('config', default, help_text,
+                                           lock_config=True)
+  except (AttributeError, KeyError) as e:
+    overrides = ' '.join(a.split('=')[0] for a in sys.argv[1:]
+                         if a.startswith('--config.'))
+    sys.exit(f'error: the config has no such field ({overrides}): '
+             f'{str(e).strip(chr(34))}')
+
+
+def run(train: Callable[[], object]) -> None:
+  """Calls `train()`; user mistakes and numerical failure end with one line, exit 1."""
+  if not flags.FLAGS['verbosity'].present:
+    # Orbax and tfds log every step at INFO; show warnings unless -v asks for more.
+    logging.set_verbosity(logging.WARNING)
+  try:
+    train()
+  except UserInputError as e:
+    sys.exit(f'error: {e}')
+  except NonFiniteLossError as e:
+    sys.exit(f'error: {e}; the last checkpoint in the workdir is kept')

@@ -1,0 +1,98 @@
+"""Next-token prediction: the loss function and the window gather of text data.
+
+The whole token array stays on the device; an "example" is the start offset of a
+window, and `make_window_gather` cuts (B, T + 1) windows from it inside the step.
+
+Dimension key: B batch, T window length, V vocabulary size, N tokens in the text.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int
+                ) -> dict[str, np.ndarray]:
+  """The arrays a window gather reads.
+
+  Args:
+    tokens_N: int ids of the text.
+    offsets_W: start offset of every window (example) of the split.
+    seq_len: T.
+
+  Returns:
+    {'tokens': int32 (N + T + 1,) ids padded with zeros so every window fits,
+     'offsets': int32 (W,), 'num_tokens': int32 scalar N}.
+  """
+  tokens = np.asarray(tokens_N, np.int32)
+  return {'tokens': np.concatenate([tokens, np.zeros(seq_len + 1, np.int32)]),
+          'offsets': np.asarray(offsets_W, np.int32),
+          'num_tokens': np.asarray(len(tokens), np.int32)}
+
+
+def make_window_gather(seq_len: int) -> Callable:
+  """A `gather_fn(data, idx_B)` for the drivers of `research.train.parallel`.
+
+  Example i of `data` (see `window_data`) is the window of T + 1 ids starting at
+  `offsets[i]`; target positions at or past the end of the text get token mask 0.
+
+  Returns:
+    gather_fn(data, idx_B) -> {'inputs' int32 (B, T), 'targets' int32 (B, T),
+    'token_mask' float32 (B, T)}.
+  """
+  def gather_fn(data, idx_B):
+    start_B = jnp.take(data['offsets'], idx_B, axis=0)
+    pos_BxT1 = start_B[:, None] + jnp.arange(seq_len + 1, dtype=start_B.dtype)
+    window = jnp.take(data['tokens'], pos_BxT1, axis=0)
+    return {'inputs': window[:, :-1], 'targets': window[:, 1:],
+            'token_mask': (pos_BxT1[:, 1:] < data['num_tokens']).astype(jnp.float32)}
+  return gather_fn
+
+
+def train_offsets(num_tokens: int, seq_len: int) -> np.ndarray:
+  """Every start offset whose window of T + 1 ids lies inside the text."""
+  return np.arange(max(num_tokens - seq_len, 1), dtype=np.int32)
+
+
+def eval_offsets(num_tokens: int, seq_len: int) -> np.ndarray:
+  """Non-overlapping windows that together predict every id after the first once."""
+  return np.arange(0, num_tokens - 1, seq_len, dtype=np.int32)
+
+
+def make_loss_fn(model: nn.Module) -> Callable:
+  """Mean next-token cross-entropy over real tokens of real windows.
+
+  Args:
+    model: called as `model.apply(vars, inputs, train=..., mask_BxT=...)`, returning
+      ((B, T, V) float32 logits, carry), with a 'dropout' PRNG stream in training.
+
+  Returns:
+    loss_fn(params, batch, rng, train) -> (metrics, outputs) where the batch holds
+    'inputs', 'targets' int32 (B, T), 'token_mask' float32 (B, T) and 'mask'
+    float32 (B,); metrics are 'loss' (nats per token) and 'accuracy' (sum, count)
+    pairs over tokens; outputs hold 'loss_sum' float32 (B,) per window.
+  """
+  def loss_fn(params, batch, rng, train):
+    weight_BxT = batch['token_mask'] * batch['mask'][:, None]
+    rngs = {'dropout': rng} if train else {}
+    logits_BxTxV, _ = model.apply({'params': params}, batch['inputs'], train=train,
+                                  mask_BxT=weight_BxT, rngs=rngs)
+    losses_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV,
+                                                                 batch['targets'])
+    correct_BxT = jnp.argmax(logits_BxTxV, axis=-1) == batch['targets']
+    count = weight_BxT.sum()
+    loss_sum_B = (losses_BxT * weight_BxT).sum(axis=1)
+    metrics = {'loss': (loss_sum_B.sum(), count),
+               'accuracy': ((correct_BxT * weight_BxT).sum(), count)}
+    return metrics, {'loss_sum': loss_sum_B}
+  return loss_fn
+
+
+def perplexity_and_bpc(loss_nats: float) -> dict[str, float]:
+  """{'perplexity', 'bits_per_char'} of a mean cross-entropy in nats per token."""
+  return {'perplexity': float(np.exp(loss_nats)),
+          'bits_per_char': float(loss_nats / np.log(2))}
+

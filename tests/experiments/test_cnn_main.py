@@ -1,0 +1,117 @@
+"""The CNN entry point end to end on a tiny subset, resume, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments.cnn.configs import default
+from research.errors import UserInputError
+from research.recipes import cnn_classifier
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_config(data_dir, epochs=2):
+  c = default.get_config()
+  c.data_dir = data_dir
+  c.train_split = 'train[:96]'
+  c.test_split = 'test[:40]'
+  c.image_size = 16
+  c.num_epochs = epochs
+  c.batch_size = 32
+  c.eval_batch_size = 32
+  c.steps_per_dispatch = 2
+  c.model.hidden_dim = 32
+  c.progress = False
+  return c
+
+
+def final_params(workdir):
+  ckpt = os.path.join(workdir, 'checkpoints')
+  step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+  restored = ocp.StandardCheckpointer().restore(os.path.join(ckpt, str(step), 'default'))
+  return step, restored['params']
+
+
+def test_end_to_end_writes_checkpoints_metrics_and_report(offline_data_dir, tmp_path):
+  lines = []
+  final = cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir),
+                                            str(tmp_path), log=lines.append)
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+  for name in ('manifest.json', 'metrics.jsonl', 'classification_report.txt',
+               'confusion_matrix.png', 'final_metrics.json'):
+    assert (tmp_path / name).stat().st_size > 0, name
+  assert os.listdir(tmp_path / 'tensorboard')
+  records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['split'] for r in records] == ['train', 'train', 'test']
+  manifest = json.loads((tmp_path / 'manifest.json').read_text())
+  assert manifest['data']['name'] == 'mnist_offline' and manifest['data']['version']
+  assert manifest['config']['batch_size'] == 32 and 'jax' in manifest['packages']
+  assert manifest['parameters']['conv1'] == 896
+  assert manifest['devices']['device_count'] >= 1 and manifest['git_commit']
+  assert lines[1].startswith('[Epoch 1] loss = ') and '| accuracy = ' in lines[1]
+  assert any(l.startswith('Test loss = ') for l in lines)
+  assert any('precision' in l and 'recall' in l for l in lines)
+  matrix = np.array(final['confusion_matrix'])
+  assert matrix.shape == (10, 10) and matrix.sum() == 40
+  assert np.isclose(final['test_accuracy'], np.trace(matrix) / 40)
+
+
+def test_resume_ends_with_the_same_parameters(offline_data_dir, tmp_path):
+  straight, split = str(tmp_path / 'straight'), str(tmp_path / 'split')
+  quiet = lambda _: None
+  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 2), straight, log=quiet)
+  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 1), split, log=quiet)
+  lines = []
+  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 2), split,
+                                    resume=True, log=lines.append)
+  assert 'Resumed from the checkpoint at step 3.' in lines
+  (s1, p1), (s2, p2) = final_params(straight), final_params(split)
+  assert s1 == s2 == 6
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_used_workdir_needs_resume_and_keeps_its_files(offline_data_dir, tmp_path):
+  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 1), str(tmp_path),
+                                    log=lambda _: None)
+  before = sorted(os.listdir(tmp_path / 'checkpoints'))
+  with pytest.raises(UserInputError, match='--resume'):
+    cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 1), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.no_such_field=1', 'the config has no such field'),
+    ('--config.batch_size=0', 'batch size must be a positive multiple'),
+    ('--config.dataset=not_a_dataset', "unknown data set 'not_a_dataset'"),
+    ('--config.image_size=30', 'image_size must be a positive multiple of 4'),
+    ('--config.optimizer.name=adagrad', "unknown optimizer 'adagrad'"),
+])
+def test_bad_input_gives_one_clear_line(offline_data_dir, tmp_path, override, message):
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.cnn.main', f'--workdir={tmp_path}/run',
+       f'--config.data_dir={offline_data_dir}', '--config.train_split=train[:8]',
+       '--config.test_split=test[:8]', override],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  assert 'Traceback' not in out.stderr
+  errors = [l for l in out.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and message in errors[0], out.stderr[-2000:]
+
+
+def test_unwritable_workdir_is_rejected(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('keep me')
+  out = subprocess.run([sys.executable, '-m', 'experiments.cnn.main',
+                        f'--workdir={blocker}/run'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and 'Traceback' not in out.stderr
+  assert out.stderr.strip().splitlines()[-1].startswith('error: workdir')
+  assert blocker.read_text() == 'keep me'

@@ -1,0 +1,182 @@
+"""LSTM/GRU layers and the character LM: scan vs loop, counts, padding, sampling."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research.models import rnn
+
+B, T, D, H, V = 2, 7, 5, 6, 11
+CELLS = ('lstm', 'gru')
+
+
+def _layer(cell, **kw):
+  layer = rnn.Recurrent(cell, H, **kw)
+  x = jax.random.normal(jax.random.key(0), (B, T, D))
+  params = layer.init(jax.random.key(1), x)['params']
+  return layer, params, x
+
+
+def _reference_cell(cell, params, carry, x_BxD):
+  """The textbook gate equations, written independently of the module."""
+  xg = x_BxD @ params['w_ih'] + params['b_ih']
+  h = carry[-1]
+  hg = h @ params['w_hh'] + (params['b_hh'] if cell == 'gru' else 0.0)
+  sig = jax.nn.sigmoid
+  if cell == 'lstm':
+    i, f, o, g = jnp.split(xg + hg, 4, axis=-1)
+    c = sig(f) * carry[0] + sig(i) * jnp.tanh(g)
+    return (c, sig(o) * jnp.tanh(c))
+  xr, xz, xn = jnp.split(xg, 3, axis=-1)
+  hr, hz, hn = jnp.split(hg, 3, axis=-1)
+  r, z = sig(xr + hr), sig(xz + hz)
+  return ((1 - z) * jnp.tanh(xn + r * hn) + z * h,)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_scan_equals_step_by_step_loop(cell):
+  layer, params, x = _layer(cell)
+  y_scan, carry_scan = layer.apply({'params': params}, x)
+  chex.assert_shape(y_scan, (B, T, H))
+  carry, ys, ref_carry, ref_ys = None, [], rnn.zero_carry(cell, B, H), []
+  for t in range(T):
+    y_t, carry = layer.apply({'params': params}, x[:, t:t + 1], carry=carry)
+    ys.append(y_t[:, 0])
+    ref_carry = _reference_cell(cell, params, ref_carry, x[:, t])
+    ref_ys.append(ref_carry[-1])
+  chex.assert_trees_all_close(y_scan, jnp.stack(ys, 1), atol=1e-5)
+  chex.assert_trees_all_close(y_scan, jnp.stack(ref_ys, 1), atol=1e-5)
+  chex.assert_trees_all_close(carry_scan, carry, atol=1e-5)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_unroll_does_not_change_results(cell):
+  layer, params, x = _layer(cell)
+  chex.assert_trees_all_close(
+      layer.apply({'params': params}, x),
+      rnn.Recurrent(cell, H, unroll=3).apply({'params': params}, x), atol=1e-5)
+
+
+@pytest.mark.parametrize('cell,gates,extra_bias', [('lstm', 4, 0), ('gru', 3, 1)])
+def test_parameter_counts_match_gate_formulas(cell, gates, extra_bias):
+  _, params, _ = _layer(cell)
+  n = sum(p.size for p in jax.tree.leaves(params))
+  assert n == gates * (D * H + H * H + (1 + extra_bias) * H)
+  assert n == rnn.num_cell_params(cell, D, H)
+  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=D, hidden_dim=H, num_layers=2, cell=cell)
+  shapes = jax.eval_shape(lambda: rnn.CharLM(cfg).init(
+      jax.random.key(0), jnp.zeros((1, 3), jnp.int32), train=False))['params']
+  total = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
+  assert total == (V * D + rnn.num_cell_params(cell, D, H)
+                   + rnn.num_cell_params(cell, H, H) + H * V + V)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_padded_steps_change_nothing(cell):
+  layer, params, x = _layer(cell)
+  lengths = np.array([T, 4])
+  mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)
+  garbage = jnp.where(mask[..., None] > 0, x, 100.0 * jax.random.normal(
+      jax.random.key(5), x.shape))
+  y, carry = layer.apply({'params': params}, garbage, mask)
+  y_short, carry_short = layer.apply({'params': params}, x[1:, :4])
+  chex.assert_trees_all_close(y[1, :4], y_short[0], atol=1e-5)
+  chex.assert_trees_all_close(jax.tree.map(lambda c: c[1], carry),
+                              jax.tree.map(lambda c: c[0], carry_short), atol=1e-5)
+  np.testing.assert_array_equal(y[1, 4:], 0.0)
+  # The backward direction skips the padding too.
+  bi = rnn.Bidirectional(cell, H)
+  bi_params = bi.init(jax.random.key(2), x)['params']
+  y_bi, _ = bi.apply({'params': bi_params}, garbage, mask)
+  y_bi_short, _ = bi.apply({'params': bi_params}, x[1:, :4])
+  chex.assert_trees_all_close(y_bi[1, :4], y_bi_short[0], atol=1e-5)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_bidirectional_backward_is_forward_on_reversed_input(cell):
+  bi = rnn.Bidirectional(cell, H)
+  x = jax.random.normal(jax.random.key(0), (B, T, D))
+  params = bi.init(jax.random.key(1), x)['params']
+  y, _ = bi.apply({'params': params}, x)
+  chex.assert_shape(y, (B, T, 2 * H))
+  fwd = rnn.Recurrent(cell, H)
+  y_rev, _ = fwd.apply({'params': params['backward']}, x[:, ::-1])
+  chex.assert_trees_all_close(y[..., H:], y_rev[:, ::-1], atol=1e-5)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_gradient_reaches_the_first_time_step(cell):
+  layer, params, x = _layer(cell)
+  g = jax.grad(lambda x: layer.apply({'params': params}, x)[0][:, -1].sum())(x)
+  assert float(jnp.abs(g[:, 0]).min()) > 0.0
+  chex.assert_tree_all_finite(g)
+
+
+def _lm(cell='lstm', layers=2):
+  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers,
+                         cell=cell)
+  model = rnn.CharLM(cfg)
+  tokens = jax.random.randint(jax.random.key(3), (B, 12), 0, V)
+  params = model.init(jax.random.key(4), tokens, train=False)['params']
+  return model, params, tokens
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_carried_state_continues_the_text(cell):
+  model, params, tokens = _lm(cell)
+  full, _ = model.apply({'params': params}, tokens, train=False)
+  first, carry = model.apply({'params': params}, tokens[:, :5], train=False)
+  second, _ = model.apply({'params': params}, tokens[:, 5:], train=False, carry=carry)
+  chex.assert_trees_all_close(full, jnp.concatenate([first, second], 1), atol=1e-5)
+
+
+def test_dropout_only_in_training():
+  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, dropout_rate=0.5)
+  model = rnn.CharLM(cfg)
+  tokens = jnp.ones((B, 4), jnp.int32)
+  params = model.init(jax.random.key(0), tokens, train=False)['params']
+  ev = lambda: model.apply({'params': params}, tokens, train=False)[0]
+  tr = lambda k: model.apply({'params': params}, tokens, train=True,
+                             rngs={'dropout': jax.random.key(k)})[0]
+  chex.assert_trees_all_equal(ev(), ev())
+  assert not np.allclose(tr(0), tr(1))
+
+
+def test_sampling_is_deterministic_per_key():
+  model, params, _ = _lm()
+  prompt = jnp.array([[1, 2, 3], [4, 5, 0]], jnp.int32)
+  mask = jnp.array([[1, 1, 1], [1, 1, 0]], jnp.float32)
+  sample = lambda k, **kw: rnn.generate(model, params, prompt, mask, jax.random.key(k),
+                                        num_steps=20, **kw)
+  a, b, c = sample(0), sample(0), sample(1)
+  chex.assert_shape(a, (2, 20))
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+  assert int(a.min()) >= 0 and int(a.max()) < V
+  # top_k = 1 is greedy whatever the key.
+  np.testing.assert_array_equal(sample(0, top_k=1), sample(7, temperature=0.0))
+
+
+def test_greedy_generation_equals_full_forward_decoding():
+  model, params, _ = _lm('gru')
+  prompt = jnp.array([[1, 2, 3]], jnp.int32)
+  out = rnn.generate(model, params, prompt, jnp.ones((1, 3)), jax.random.key(0),
+                     num_steps=6, temperature=0.0)
+  seq = prompt
+  for _ in range(6):
+    logits, _ = model.apply({'params': params}, seq, train=False)
+    seq = jnp.concatenate([seq, jnp.argmax(logits[:, -1:], -1).astype(jnp.int32)], 1)
+  np.testing.assert_array_equal(out, seq[:, 3:])
+
+
+def test_top_k_keeps_only_the_k_likeliest():
+  logits = jnp.log(jnp.array([[0.1, 0.2, 0.3, 0.4]] * 64))
+  ids = rnn.sample_logits(logits, jax.random.key(0), temperature=1.0, top_k=2)
+  assert set(np.asarray(ids).tolist()) <= {2, 3}
+
+
+def test_unknown_cell_is_rejected():
+  with pytest.raises(ValueError, match='unknown cell'):
+    rnn.zero_carry('rnn', 1, 2)
