@@ -10,6 +10,7 @@ characters it has not seen.
 """
 
 import dataclasses
+import importlib
 import math
 import os
 
@@ -104,9 +105,9 @@ class TextCorpus:
 
 def _tfds_text(name: str, split: str, data_dir: str | None) -> tuple[str, str]:
   tfds = tfds_io.import_tfds()
-  import importlib  # pylint: disable=g-import-not-at-top
-  if name.split(':')[0] in OFFLINE_BUILDERS:
-    importlib.import_module(OFFLINE_BUILDERS[name.split(':')[0]])
+  base = name.split(':')[0]
+  if base in OFFLINE_BUILDERS:  # Registers the builder (until tfds_io lists it).
+    importlib.import_module(OFFLINE_BUILDERS[base])
   builder = tfds_io.get_builder(name, data_dir)
   if 'text' not in builder.info.features:
     raise UserInputError(f'data set {name!r} has no "text" feature: use a character '

@@ -69,8 +69,8 @@ def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
 def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
              beam_size: int = 1, alpha: float = 0.0,
              tokens: SpecialTokens = SpecialTokens()) -> jax.Array:
-  """Decodes the sources: greedy if `beam_size` is 0 or 1 (0 forces the greedy loop,
-  1 runs beam search with one beam), else beam search.
+  """Decodes int32 sources (B, S): `beam_size` 0 runs the greedy loop, K >= 1 beam
+  search with K beams (K = 1 gives the greedy result).
 
   Returns:
     int32 (B, max_target_length) tokens, EOS included, then padding.

@@ -24,7 +24,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch():
   for _ in range(30):
     state, metrics = step(state, batch, jax.random.key(1))
     first = metrics['loss'][0] / metrics['loss'][1] if first is None else first
-  final, _ = steps.eval_step(state, batch, loss_fn=loss_fn)
+  final, _ = jax.jit(functools.partial(steps.eval_step, loss_fn=loss_fn))(state, batch)
   assert final['loss'][0] / final['loss'][1] < 0.5 * first
   assert int(state.step) == 30
 
@@ -47,8 +47,9 @@ def test_padding_leaves_metrics_and_update_unchanged():
   junk = {k: jnp.concatenate([v, v[:2][::-1]]) for k, v in real.items()}
   junk['mask'] = jnp.concatenate([jnp.ones(6), jnp.zeros(2)])
   key = jax.random.key(3)
-  s1, m1 = steps.train_step(state, real, key, loss_fn=loss_fn)
-  s2, m2 = steps.train_step(state, junk, key, loss_fn=loss_fn)
+  step = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn))
+  s1, m1 = step(state, real, key)
+  s2, m2 = step(state, junk, key)
   chex.assert_trees_all_close(m1, m2, rtol=1e-6)
   chex.assert_trees_all_close(s1.params, s2.params, rtol=1e-5, atol=1e-7)
   assert float(m2['accuracy'][1]) == 6.0
@@ -58,9 +59,9 @@ def test_randomness_comes_from_the_step_counter():
   """Same base key, same step -> same update; the next step draws new masks."""
   _, loss_fn, state = helpers.tiny_classifier()
   batch, key = _batch(), jax.random.key(7)
-  a, _ = steps.train_step(state, batch, key, loss_fn=loss_fn)
-  b, _ = steps.train_step(state, batch, key, loss_fn=loss_fn)
+  step = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn))
+  a, _ = step(state, batch, key)
+  b, _ = step(state, batch, key)
   chex.assert_trees_all_equal(a.params, b.params)
-  later = state.replace(step=state.step + 1)
-  c, _ = steps.train_step(later, batch, key, loss_fn=loss_fn)
+  c, _ = step(state.replace(step=state.step + 1), batch, key)
   assert not np.allclose(a.params['fc1']['kernel'], c.params['fc1']['kernel'])

@@ -1,0 +1,21 @@
+r"""Transformer encoder-decoder on multi-digit addition written as characters.
+
+Run:
+  python -m experiments.seq2seq.main --config=experiments/seq2seq/configs/addition.py \
+      --workdir=runs/addition
+
+Expect ('123+4567' -> '4690', operands of 1-3 digits, 1,000 held-out sums): about
+99% exact sequences, greedy and beam, in about 12 minutes on 2 CPU cores.
+"""
+
+from experiments.seq2seq.configs import default
+
+
+def get_config():
+  """The default config with the task and schedule set for addition."""
+  c = default.get_config()
+  c.task = 'addition'  # '123+4567' -> '4690'.
+  c.generated.num_digits = 3  # Longest operand, in digits.
+  c.generated.num_train = 60_000  # Generated training sums.
+  c.num_epochs = 20  # Passes over the training set.
+  return c
