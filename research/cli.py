@@ -13,6 +13,7 @@ from ml_collections import config_flags
 
 from research.errors import UserInputError
 from research.train.loop import NonFiniteLossError
+from research.train.loop import Preempted
 
 
 def define_config_flag(default: str, help_text: str = 'Experiment config file.'):
@@ -35,7 +36,10 @@ def define_config_flag(default: str, help_text: str = 'Experiment config file.')
 
 
 def run(train: Callable[[], object]) -> None:
-  """Calls `train()`; user mistakes and numerical failure end with one line, exit 1."""
+  """Calls `train()`; user mistakes and numerical failure end with one line, exit 1.
+
+  A run stopped by SIGTERM/SIGINT (after checkpointing) exits 0 with one line.
+  """
   if not flags.FLAGS['verbosity'].present:
     # Orbax and tfds log every step at INFO; show warnings unless -v asks for more.
     logging.set_verbosity(logging.WARNING)
@@ -45,3 +49,5 @@ def run(train: Callable[[], object]) -> None:
     sys.exit(f'error: {e}')
   except NonFiniteLossError as e:
     sys.exit(f'error: {e}; the last checkpoint in the workdir is kept')
+  except Preempted as e:
+    print(str(e), file=sys.stderr)  # A clean stop: exit status 0.

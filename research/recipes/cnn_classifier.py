@@ -21,6 +21,7 @@ from research.train import manifest
 from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
+from research.train import preemption
 from research.train import state as state_lib
 from research.train import workdir as workdir_lib
 
@@ -34,6 +35,9 @@ def check_config(config) -> None:
     raise UserInputError(f'num_epochs must be >= 1, got {config.num_epochs}')
   if config.eval_batch_size < 1:
     raise UserInputError(f'eval_batch_size must be >= 1, got {config.eval_batch_size}')
+  if config.checkpoint_every_steps < 0:
+    raise UserInputError(f'checkpoint_every_steps must be >= 0, got '
+                         f'{config.checkpoint_every_steps}')
   if config.steps_per_dispatch < 1:
     raise UserInputError(f'steps_per_dispatch must be >= 1, got '
                          f'{config.steps_per_dispatch}')
@@ -103,18 +107,22 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                 'train_split': config.train_split, 'test_split': config.test_split,
                 'train_examples': len(train_set), 'test_examples': len(test_set),
                 'num_classes': train_set.num_classes}
-  manifest.write_manifest(workdir, common.to_dict(config), data_facts,
+  if resume:
+    manifest.check_resumable(workdir, 'cnn', counts)
+  manifest.write_manifest(workdir, 'cnn', common.to_dict(config), data_facts,
                           {'parameters': counts})
 
   checkpointer = checkpoint_lib.Checkpointer(workdir)
   state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
   state = common.restore_if_resuming(checkpointer, state, resume, log)
+  start_step = int(state.step)
   state = driver.put_replicated(state)
   writer = metrics_lib.MetricWriter(workdir)
   loop_cfg = loop.LoopConfig(
       num_epochs=config.num_epochs, batch_size=config.batch_size,
       eval_batch_size=config.eval_batch_size, seed=config.seed,
-      steps_per_dispatch=config.steps_per_dispatch, progress=config.progress)
+      steps_per_dispatch=config.steps_per_dispatch, progress=config.progress,
+      skip_nonfinite=config.optimizer.skip_nonfinite)
 
   history = []
 
@@ -122,14 +130,14 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
     step = (epoch + 1) * steps_per_epoch
     history.append(dict(values, epoch=epoch + 1))
     writer.write(step, 'train', values, epoch=epoch + 1)
-    checkpointer.save(step, driver.host_state(state))
 
   try:
-    state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
-                     len(train_set), loop_cfg, train_key,
-                     start_epoch=int(jax.device_get(driver.host_state(state).step))
-                     // steps_per_epoch,
-                     on_epoch_end=on_epoch_end, log=log)
+    with preemption.StopOnSignal() as stop:
+      state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
+                       len(train_set), loop_cfg, train_key, start_step=start_step,
+                       on_epoch_end=on_epoch_end, checkpointer=checkpointer,
+                       checkpoint_every_steps=config.checkpoint_every_steps,
+                       stop_requested=stop.stop_requested, log=log)
     checkpointer.wait()
     final = report_on_test(driver, state, test_set, config, workdir, log,
                            {'train_history': history, 'parameters': counts})

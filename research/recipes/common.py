@@ -45,21 +45,18 @@ def optimizer_config(config: Mapping[str, Any], total_steps: int
 
 def restore_if_resuming(checkpointer: checkpoint_lib.Checkpointer, state: Any,
                         resume: bool, log=print) -> Any:
-  """Returns the latest checkpointed state when `resume`, else `state` unchanged.
+  """Returns the newest restorable checkpointed state when `resume`, else `state`.
 
   Raises:
-    UserInputError: if the checkpoint does not fit the configured model.
+    UserInputError: if checkpoints exist but none fits the configured model.
   """
-  step = checkpointer.latest_step() if resume else None
-  if step is None:
-    if resume:
-      log('No checkpoint to resume from: starting from scratch.')
+  if not resume:
     return state
   try:
-    restored = checkpointer.restore(step, state)
-  except (ValueError, KeyError, TypeError) as e:
-    raise UserInputError(f'the checkpoint at step {step} in {checkpointer.directory} '
-                         f'does not fit this config (another model or data set?): '
-                         f'{str(e).splitlines()[0][:300]}') from None
-  log(f'Resumed from the checkpoint at step {step}.')
+    step, restored = checkpointer.restore_latest(state, log)
+  except ValueError as e:
+    raise UserInputError(f'no checkpoint in {checkpointer.directory} fits this config '
+                         f'(another model or data set?): {e}') from None
+  log('No checkpoint to resume from: starting from scratch.' if step is None else
+      f'Resumed from the checkpoint at step {step}.')
   return restored

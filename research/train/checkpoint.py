@@ -38,6 +38,31 @@ class Checkpointer:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return self._manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
 
+  def restore_latest(self, like: Any, log=print) -> tuple[int | None, Any]:
+    """Restores the newest checkpoint that reads back; unreadable ones are skipped.
+
+    A checkpoint whose files are missing or corrupt (e.g. truncated by a crash) is
+    reported through `log` and the next older one is tried.
+
+    Returns:
+      (step, state), or (None, like) when there is no checkpoint.
+
+    Raises:
+      ValueError: if checkpoints exist but none can be restored into `like`
+        (the message of the newest failure).
+    """
+    first_error = None
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return step, self.restore(step, like)
+      except Exception as e:  # pylint: disable=broad-except
+        message = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        log(f'Checkpoint at step {step} could not be restored ({message}): skipped.')
+        first_error = first_error or message
+    if first_error is not None:
+      raise ValueError(first_error)
+    return None, like
+
   def wait(self) -> None:
     """Blocks until pending saves are on disk."""
     self._manager.wait_until_finished()

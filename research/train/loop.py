@@ -31,6 +31,8 @@ class LoopConfig:
     seed: data order of epoch e is a permutation seeded by (seed, e).
     steps_per_dispatch: train steps run per compiled call (a `lax.scan`).
     progress: show tqdm progress bars.
+    skip_nonfinite: drop steps whose loss or gradient is not finite from the
+      metrics instead of stopping (pair with an optimiser that skips their update).
   """
   num_epochs: int
   batch_size: int
@@ -38,6 +40,7 @@ class LoopConfig:
   seed: int = 0
   steps_per_dispatch: int = 1
   progress: bool = True
+  skip_nonfinite: bool = False
 
 
 def batch_plan(num_examples: int, batch_size: int, *, shuffle: bool, seed: int = 0,
@@ -60,9 +63,9 @@ def batch_plan(num_examples: int, batch_size: int, *, shuffle: bool, seed: int =
   return idx.reshape(num_steps, batch_size), mask.reshape(num_steps, batch_size)
 
 
-def _chunks(num_steps: int, size: int):
-  for start in range(0, num_steps, size):
-    yield slice(start, min(start + size, num_steps))
+def _chunks(start: int, num_steps: int, size: int):
+  for first in range(start, num_steps, size):
+    yield slice(first, min(first + size, num_steps))
 
 
 def format_metrics(values: dict[str, float]) -> str:
@@ -73,9 +76,31 @@ def format_metrics(values: dict[str, float]) -> str:
   return ' | '.join(parts)
 
 
+def _check_finite(chunk_metrics, first_step: int, epoch: int, skip: bool):
+  """Raises NonFiniteLossError naming the first bad step, or, when `skip`, drops it.
+
+  Returns:
+    the metrics with non-finite steps removed, and how many were removed.
+  """
+  loss = np.asarray(chunk_metrics['loss'][0])
+  norm = np.asarray(chunk_metrics.get('grad_norm', (loss,))[0])
+  bad = ~(np.isfinite(loss) & np.isfinite(norm))
+  if bad.any() and not skip:
+    i = int(np.flatnonzero(bad)[0])
+    what = 'loss' if not np.isfinite(loss[i]) else 'gradient norm'
+    value = loss[i] if what == 'loss' else norm[i]
+    raise NonFiniteLossError(f'training {what} is {value} at step {first_step + i + 1} '
+                             f'(epoch {epoch + 1})')
+  keep = jax.tree.map(lambda x: np.asarray(x)[~bad], chunk_metrics)
+  return keep, int(bad.sum())
+
+
 def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: int,
-                rng: jax.Array, *, first_step: int = 0) -> tuple[Any, dict[str, float]]:
-  """One pass over the training set.
+                rng: jax.Array, *, first_step: int = 0, start: int = 0,
+                after_chunk: Callable[[int, Any], None] | None = None,
+                stop_requested: Callable[[], bool] | None = None
+                ) -> tuple[Any, dict[str, float], int]:
+  """One pass over the training set, or its remainder from batch `start`.
 
   Args:
     driver: a `research.train.parallel` driver.
@@ -85,43 +110,55 @@ def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: 
     cfg: loop settings.
     epoch: epoch index (selects the data order).
     rng: the run's base key for training randomness.
-    first_step: optimiser step at the start of the epoch (for messages).
+    first_step: optimiser step at the start of the epoch.
+    start: index of the first batch to run (resuming mid-epoch).
+    after_chunk: called as after_chunk(step, state) after each dispatched chunk.
+    stop_requested: polled after each chunk; True ends the epoch early.
 
   Returns:
-    the new state and the epoch's averaged metrics.
+    the new state, the averaged metrics of the batches run (plus 'skipped_steps'
+    when cfg.skip_nonfinite), and the index of the next batch to run (the number
+    of batches unless stopped early).
 
   Raises:
-    NonFiniteLossError: naming the first step whose loss was not finite.
+    NonFiniteLossError: naming the first step whose loss or gradient was not finite.
   """
   idx, mask = batch_plan(num_examples, cfg.batch_size, shuffle=True, seed=cfg.seed,
                          epoch=epoch)
   sums = metrics_lib.MetricSums()
-  bar = tqdm.tqdm(total=len(idx), desc=f'epoch {epoch + 1}/{cfg.num_epochs}',
-                  unit='step', disable=not cfg.progress, leave=False)
+  skipped = 0
+  bar = tqdm.tqdm(total=len(idx), initial=start, unit='step', leave=False,
+                  desc=f'epoch {epoch + 1}/{cfg.num_epochs}', disable=not cfg.progress)
 
   def consume(pending):
+    nonlocal skipped
     chunk_metrics, sl = pending
-    chunk_metrics = jax.device_get(chunk_metrics)
-    losses = chunk_metrics['loss'][0]
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-      raise NonFiniteLossError(f'training loss is {losses[bad[0]]} at step '
-                               f'{first_step + sl.start + bad[0] + 1} (epoch {epoch + 1})')
+    chunk_metrics, bad = _check_finite(jax.device_get(chunk_metrics),
+                                       first_step + sl.start, epoch, cfg.skip_nonfinite)
+    skipped += bad
     sums.add(chunk_metrics)
     bar.update(sl.stop - sl.start)
-    bar.set_postfix(loss=f'{sums.result()["loss"]:.4f}')
+    bar.set_postfix(loss=f'{sums.result().get("loss", float("nan")):.4f}')
 
-  pending = None
+  pending, next_batch = None, start
   try:
-    for sl in _chunks(len(idx), cfg.steps_per_dispatch):
+    for sl in _chunks(start, len(idx), cfg.steps_per_dispatch):
       state, chunk_metrics = driver.train(state, data, idx[sl], mask[sl], rng)
       if pending is not None:
         consume(pending)  # The device is already busy with this chunk.
-      pending = (chunk_metrics, sl)
-    consume(pending)
+      pending, next_batch = (chunk_metrics, sl), sl.stop
+      if after_chunk is not None:
+        after_chunk(first_step + sl.stop, state)
+      if stop_requested is not None and stop_requested():
+        break
+    if pending is not None:
+      consume(pending)
   finally:
     bar.close()
-  return state, sums.result()
+  values = sums.result()
+  if cfg.skip_nonfinite:
+    values['skipped_steps'] = skipped
+  return state, values, next_batch
 
 
 def evaluate(driver, state, data, num_examples: int, batch_size: int,
@@ -135,7 +172,7 @@ def evaluate(driver, state, data, num_examples: int, batch_size: int,
   idx, mask = batch_plan(num_examples, batch_size, shuffle=False)
   sums = metrics_lib.MetricSums()
   outputs = []
-  for sl in _chunks(len(idx), steps_per_dispatch):
+  for sl in _chunks(0, len(idx), steps_per_dispatch):
     m, out = driver.evaluate(state, data, idx[sl], mask[sl])
     sums.add(jax.device_get(m))
     outputs.append(jax.device_get(out))
@@ -144,31 +181,69 @@ def evaluate(driver, state, data, num_examples: int, batch_size: int,
   return sums.result(), flat
 
 
+class Preempted(Exception):
+  """Training stopped on request (SIGTERM/SIGINT); a checkpoint was written."""
+
+  def __init__(self, step: int):
+    super().__init__(f'stopped at step {step} on request; a checkpoint was saved: '
+                     'rerun with --resume to continue')
+    self.step = step
+
+
+def _epoch_line(epoch: int, values: dict[str, float], seconds: float,
+                examples: int) -> str:
+  shown = {k: v for k, v in values.items()
+           if k in ('loss', 'skipped_steps') or 'accuracy' in k}
+  return (f'[Epoch {epoch + 1}] {format_metrics(shown)} '
+          f'({seconds:.1f} s, {examples / seconds:.0f} examples/s)')
+
+
 def fit(driver, state, data, num_examples: int, cfg: LoopConfig, rng: jax.Array, *,
-        start_epoch: int = 0,
+        start_epoch: int = 0, start_step: int | None = None,
         on_epoch_end: Callable[[int, Any, dict[str, float]], None] | None = None,
+        checkpointer=None, checkpoint_every_steps: int = 0,
+        stop_requested: Callable[[], bool] | None = None,
         log: Callable[[str], None] = print) -> Any:
-  """Trains from `start_epoch` to `cfg.num_epochs`.
+  """Trains from `start_step` (or the start of `start_epoch`) to `cfg.num_epochs`.
 
   After each epoch it prints `[Epoch N] loss = ... | accuracy = ...%` with the time
-  and throughput, then calls `on_epoch_end(epoch, state, metrics)` (checkpointing,
-  metric writing).
+  and throughput, saves a checkpoint (with a `checkpointer`) and calls
+  `on_epoch_end(epoch, state, metrics)`. With `checkpoint_every_steps` it also
+  saves every that many steps. When `stop_requested()` turns True it finishes the
+  current chunk of steps, saves a checkpoint and raises `Preempted`.
 
   Returns:
     the final state.
   """
   steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
-  for epoch in range(start_epoch, cfg.num_epochs):
-    t0 = time.perf_counter()
-    state, values = train_epoch(driver, state, data, num_examples, cfg, epoch, rng,
-                                first_step=epoch * steps_per_epoch)
+  step = start_epoch * steps_per_epoch if start_step is None else start_step
+  save = lambda step, state: checkpointer and checkpointer.save(
+      step, driver.host_state(state))
+
+  def after_chunk(step_now, state):
+    if checkpoint_every_steps and (step_now // checkpoint_every_steps >
+                                   (step_now - cfg.steps_per_dispatch) //
+                                   checkpoint_every_steps):
+      save(step_now, state)
+
+  for epoch in range(step // steps_per_epoch, cfg.num_epochs):
+    t0, start = time.perf_counter(), step - epoch * steps_per_epoch
+    state, values, end = train_epoch(
+        driver, state, data, num_examples, cfg, epoch, rng,
+        first_step=epoch * steps_per_epoch, start=start, after_chunk=after_chunk,
+        stop_requested=stop_requested)
+    step = epoch * steps_per_epoch + end
+    if end < steps_per_epoch:
+      if checkpointer is not None and checkpointer.latest_step() != step:
+        save(step, state)
+        checkpointer.wait()
+      raise Preempted(step)
     seconds = time.perf_counter() - t0
-    values = dict(values, epoch_seconds=seconds,
-                  examples_per_second=num_examples / seconds)
-    shown = {k: v for k, v in values.items()
-             if k not in ('epoch_seconds', 'examples_per_second')}
-    log(f'[Epoch {epoch + 1}] {format_metrics(shown)} '
-        f'({seconds:.1f} s, {num_examples / seconds:.0f} examples/s)')
+    examples = min(num_examples, (end - start) * cfg.batch_size)
+    values = dict(values, epoch_seconds=seconds, examples_per_second=examples / seconds)
+    log(_epoch_line(epoch, values, seconds, examples))
+    if checkpointer is not None and checkpointer.latest_step() != step:
+      save(step, state)
     if on_epoch_end is not None:
       on_epoch_end(epoch, state, values)
   return state

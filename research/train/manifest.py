@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import jax
 
+from research.errors import UserInputError
+
 PACKAGES = ('research', 'jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'chex',
             'numpy', 'tensorflow-cpu', 'tensorflow', 'tensorflow-datasets',
             'ml-collections', 'scikit-learn')
@@ -49,18 +51,43 @@ def device_summary() -> dict[str, Any]:
           'device_count': jax.device_count(), 'device_kinds': kinds}
 
 
-def write_manifest(workdir: str, config: Mapping[str, Any], data: Mapping[str, Any],
-                   extra: Mapping[str, Any] | None = None) -> str:
-  """Writes `<workdir>/manifest.json` and returns its path.
+def check_resumable(workdir: str, experiment: str, parameters: Mapping[str, int]) -> None:
+  """Refuses to resume in a workdir written by another experiment or model shape.
+
+  Raises:
+    UserInputError: naming what differs from the workdir's manifest.json.
+  """
+  path = os.path.join(workdir, 'manifest.json')
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    earlier = json.load(f)
+  if earlier.get('experiment', experiment) != experiment:
+    raise UserInputError(f'workdir {workdir!r} belongs to experiment '
+                         f'{earlier["experiment"]!r}, not {experiment!r}')
+  if earlier.get('parameters', dict(parameters)) != dict(parameters):
+    raise UserInputError(f'workdir {workdir!r} holds a model with parameter counts '
+                         f'{earlier["parameters"]}, this config builds {dict(parameters)}')
+
+
+def write_manifest(workdir: str, experiment: str, config: Mapping[str, Any],
+                   data: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> str:
+  """Writes `<workdir>/manifest.json` (a resumed run: `manifest.resumed-<time>.json`).
 
   Args:
     workdir: run directory.
+    experiment: the experiment's name, e.g. 'cnn'.
     config: the fully resolved experiment config (JSON-serialisable).
     data: data set facts, e.g. {'name': ..., 'version': ..., 'train_examples': ...}.
     extra: anything else worth keeping (e.g. parameter counts).
+
+  Returns:
+    the path written.
   """
+  now = datetime.datetime.now(datetime.timezone.utc)
   manifest = {
-      'time': datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      'experiment': experiment,
+      'time': now.isoformat(),
       'command': sys.argv,
       'git_commit': git_commit(),
       'python': platform.python_version(),
@@ -72,6 +99,8 @@ def write_manifest(workdir: str, config: Mapping[str, Any], data: Mapping[str, A
       **(extra or {}),
   }
   path = os.path.join(workdir, 'manifest.json')
+  if os.path.exists(path):  # Never overwrite the first run's manifest.
+    path = os.path.join(workdir, f'manifest.resumed-{now:%Y%m%dT%H%M%S%f}.json')
   with open(path, 'w', encoding='utf-8') as f:
     json.dump(manifest, f, indent=2, sort_keys=True, default=str)
   return path

@@ -32,6 +32,8 @@ class OptimizerConfig:
     b2: Adam's second-moment decay.
     eps: Adam's / RMSprop's epsilon.
     clip_grad_norm: clip gradients to this global norm first (None or 0: off).
+    skip_nonfinite: skip (do not apply) updates whose gradient is not finite,
+      via `optax.apply_if_finite`; training stops after 100 in a row.
   """
   name: str = 'adam'
   learning_rate: float = 1e-3
@@ -44,6 +46,7 @@ class OptimizerConfig:
   b2: float = 0.999
   eps: float = 1e-8
   clip_grad_norm: float | None = None
+  skip_nonfinite: bool = False
 
 
 def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
@@ -86,4 +89,6 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     raise UserInputError(f'unknown optimizer {cfg.name!r}: use one of {OPTIMIZERS}')
   if cfg.clip_grad_norm:
     tx = optax.chain(optax.clip_by_global_norm(cfg.clip_grad_norm), tx)
+  if cfg.skip_nonfinite:
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=100)
   return tx

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax.training import train_state
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]
@@ -47,7 +48,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       key (folded with its axis index).
 
   Returns:
-    the updated state and the batch's metrics as global (sum, count) pairs.
+    the updated state and the batch's metrics as global (sum, count) pairs, plus
+    'grad_norm': (global norm of the mean gradient, 1).
   """
   step_rng = jax.random.fold_in(rng, state.step)
   if axis_name is not None:
@@ -61,6 +63,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   grads, metrics = _psum((grads, metrics), axis_name)
   count = jnp.maximum(metrics['loss'][1], 1.0)
   grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
+  # One value per step (count 1): lets the host stop on a non-finite gradient.
+  metrics = dict(metrics, grad_norm=(optax.global_norm(grads), jnp.ones(())))
   return state.apply_gradients(grads=grads), metrics
 
 

@@ -45,7 +45,7 @@ def test_non_finite_loss_names_the_step():
   nan_state = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
   driver = parallel.DataParallel(loss_fn)
   cfg = loop.LoopConfig(num_epochs=1, batch_size=8, eval_batch_size=8, progress=False)
-  with pytest.raises(loop.NonFiniteLossError, match='at step 1 '):
+  with pytest.raises(loop.NonFiniteLossError, match='loss is nan at step 1 '):
     loop.train_epoch(driver, driver.put_replicated(nan_state),
                      driver.put_replicated(helpers.tiny_data(16)), 16, cfg, 0,
                      jax.random.key(0))

@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.steps_per_dispatch = 1  # Train steps per compiled call (lax.scan over steps).
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
   c.progress = True  # tqdm progress bar per epoch.
+  c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: only per epoch).
 
   c.model = ml_collections.ConfigDict()
   c.model.hidden_dim = 512  # Width of fc1.
@@ -43,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.total_steps = 0  # Schedule length for 'warmup_cosine' (0 = whole run).
   c.optimizer.momentum = 0.9  # SGD momentum.
   c.optimizer.clip_grad_norm = 0.0  # Global-norm gradient clipping (0 = off).
+  c.optimizer.skip_nonfinite = False  # Skip NaN/inf updates instead of stopping.
 
   c.augment = ml_collections.ConfigDict()
   c.augment.max_rotation_deg = 10.0  # Random rotation within +-this, training only.
