@@ -82,12 +82,13 @@ class Seq2SeqDataset:
 
 def encode_pairs(pairs: list[tuple[str, str]], vocab, max_input_length: int,
                  max_target_length: int) -> tuple[np.ndarray, np.ndarray]:
-  """Pads (source, target) texts to int32 arrays; targets get EOS. Truncates."""
+  """Pads (source, target) texts to int32 arrays. Sources are cut to
+  `max_input_length` tokens, targets to `max_target_length` - 1, then EOS."""
   inputs = np.zeros((len(pairs), max_input_length), np.int32)
   targets = np.zeros((len(pairs), max_target_length), np.int32)
   for n, (src, tgt) in enumerate(pairs):
     s = vocab.encode(src)[:max_input_length]
-    t = (vocab.encode(tgt) + [EOS_ID])[:max_target_length]
+    t = vocab.encode(tgt)[:max_target_length - 1] + [EOS_ID]
     inputs[n, :len(s)] = s
     targets[n, :len(t)] = t
   return inputs, targets

@@ -24,6 +24,7 @@ from research.train import manifest
 from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
+from research.train import preemption
 from research.train import state as state_lib
 from research.train import workdir as workdir_lib
 
@@ -127,12 +128,15 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                 'vocab_size': train_set.vocab.size,
                 'max_input_length': int(train_set.inputs.shape[1]),
                 'max_target_length': int(train_set.targets.shape[1])}
-  manifest.write_manifest(workdir, common.to_dict(config), data_facts,
+  if resume:
+    manifest.check_resumable(workdir, 'seq2seq', counts)
+  manifest.write_manifest(workdir, 'seq2seq', common.to_dict(config), data_facts,
                           {'parameters': counts})
 
   checkpointer = checkpoint_lib.Checkpointer(workdir)
   state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
   state = common.restore_if_resuming(checkpointer, state, resume, log)
+  start_step = int(state.step)
   state = driver.put_replicated(state)
   writer = metrics_lib.MetricWriter(workdir)
   loop_cfg = loop.LoopConfig(
@@ -149,7 +153,6 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
     throughput.append(tokens_per_second)
     writer.write(step, 'train', dict(values, tokens_per_second=tokens_per_second),
                  epoch=epoch + 1)
-    checkpointer.save(step, driver.host_state(state))
     if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
       held_out, _ = loop.evaluate(driver, state, test_data, len(test_set),
                                   config.eval_batch_size)
@@ -158,11 +161,11 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
           f'{loop.format_metrics(held_out)}')
 
   try:
-    state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
-                     len(train_set), loop_cfg, train_key,
-                     start_epoch=int(jax.device_get(driver.host_state(state).step))
-                     // steps_per_epoch,
-                     on_epoch_end=on_epoch_end, log=log)
+    with preemption.StopOnSignal() as stop:
+      state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
+                       len(train_set), loop_cfg, train_key, start_step=start_step,
+                       on_epoch_end=on_epoch_end, checkpointer=checkpointer,
+                       stop_requested=stop.stop_requested, log=log)
     checkpointer.wait()
     final = report_on_test(decode_driver, state, test_set, references, config, workdir,
                            log)

@@ -1,5 +1,7 @@
 """Properties of the transformer: masks, cache, parameter arithmetic, dtypes."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -35,9 +37,9 @@ def _init(cfg):
     {'share_embeddings': True, 'positional': 'learned', 'pre_norm': False}])
 def test_parameter_count_matches_the_layer_arithmetic(kw):
   cfg = _config(**kw)
-  shapes = jax.eval_shape(
-      transformer.Transformer(cfg).init, jax.random.key(0), jnp.ones((1, S), jnp.int32),
-      jnp.ones((1, T), jnp.int32), train=False)['params']
+  init = functools.partial(transformer.Transformer(cfg).init, train=False)
+  shapes = jax.eval_shape(init, jax.random.key(0), jnp.ones((1, S), jnp.int32),
+                          jnp.ones((1, T), jnp.int32))['params']
   assert sum(x.size for x in jax.tree.leaves(shapes)) == transformer.num_params(cfg)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(shapes))
 

@@ -4,8 +4,8 @@ Run:
   python -m experiments.seq2seq.main --config=experiments/seq2seq/configs/addition.py \
       --workdir=runs/addition
 
-Expect ('123+4567' -> '4690', operands of 1-3 digits, 1,000 held-out sums): about
-99% exact sequences, greedy and beam, in about 12 minutes on 2 CPU cores.
+Expect ('123+456' -> '579', operands of 1-3 digits, 1,000 held-out sums): 99.8%
+exact sequences, greedy and beam (size 4), in about 8 minutes on 2 CPU cores.
 """
 
 from experiments.seq2seq.configs import default

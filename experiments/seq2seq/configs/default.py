@@ -6,8 +6,8 @@ Run:
   ... --config.task=addition            # or configs/addition.py (tuned for it)
   ... --config.task=translate           # tfds ted_hrlr_translate/pt_to_en, BLEU
 
-Expect (reverse, 1-16 letters of a-z, 1,000 held-out strings): about 100% exact
-sequences, greedy and beam, in about 10 minutes on 2 CPU cores.
+Expect (reverse, 1-16 letters of a-z, 1,000 held-out strings): 99.9% exact
+sequences, greedy and beam (size 4), in about 7 minutes on 2 CPU cores.
 """
 
 import ml_collections
