@@ -15,14 +15,10 @@ from research.models import cnn
 from research.recipes import common
 from research.tasks import classification
 from research.tasks import classification_report
-from research.train import checkpoint as checkpoint_lib
 from research.train import loop
-from research.train import manifest
-from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
 from research.train import preemption
-from research.train import state as state_lib
 from research.train import workdir as workdir_lib
 
 
@@ -100,52 +96,36 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   shape = (1, config.image_size, config.image_size, config.image_channels)
   init_params = lambda rng: model.init({'params': rng}, jnp.zeros(shape),
                                        train=False)['params']
-  counts = state_lib.count_params(
-      state_lib.abstract_train_state(init_params, model.apply, tx).params)
-  log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   data_facts = {'name': train_set.name, 'version': train_set.version,
                 'train_split': config.train_split, 'test_split': config.test_split,
                 'train_examples': len(train_set), 'test_examples': len(test_set),
                 'num_classes': train_set.num_classes}
-  if resume:
-    manifest.check_resumable(workdir, 'cnn', counts)
-  manifest.write_manifest(workdir, 'cnn', common.to_dict(config), data_facts,
-                          {'parameters': counts})
-
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
-  state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
-  state = common.restore_if_resuming(checkpointer, state, resume, log)
-  start_step = int(state.step)
-  state = driver.put_replicated(state)
-  writer = metrics_lib.MetricWriter(workdir)
-  loop_cfg = loop.LoopConfig(
-      num_epochs=config.num_epochs, batch_size=config.batch_size,
-      eval_batch_size=config.eval_batch_size, seed=config.seed,
-      steps_per_dispatch=config.steps_per_dispatch, progress=config.progress,
-      skip_nonfinite=config.optimizer.skip_nonfinite)
+  run = common.start_run(experiment='cnn', config=config, workdir=workdir,
+                         resume=resume, init_params=init_params, apply_fn=model.apply,
+                         tx=tx, rng=init_key, driver=driver, data_facts=data_facts,
+                         log=log)
 
   history = []
 
   def on_epoch_end(epoch, state, values):
     step = (epoch + 1) * steps_per_epoch
     history.append(dict(values, epoch=epoch + 1))
-    writer.write(step, 'train', values, epoch=epoch + 1)
+    run.writer.write(step, 'train', values, epoch=epoch + 1)
 
   try:
     with preemption.StopOnSignal() as stop:
-      state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
-                       len(train_set), loop_cfg, train_key, start_step=start_step,
-                       on_epoch_end=on_epoch_end, checkpointer=checkpointer,
+      state = loop.fit(driver, run.state, driver.put_replicated(train_set.arrays()),
+                       len(train_set), common.loop_config(config), train_key,
+                       start_step=run.start_step, on_epoch_end=on_epoch_end,
+                       checkpointer=run.checkpointer,
                        checkpoint_every_steps=config.checkpoint_every_steps,
                        stop_requested=stop.stop_requested, log=log)
-    checkpointer.wait()
     final = report_on_test(driver, state, test_set, config, workdir, log,
-                           {'train_history': history, 'parameters': counts})
-    writer.write(int(jax.device_get(driver.host_state(state).step)), 'test',
-                 {'loss': final['test_loss'], 'accuracy': final['test_accuracy']})
+                           {'train_history': history, 'parameters': run.param_counts})
+    run.writer.write(int(jax.device_get(driver.host_state(state).step)), 'test',
+                     {'loss': final['test_loss'], 'accuracy': final['test_accuracy']})
   finally:
-    checkpointer.close()
-    writer.close()
+    run.close()
   return final
 
 

@@ -18,14 +18,10 @@ from research.errors import UserInputError
 from research.models import transformer
 from research.recipes import common
 from research.tasks import seq2seq
-from research.train import checkpoint as checkpoint_lib
 from research.train import loop
-from research.train import manifest
-from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
 from research.train import preemption
-from research.train import state as state_lib
 from research.train import workdir as workdir_lib
 
 TASKS = ('reverse', 'addition', 'translate')
@@ -120,29 +116,16 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   src, tgt = (jnp.zeros((1,) + a.shape[1:], jnp.int32)
               for a in (train_set.inputs, train_set.targets))
   init_params = lambda rng: model.init({'params': rng}, src, tgt, train=False)['params']
-  counts = state_lib.count_params(
-      state_lib.abstract_train_state(init_params, model.apply, tx).params)
-  log(f'Parameters: {counts["total"]:,}')
   data_facts = {'name': train_set.name, 'task': config.task,
                 'train_examples': len(train_set), 'test_examples': len(test_set),
                 'vocab_size': train_set.vocab.size,
                 'max_input_length': int(train_set.inputs.shape[1]),
                 'max_target_length': int(train_set.targets.shape[1])}
-  if resume:
-    manifest.check_resumable(workdir, 'seq2seq', counts)
-  manifest.write_manifest(workdir, 'seq2seq', common.to_dict(config), data_facts,
-                          {'parameters': counts})
-
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
-  state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
-  state = common.restore_if_resuming(checkpointer, state, resume, log)
-  start_step = int(state.step)
-  state = driver.put_replicated(state)
-  writer = metrics_lib.MetricWriter(workdir)
-  loop_cfg = loop.LoopConfig(
-      num_epochs=config.num_epochs, batch_size=config.batch_size,
-      eval_batch_size=config.eval_batch_size, seed=config.seed,
-      steps_per_dispatch=config.steps_per_dispatch, progress=config.progress)
+  run = common.start_run(experiment='seq2seq', config=config, workdir=workdir,
+                         resume=resume, init_params=init_params, apply_fn=model.apply,
+                         tx=tx, rng=init_key, driver=driver, data_facts=data_facts,
+                         log=log)
+  writer = run.writer
   train_tokens = train_set.num_target_tokens()
   test_data = driver.put_replicated(test_set.arrays())
   throughput = []
@@ -162,19 +145,18 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
 
   try:
     with preemption.StopOnSignal() as stop:
-      state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
-                       len(train_set), loop_cfg, train_key, start_step=start_step,
-                       on_epoch_end=on_epoch_end, checkpointer=checkpointer,
+      state = loop.fit(driver, run.state, driver.put_replicated(train_set.arrays()),
+                       len(train_set), common.loop_config(config), train_key,
+                       start_step=run.start_step, on_epoch_end=on_epoch_end,
+                       checkpointer=run.checkpointer,
                        stop_requested=stop.stop_requested, log=log)
-    checkpointer.wait()
     final = report_on_test(decode_driver, state, test_set, references, config, workdir,
                            log)
     final['train_tokens_per_second'] = float(np.median(throughput)) if throughput else None
     writer.write(int(jax.device_get(driver.host_state(state).step)), 'test',
                  {k: v for k, v in final.items() if isinstance(v, float)})
   finally:
-    checkpointer.close()
-    writer.close()
+    run.close()
   with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
     json.dump(final, f, indent=2)
   return final

@@ -1,6 +1,5 @@
 """Optimisers: update rules written out in NumPy, schedules and bad settings."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
