@@ -149,6 +149,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                        len(train_set), common.loop_config(config), train_key,
                        start_step=run.start_step, on_epoch_end=on_epoch_end,
                        checkpointer=run.checkpointer,
+                       checkpoint_every_steps=config.checkpoint_every_steps,
                        stop_requested=stop.stop_requested, log=log)
     final = report_on_test(decode_driver, state, test_set, references, config, workdir,
                            log)

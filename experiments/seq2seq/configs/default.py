@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.steps_per_dispatch = 8  # Train steps per compiled call.
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
   c.progress = False  # tqdm progress bar per epoch.
+  c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: only per epoch).
   c.label_smoothing = 0.0  # Label smoothing of the training targets.
   c.beam_size = 4  # Beams for the beam-search evaluation.
   c.length_penalty = 0.0  # GNMT length-penalty exponent alpha (0: none).
@@ -70,4 +71,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.momentum = 0.9  # SGD momentum.
   c.optimizer.b2 = 0.98  # Adam's second-moment decay.
   c.optimizer.clip_grad_norm = 1.0  # Global-norm gradient clipping (0 = off).
+  c.optimizer.skip_nonfinite = False  # Skip NaN/inf updates instead of stopping.
   return c

@@ -1,0 +1,76 @@
+"""Faults of the seq2seq experiment: SIGTERM and resume, broken checkpoints, divergence."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from tests.experiments.test_seq2seq_main import ROOT, TINY
+
+SMALL = [*TINY, '--config.num_epochs=3', '--config.generated.num_train=256',
+         '--config.batch_size=8', '--config.steps_per_dispatch=1',
+         '--config.checkpoint_every_steps=4', '--config.task=reverse']
+
+
+def _start(workdir, *extra):
+  return subprocess.Popen([sys.executable, '-m', 'experiments.seq2seq.main',
+                           f'--workdir={workdir}', *SMALL, *extra], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _steps(workdir):
+  return sorted(int(d) for d in os.listdir(workdir / 'checkpoints') if d.isdigit())
+
+
+def _params(workdir, step):
+  path = workdir / 'checkpoints' / str(step) / 'default'
+  return ocp.StandardCheckpointer().restore(str(path))['params']
+
+
+def test_sigterm_then_resume_is_bit_identical(tmp_path):
+  stopped = tmp_path / 'stopped'
+  proc = _start(stopped)
+  deadline = time.time() + 240
+  while not (stopped / 'checkpoints' / '4').exists() and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=240)
+  assert proc.returncode == 0 and 'rerun with --resume' in err, err[-2000:]
+  assert _steps(stopped)[-1] < 96
+  resumed = _start(stopped, '--resume')
+  _, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err[-2000:]
+  straight = tmp_path / 'straight'
+  _start(straight).communicate(timeout=300)
+  assert _steps(stopped)[-1] == _steps(straight)[-1] == 96
+  for a, b in zip(jax.tree.leaves(_params(stopped, 96)),
+                  jax.tree.leaves(_params(straight, 96))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path):
+  proc = _start(tmp_path, '--config.optimizer.learning_rate=1e30',
+                '--config.optimizer.clip_grad_norm=0', '--config.optimizer.warmup_steps=0',
+                '--config.optimizer.schedule=constant')
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 1 and 'Traceback' not in err
+  last = err.strip().splitlines()[-1]
+  assert last.startswith('error: training ') and ' at step ' in last, last
+  for step in _steps(tmp_path):  # Whatever was saved before is complete and readable.
+    _params(tmp_path, step)
+
+
+def test_resume_in_another_experiments_workdir_is_refused(tmp_path):
+  (tmp_path / 'manifest.json').write_text('{"experiment": "cnn", "parameters": {}}')
+  (tmp_path / 'checkpoints' / '10').mkdir(parents=True)
+  proc = _start(tmp_path, '--resume')
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 1
+  assert err.strip().splitlines()[-1] == (
+      f"error: workdir '{tmp_path}' belongs to experiment 'cnn', not 'seq2seq'")
+  assert (tmp_path / 'checkpoints' / '10').is_dir()
