@@ -12,12 +12,15 @@ from absl import logging
 from ml_collections import config_flags
 
 from research.errors import UserInputError
+from research.train import distributed
 from research.train.loop import NonFiniteLossError
 from research.train.loop import Preempted
 
 
 def define_config_flag(default: str, help_text: str = 'Experiment config file.'):
-  """Defines --config (an ml_collections config file, locked against new keys).
+  """Defines --config (an ml_collections config file, locked against new keys) and
+  the multi-process flags (--coordinator_address, --num_processes, --process_id,
+  --distributed_auto) that `run` acts on.
 
   ml_collections reads the --config.* overrides already while the flag is defined;
   an override naming a field that does not exist ends the program with one line.
@@ -25,6 +28,12 @@ def define_config_flag(default: str, help_text: str = 'Experiment config file.')
   Returns:
     the flag holder; `.value` is the ConfigDict after parsing.
   """
+  flags.DEFINE_string('coordinator_address', '', 'HOST:PORT of process 0, for a '
+                      'multi-process run.')
+  flags.DEFINE_integer('num_processes', 1, 'Processes in a multi-process run.')
+  flags.DEFINE_integer('process_id', 0, 'This process\'s index in [0, num_processes).')
+  flags.DEFINE_bool('distributed_auto', False, 'Join a multi-process run configured by '
+                    'the cluster environment (SLURM, Cloud TPU).')
   try:
     return config_flags.DEFINE_config_file('config', default, help_text,
                                            lock_config=True)
@@ -35,8 +44,15 @@ def define_config_flag(default: str, help_text: str = 'Experiment config file.')
              f'{str(e).strip(chr(34))}')
 
 
+def log(message: str) -> None:
+  """Prints on the primary process only (every process runs the same program)."""
+  if distributed.is_primary():
+    print(message, flush=True)
+
+
 def run(train: Callable[[], object]) -> None:
-  """Calls `train()`; user mistakes and numerical failure end with one line, exit 1.
+  """Joins a multi-process job if flags say so, then calls `train()`; user mistakes
+  and numerical failure end with one line, exit 1.
 
   A run stopped by SIGTERM/SIGINT (after checkpointing) exits 0 with one line.
   """
@@ -44,6 +60,8 @@ def run(train: Callable[[], object]) -> None:
     # Orbax and tfds log every step at INFO; show warnings unless -v asks for more.
     logging.set_verbosity(logging.WARNING)
   try:
+    distributed.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
+                           flags.FLAGS.process_id, flags.FLAGS.distributed_auto)
     train()
   except UserInputError as e:
     sys.exit(f'error: {e}')

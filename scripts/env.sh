@@ -18,6 +18,10 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/setup.cfg" -nt "$STAMP" ]; then
   echo "[setup] installing research and its dependencies" >&2
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -e "$ROOT[test]"
+  # On accelerators: RESEARCH_JAX_EXTRA=cuda12 (NVIDIA GPUs) or tpu (Cloud TPU).
+  if [ -n "${RESEARCH_JAX_EXTRA:-}" ]; then
+    python -m pip install --quiet "jax[${RESEARCH_JAX_EXTRA}]"
+  fi
   touch "$STAMP"
 fi
 

@@ -21,7 +21,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   cli.run(lambda: cnn_classifier.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                                     _RESUME.value))
+                                                     _RESUME.value, log=cli.log))
 
 
 if __name__ == '__main__':

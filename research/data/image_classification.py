@@ -59,7 +59,8 @@ def _label_feature(info, name: str):
 
 
 def load_image_classification(name: str, split: str, *, image_size: int,
-                              data_dir: str | None = None) -> ImageDataset:
+                              data_dir: str | None = None,
+                              process: tuple[int, int] = (0, 1)) -> ImageDataset:
   """Loads a tfds image-classification split, resized to `image_size` square.
 
   The real path downloads by tfds name (e.g. 'mnist', 'visual_domain_decathlon/gtsrb');
@@ -70,6 +71,8 @@ def load_image_classification(name: str, split: str, *, image_size: int,
     split: tfds split, slicing allowed ('train', 'test[:10%]', ...).
     image_size: output height and width in pixels.
     data_dir: tfds data directory (None: tfds's default).
+    process: (index, count): in a multi-process run each process reads only its
+      own equal share of the split (the remainder is dropped).
 
   Returns:
     the whole split as an `ImageDataset`.
@@ -82,8 +85,11 @@ def load_image_classification(name: str, split: str, *, image_size: int,
   builder = tfds_io.get_builder(name, data_dir)
   label_feature, channels = _label_feature(builder.info, name)
   builder.download_and_prepare()
+  index, count = process
   try:
-    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    read = split if count == 1 else tfds.even_splits(split, n=count,
+                                                     drop_remainder=True)[index]
+    ds = builder.as_dataset(split=read, as_supervised=True, shuffle_files=False)
   except (ValueError, KeyError) as e:
     known = ', '.join(builder.info.splits) or 'see the tfds catalog'
     raise UserInputError(f'data set {name!r} has no split {split!r} ({known}): {e}'

@@ -10,7 +10,6 @@ characters it has not seen.
 """
 
 import dataclasses
-import importlib
 import math
 import os
 
@@ -22,8 +21,6 @@ from research.errors import UserInputError
 VALIDATION_FRACTION = 0.1
 UNK_ID = 0
 UNK = '\ufffd'  # How the unknown id prints.
-# Data sets this module defines itself (see tfds_io.LOCAL_BUILDERS).
-OFFLINE_BUILDERS = {'text_offline': 'research.data.text_offline'}
 
 
 def pydoc_topics_text() -> str:
@@ -105,9 +102,6 @@ class TextCorpus:
 
 def _tfds_text(name: str, split: str, data_dir: str | None) -> tuple[str, str]:
   tfds = tfds_io.import_tfds()
-  base = name.split(':')[0]
-  if base in OFFLINE_BUILDERS:  # Registers the builder (until tfds_io lists it).
-    importlib.import_module(OFFLINE_BUILDERS[base])
   builder = tfds_io.get_builder(name, data_dir)
   if 'text' not in builder.info.features:
     raise UserInputError(f'data set {name!r} has no "text" feature: use a character '

@@ -13,6 +13,7 @@ from research.errors import UserInputError
 # Data sets the library defines itself, by tfds name -> module that registers them.
 LOCAL_BUILDERS = {
     'mnist_offline': 'research.data.mnist_offline',
+    'text_offline': 'research.data.text_offline',
 }
 
 

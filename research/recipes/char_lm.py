@@ -22,13 +22,11 @@ from research.errors import UserInputError
 from research.models import rnn
 from research.recipes import common
 from research.tasks import language_model
-from research.train import checkpoint as checkpoint_lib
 from research.train import loop
-from research.train import manifest
 from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
-from research.train import state as state_lib
+from research.train import preemption
 from research.train import workdir as workdir_lib
 
 
@@ -79,12 +77,15 @@ def build(config, vocab_size: int):
 
 def train_steps(driver, state, data, num_windows: int, config, rng: jax.Array, *,
                 on_eval: Callable[[int, Any, dict[str, float]], None],
+                stop_requested: Callable[[], bool] = lambda: False,
                 log: Callable[[str], None] = print) -> tuple[Any, dict[str, float]]:
   """Trains from the state's step to `config.num_steps` on random windows.
 
   Window offsets of the chunk starting at step s are drawn from (seed, s), so a
   resumed run sees the same data as an uninterrupted one. Every `eval_every` steps,
-  and at the end, calls `on_eval(step, state, train_metrics_since_last_call)`.
+  and at the end, calls `on_eval(step, state, train_metrics_since_last_call)`
+  (which checkpoints). When `stop_requested()` turns True it does the same after
+  the current chunk and raises `loop.Preempted`.
 
   Returns:
     the final state and throughput facts: 'train_seconds' (after compilation,
@@ -92,7 +93,9 @@ def train_steps(driver, state, data, num_windows: int, config, rng: jax.Array, *
     `max_train_seconds` ended training).
 
   Raises:
-    loop.NonFiniteLossError: naming the first step whose loss was not finite.
+    loop.NonFiniteLossError: naming the first step whose loss or gradient norm
+      was not finite.
+    loop.Preempted: after a requested stop (a checkpoint was saved).
   """
   step = int(jax.device_get(driver.host_state(state).step))
   tokens_per_step = config.batch_size * config.seq_len
@@ -103,12 +106,8 @@ def train_steps(driver, state, data, num_windows: int, config, rng: jax.Array, *
 
   def consume(pending):
     chunk_metrics, first, n = pending
-    chunk_metrics = jax.device_get(chunk_metrics)
+    chunk_metrics, _ = loop.check_finite(jax.device_get(chunk_metrics), first)
     losses = chunk_metrics['loss'][0] / np.maximum(chunk_metrics['loss'][1], 1)
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if bad.size:
-      raise loop.NonFiniteLossError(f'training loss is {losses[bad[0]]} at step '
-                                    f'{first + bad[0] + 1}')
     sums.add(chunk_metrics)
     if clock['start'] is None:  # Time from the end of the compiled first chunk.
       clock['start'] = time.perf_counter()
@@ -131,13 +130,17 @@ def train_steps(driver, state, data, num_windows: int, config, rng: jax.Array, *
       elapsed = time.perf_counter() - clock['began']
       stopped_early = bool(config.max_train_seconds) and (
           elapsed - clock['eval'] >= config.max_train_seconds)
-      if step % config.eval_every == 0 or step == config.num_steps or stopped_early:
+      preempted = stop_requested()
+      if (step % config.eval_every == 0 or step == config.num_steps or stopped_early
+          or preempted):
         consume(pending)
         pending = None
         t_eval = time.perf_counter()
         on_eval(step, state, sums.result())
         clock['eval'] += time.perf_counter() - t_eval
         sums = metrics_lib.MetricSums()
+      if preempted:
+        raise loop.Preempted(step)
       if stopped_early:
         log(f'Stopped at step {step}: max_train_seconds = {config.max_train_seconds} '
             'reached.')
@@ -203,9 +206,6 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   init_key, train_key = jax.random.split(key)
   init_params = lambda rng: model.init(
       {'params': rng}, np.zeros((1, config.seq_len), np.int32), train=False)['params']
-  counts = state_lib.count_params(
-      state_lib.abstract_train_state(init_params, model.apply, tx).params)
-  log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   log(f'Data: {corpus.name} {corpus.version}: {len(corpus.train):,} training and '
       f'{len(corpus.validation):,} validation characters, vocabulary {vocab.size} '
       f'(id 0 = unknown); bigram baseline {bigram_bpc:.4f} bits/char')
@@ -215,38 +215,36 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                 'text_file': config.text_file, 'train_characters': len(corpus.train),
                 'validation_characters': len(corpus.validation),
                 'vocab_size': vocab.size}
-  manifest.write_manifest(workdir, common.to_dict(config), data_facts,
-                          {'parameters': counts})
+  run = common.start_run(experiment='lm', config=config, workdir=workdir,
+                         resume=resume, init_params=init_params, apply_fn=model.apply,
+                         tx=tx, rng=init_key, driver=driver, data_facts=data_facts,
+                         log=log)
   with open(os.path.join(workdir, 'vocab.json'), 'w', encoding='utf-8') as f:
     json.dump({'unknown_id': text_lib.UNK_ID, 'chars': ''.join(vocab.chars)}, f)
-
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
-  state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
-  state = common.restore_if_resuming(checkpointer, state, resume, log)
-  state = driver.put_replicated(state)
-  writer = metrics_lib.MetricWriter(workdir)
-  train_data = driver.put_replicated(language_model.window_data(
+  train_data = driver.put_data(language_model.window_data(
       corpus.train, train_offsets, config.seq_len))
-  eval_data = driver.put_replicated(language_model.window_data(
+  eval_data = driver.put_data(language_model.window_data(
       corpus.validation, eval_offsets, config.seq_len))
   last = {}
 
   def on_eval(step, state, train_values):
     values = evaluate_text(driver, state, eval_data, len(eval_offsets),
                            config.eval_batch_size)
-    log(f'[Step {step}] train {loop.format_metrics(train_values)} | validation '
+    shown = {k: v for k, v in train_values.items() if k in ('loss', 'accuracy')}
+    log(f'[Step {step}] train {loop.format_metrics(shown)} | validation '
         f'loss = {values["loss"]:.4f} | bits/char = {values["bits_per_char"]:.4f} '
         f'(bigram {bigram_bpc:.4f})')
-    writer.write(step, 'train', train_values)
-    writer.write(step, 'validation', values)
-    checkpointer.save(step, driver.host_state(state))
+    run.writer.write(step, 'train', train_values)
+    run.writer.write(step, 'validation', values)
+    run.checkpointer.save(step, driver.host_state(state))
     last.update(train=train_values, validation=values)
 
   try:
     t0 = time.perf_counter()
-    state, speed = train_steps(driver, state, train_data, len(train_offsets), config,
-                               train_key, on_eval=on_eval, log=log)
-    checkpointer.wait()
+    with preemption.StopOnSignal() as stop:
+      state, speed = train_steps(driver, run.state, train_data, len(train_offsets),
+                                 config, train_key, on_eval=on_eval,
+                                 stop_requested=stop.stop_requested, log=log)
     if not last:  # Resumed at or past num_steps: evaluate the restored state.
       last['validation'] = evaluate_text(driver, state, eval_data, len(eval_offsets),
                                          config.eval_batch_size)
@@ -254,8 +252,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                          bigram_bpc, dict(speed, wall_seconds=time.perf_counter() - t0),
                          workdir, log)
   finally:
-    checkpointer.close()
-    writer.close()
+    run.close()
   return final
 
 

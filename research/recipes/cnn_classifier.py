@@ -1,11 +1,11 @@
 """Train the seed's CNN on a tfds image-classification set and report on its test split."""
 
 import json
-import math
 import os
 from typing import Any, Callable
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 
 from research.data import augment
@@ -15,6 +15,7 @@ from research.models import cnn
 from research.recipes import common
 from research.tasks import classification
 from research.tasks import classification_report
+from research.train import distributed
 from research.train import loop
 from research.train import optimizers
 from research.train import parallel
@@ -57,7 +58,8 @@ def load_data(config):
   """The train and test splits as ImageDatasets."""
   load = lambda split: image_classification.load_image_classification(
       config.dataset, split, image_size=config.image_size,
-      data_dir=config.data_dir or None)
+      data_dir=config.data_dir or None,
+      process=(jax.process_index(), jax.process_count()))
   return load(config.train_split), load(config.test_split)
 
 
@@ -71,7 +73,7 @@ def build(config, num_classes: int, steps_per_epoch: int):
       config.optimizer, total_steps=steps_per_epoch * config.num_epochs))
   # Training augments on device; evaluation only normalises (see loss_fn's `train`).
   loss_fn = classification.make_loss_fn(model, preprocessing_from(config, train=True))
-  driver = parallel.make_driver(config.driver, loss_fn)
+  driver = parallel.make_driver(config.driver, loss_fn, fsdp=config.fsdp)
   return model, tx, driver
 
 
@@ -88,7 +90,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   check_config(config)
   workdir = workdir_lib.prepare_workdir(workdir, resume)
   train_set, test_set = load_data(config)
-  steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+  steps_per_epoch = loop.num_steps_per_epoch(len(train_set), config.batch_size)
   model, tx, driver = build(config, train_set.num_classes, steps_per_epoch)
 
   key = jax.random.key(config.seed)
@@ -114,7 +116,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
 
   try:
     with preemption.StopOnSignal() as stop:
-      state = loop.fit(driver, run.state, driver.put_replicated(train_set.arrays()),
+      state = loop.fit(driver, run.state, driver.put_data(train_set.arrays()),
                        len(train_set), common.loop_config(config), train_key,
                        start_step=run.start_step, on_epoch_end=on_epoch_end,
                        checkpointer=run.checkpointer,
@@ -136,23 +138,28 @@ def report_on_test(driver, state, test_set, config, workdir: str,
   `extra` (e.g. the training history) is saved with the test metrics in
   final_metrics.json.
   """
-  values, outputs = loop.evaluate(driver, state, driver.put_replicated(test_set.arrays()),
+  values, outputs = loop.evaluate(driver, state, driver.put_data(test_set.arrays()),
                                   len(test_set), config.eval_batch_size)
-  text, matrix = classification_report.report(test_set.label, outputs['prediction'],
+  labels = test_set.label
+  if jax.process_count() > 1:  # Every process's shard, in process order.
+    labels = multihost_utils.process_allgather(labels, tiled=True)
+  text, matrix = classification_report.report(labels, outputs['prediction'],
                                               test_set.class_names)
   log(f'Test loss = {values["loss"]:.4f} | test accuracy = {100 * values["accuracy"]:.2f}%')
   log(text)
   log('Confusion matrix (rows: true class, columns: predicted class):')
   log(str(matrix))
-  with open(os.path.join(workdir, 'classification_report.txt'), 'w',
-            encoding='utf-8') as f:
-    f.write(text + '\n' + str(matrix) + '\n')
-  png = classification_report.save_confusion_matrix_png(
-      matrix, test_set.class_names, os.path.join(workdir, 'confusion_matrix.png'),
-      title=f'{test_set.name} {config.test_split}: confusion matrix')
-  log(f'Saved {png}')
   final = {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
-           'test_examples': len(test_set), 'confusion_matrix': matrix.tolist(), **extra}
-  with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
-    json.dump(final, f, indent=2)
+           'test_examples': int(matrix.sum()), 'confusion_matrix': matrix.tolist(),
+           **extra}
+  if distributed.is_primary():
+    with open(os.path.join(workdir, 'classification_report.txt'), 'w',
+              encoding='utf-8') as f:
+      f.write(text + '\n' + str(matrix) + '\n')
+    png = classification_report.save_confusion_matrix_png(
+        matrix, test_set.class_names, os.path.join(workdir, 'confusion_matrix.png'),
+        title=f'{test_set.name} {config.test_split}: confusion matrix')
+    log(f'Saved {png}')
+    with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
+      json.dump(final, f, indent=2)
   return final

@@ -10,6 +10,7 @@ import optax
 
 from research.errors import UserInputError
 from research.train import checkpoint as checkpoint_lib
+from research.train import distributed
 from research.train import loop
 from research.train import manifest
 from research.train import metrics as metrics_lib
@@ -98,7 +99,8 @@ def start_run(*, experiment: str, config: Any, workdir: str, resume: bool,
               data_facts: Mapping[str, Any], log: Callable[[str], None] = print) -> Run:
   """Counts parameters, writes the manifest, then initialises or restores the state.
 
-  A resumed run must match the workdir's experiment and parameter counts.
+  A resumed run must match the workdir's experiment and parameter counts. Only the
+  primary process writes the manifest and metrics; all processes checkpoint.
 
   Raises:
     UserInputError: when resuming into a workdir of another experiment or model.
@@ -108,14 +110,15 @@ def start_run(*, experiment: str, config: Any, workdir: str, resume: bool,
   log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   if resume:
     manifest.check_resumable(workdir, experiment, counts)
-  manifest.write_manifest(workdir, experiment, to_dict(config), data_facts,
-                          {'parameters': counts})
+  if distributed.is_primary():
+    manifest.write_manifest(workdir, experiment, to_dict(config), data_facts,
+                            {'parameters': counts})
   checkpointer = checkpoint_lib.Checkpointer(workdir)
   state = state_lib.init_train_state(init_params, apply_fn, tx, rng)
   state = restore_if_resuming(checkpointer, state, resume, log)
   start_step = int(state.step)
   return Run(driver.put_replicated(state), start_step, checkpointer,
-             metrics_lib.MetricWriter(workdir), counts)
+             metrics_lib.MetricWriter(workdir, enabled=distributed.is_primary()), counts)
 
 
 def loop_config(config: Any) -> loop.LoopConfig:

@@ -25,12 +25,16 @@ def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int
 
   Returns:
     {'tokens': int32 (N + T + 1,) ids padded with zeros so every window fits,
-     'offsets': int32 (W,), 'num_tokens': int32 scalar N}.
+     'real': float32 (N + T + 1,), 1 where `tokens` holds the text, 0 after it,
+     'offsets': int32 (W,)}. Every array has a leading axis (no scalars), as the
+    drivers' per-device gathers need.
   """
   tokens = np.asarray(tokens_N, np.int32)
-  return {'tokens': np.concatenate([tokens, np.zeros(seq_len + 1, np.int32)]),
-          'offsets': np.asarray(offsets_W, np.int32),
-          'num_tokens': np.asarray(len(tokens), np.int32)}
+  pad = np.zeros(seq_len + 1, np.int32)
+  return {'tokens': np.concatenate([tokens, pad]),
+          'real': np.concatenate([np.ones(len(tokens), np.float32),
+                                  pad.astype(np.float32)]),
+          'offsets': np.asarray(offsets_W, np.int32)}
 
 
 def make_window_gather(seq_len: int) -> Callable:
@@ -48,7 +52,7 @@ def make_window_gather(seq_len: int) -> Callable:
     pos_BxT1 = start_B[:, None] + jnp.arange(seq_len + 1, dtype=start_B.dtype)
     window = jnp.take(data['tokens'], pos_BxT1, axis=0)
     return {'inputs': window[:, :-1], 'targets': window[:, 1:],
-            'token_mask': (pos_BxT1[:, 1:] < data['num_tokens']).astype(jnp.float32)}
+            'token_mask': jnp.take(data['real'], pos_BxT1[:, 1:], axis=0)}
   return gather_fn
 
 

@@ -10,6 +10,7 @@ import time
 from typing import Any, Callable
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from tqdm import auto as tqdm
 
@@ -44,16 +45,18 @@ class LoopConfig:
 
 
 def batch_plan(num_examples: int, batch_size: int, *, shuffle: bool, seed: int = 0,
-               epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+               epoch: int = 0, process: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Indices and masks of one pass over `num_examples` in batches.
 
   The last batch is padded with index 0 and mask 0, so every example is used
-  exactly once and every batch has the same shape.
+  exactly once and every batch has the same shape. In a multi-process run each
+  process plans over its own shard with its own order (`process` set).
 
   Returns:
     idx int32 (S, batch_size) and mask float32 (S, batch_size), S = ceil(N / B).
   """
-  order = (np.random.default_rng([seed, epoch]).permutation(num_examples)
+  key = [seed, epoch] if process is None else [seed, epoch, process]
+  order = (np.random.default_rng(key).permutation(num_examples)
            if shuffle else np.arange(num_examples))
   num_steps = math.ceil(num_examples / batch_size)
   idx = np.zeros(num_steps * batch_size, np.int32)
@@ -76,8 +79,16 @@ def format_metrics(values: dict[str, float]) -> str:
   return ' | '.join(parts)
 
 
-def _check_finite(chunk_metrics, first_step: int, epoch: int, skip: bool):
+def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None,
+                 skip: bool = False):
   """Raises NonFiniteLossError naming the first bad step, or, when `skip`, drops it.
+
+  Args:
+    chunk_metrics: host metrics of consecutive steps, stacked on axis 0, with
+      'loss' and optionally 'grad_norm' pairs.
+    first_step: optimiser step before the first of them.
+    epoch: named in the message when given.
+    skip: drop the bad steps instead of raising.
 
   Returns:
     the metrics with non-finite steps removed, and how many were removed.
@@ -89,10 +100,25 @@ def _check_finite(chunk_metrics, first_step: int, epoch: int, skip: bool):
     i = int(np.flatnonzero(bad)[0])
     what = 'loss' if not np.isfinite(loss[i]) else 'gradient norm'
     value = loss[i] if what == 'loss' else norm[i]
-    raise NonFiniteLossError(f'training {what} is {value} at step {first_step + i + 1} '
-                             f'(epoch {epoch + 1})')
+    where = '' if epoch is None else f' (epoch {epoch + 1})'
+    raise NonFiniteLossError(f'training {what} is {value} at step '
+                             f'{first_step + i + 1}{where}')
   keep = jax.tree.map(lambda x: np.asarray(x)[~bad], chunk_metrics)
   return keep, int(bad.sum())
+
+
+def _process() -> int | None:
+  return jax.process_index() if jax.process_count() > 1 else None
+
+
+def _local(global_batch: int) -> int:
+  """This process's share of a global batch."""
+  return global_batch // jax.process_count()
+
+
+def num_steps_per_epoch(num_examples: int, global_batch: int) -> int:
+  """Steps in one pass over this process's `num_examples` at a global batch size."""
+  return math.ceil(num_examples / _local(global_batch))
 
 
 def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: int,
@@ -106,7 +132,7 @@ def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: 
     driver: a `research.train.parallel` driver.
     state: the (device-placed) train state.
     data: the (device-placed) training arrays.
-    num_examples: number of training examples N.
+    num_examples: number of training examples N (this process's shard).
     cfg: loop settings.
     epoch: epoch index (selects the data order).
     rng: the run's base key for training randomness.
@@ -123,18 +149,20 @@ def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: 
   Raises:
     NonFiniteLossError: naming the first step whose loss or gradient was not finite.
   """
-  idx, mask = batch_plan(num_examples, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                         epoch=epoch)
+  idx, mask = batch_plan(num_examples, _local(cfg.batch_size), shuffle=True,
+                         seed=cfg.seed, epoch=epoch, process=_process())
   sums = metrics_lib.MetricSums()
   skipped = 0
   bar = tqdm.tqdm(total=len(idx), initial=start, unit='step', leave=False,
-                  desc=f'epoch {epoch + 1}/{cfg.num_epochs}', disable=not cfg.progress)
+                  desc=f'epoch {epoch + 1}/{cfg.num_epochs}',
+                  disable=not cfg.progress or jax.process_index() != 0)
 
   def consume(pending):
     nonlocal skipped
     chunk_metrics, sl = pending
-    chunk_metrics, bad = _check_finite(jax.device_get(chunk_metrics),
-                                       first_step + sl.start, epoch, cfg.skip_nonfinite)
+    chunk_metrics, bad = check_finite(jax.device_get(chunk_metrics),
+                                      first_step + sl.start, epoch=epoch,
+                                      skip=cfg.skip_nonfinite)
     skipped += bad
     sums.add(chunk_metrics)
     bar.update(sl.stop - sl.start)
@@ -163,13 +191,14 @@ def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: 
 
 def evaluate(driver, state, data, num_examples: int, batch_size: int,
              steps_per_dispatch: int = 8) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-  """Evaluates every example once, in order.
+  """Evaluates every example once, in order (each process its own shard).
 
   Returns:
-    averaged metrics, and the loss function's per-example outputs as host arrays
-    with the padding removed (N, ...).
+    averaged global metrics, and the loss function's per-example outputs as host
+    arrays with the padding removed (N, ...): in a multi-process run, every
+    process's outputs in process order.
   """
-  idx, mask = batch_plan(num_examples, batch_size, shuffle=False)
+  idx, mask = batch_plan(num_examples, _local(batch_size), shuffle=False)
   sums = metrics_lib.MetricSums()
   outputs = []
   for sl in _chunks(0, len(idx), steps_per_dispatch):
@@ -178,6 +207,8 @@ def evaluate(driver, state, data, num_examples: int, batch_size: int,
     outputs.append(jax.device_get(out))
   flat = {k: np.concatenate([o[k].reshape((-1,) + o[k].shape[2:]) for o in outputs])
           [:num_examples] for k in outputs[0]}
+  if jax.process_count() > 1:
+    flat = multihost_utils.process_allgather(flat, tiled=True)
   return sums.result(), flat
 
 
@@ -215,7 +246,7 @@ def fit(driver, state, data, num_examples: int, cfg: LoopConfig, rng: jax.Array,
   Returns:
     the final state.
   """
-  steps_per_epoch = math.ceil(num_examples / cfg.batch_size)
+  steps_per_epoch = num_steps_per_epoch(num_examples, cfg.batch_size)
   step = start_epoch * steps_per_epoch if start_step is None else start_step
   save = lambda step, state: checkpointer and checkpointer.save(
       step, driver.host_state(state))
@@ -239,7 +270,7 @@ def fit(driver, state, data, num_examples: int, cfg: LoopConfig, rng: jax.Array,
         checkpointer.wait()
       raise Preempted(step)
     seconds = time.perf_counter() - t0
-    examples = min(num_examples, (end - start) * cfg.batch_size)
+    examples = min(num_examples * jax.process_count(), (end - start) * cfg.batch_size)
     values = dict(values, epoch_seconds=seconds, examples_per_second=examples / seconds)
     log(_epoch_line(epoch, values, seconds, examples))
     if checkpointer is not None and checkpointer.latest_step() != step:

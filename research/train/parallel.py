@@ -67,44 +67,125 @@ def check_batch_size(batch_size: int, num_devices: int) -> None:
                          f'({num_devices}), got {batch_size}')
 
 
+BATCH_AXES = ('process', 'local')
+
+
+def device_grid(devices: list[Any]) -> np.ndarray:
+  """Devices as a (processes, local devices) grid, each row one process's devices."""
+  by_process: dict[int, list[Any]] = {}
+  for d in devices:
+    by_process.setdefault(d.process_index, []).append(d)
+  rows = [by_process[p] for p in sorted(by_process)]
+  if len({len(r) for r in rows}) != 1:
+    raise ValueError(f'processes have different device counts: {[len(r) for r in rows]}')
+  return np.array(rows)
+
+
+def fsdp_spec(shape: tuple[int, ...], num_shards: int, min_size: int) -> P:
+  """Shards the largest dimension divisible by `num_shards` of arrays with at least
+  `min_size` elements over all devices; smaller arrays stay replicated."""
+  if num_shards == 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+    return P()
+  for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+    if shape[axis] % num_shards == 0:
+      spec = [None] * len(shape)
+      spec[axis] = BATCH_AXES
+      return P(*spec)
+  return P()
+
+
 class DataParallel:
-  """`jax.jit` over a one-axis mesh named 'data': batch sharded, state replicated."""
+  """`jax.jit` over a (process, local) device mesh: batch sharded over every device.
+
+  Each process holds its own shard of the data set on its devices (`put_data`) and
+  indexes it with process-local indices; the gather runs per device under
+  `shard_map`, so no example crosses a network. The train state is replicated, or
+  with `fsdp=True` its large arrays are sharded over all devices (ZeRO-3 style,
+  by shape rule, no model change); GSPMD inserts the collectives.
+
+  Args:
+    loss_fn: the family's loss function.
+    gather_fn: gathers a batch from the data by index (per device).
+    devices: the devices to use (default: all devices of all processes).
+    fsdp: shard parameters and optimiser state instead of replicating them.
+    fsdp_min_size: arrays smaller than this stay replicated under fsdp.
+  """
 
   def __init__(self, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-               devices: list[Any] | None = None):
+               devices: list[Any] | None = None, fsdp: bool = False,
+               fsdp_min_size: int = 2 ** 14):
     self.devices = list(devices or jax.devices())
-    self.mesh = Mesh(np.array(self.devices), ('data',))
+    self.mesh = Mesh(device_grid(self.devices), BATCH_AXES)
+    self.fsdp, self.fsdp_min_size = fsdp, fsdp_min_size
     self.replicated = NamedSharding(self.mesh, P())
-    self.batch_sharded = NamedSharding(self.mesh, P(None, 'data'))
-    kw = dict(loss_fn=loss_fn, gather_fn=gather_fn, axis_name=None)
-    self._train = jax.jit(functools.partial(_train_chunk, **kw), donate_argnums=0,
-                          out_shardings=(self.replicated, self.replicated))
-    self._eval = jax.jit(functools.partial(_eval_chunk, **kw),
-                         out_shardings=(self.replicated, self.batch_sharded))
+    self.batch_sharded = NamedSharding(self.mesh, P(None, BATCH_AXES))
+    self.data_sharding = NamedSharding(self.mesh, P('process'))
+    # Each device gathers its part of the batch from its own process's data shard.
+    gather = jax.shard_map(gather_fn, mesh=self.mesh,
+                           in_specs=(P('process'), P(BATCH_AXES)),
+                           out_specs=P(BATCH_AXES), check_vma=False)
+    self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
+    self._train = self._eval = None
 
   @property
   def num_devices(self) -> int:
     return len(self.devices)
 
+  def state_sharding(self, state):
+    """Shardings for a state pytree: replicated, or by the FSDP shape rule."""
+    if not self.fsdp:
+      return jax.tree.map(lambda _: self.replicated, state)
+    n = self.num_devices
+    return jax.tree.map(
+        lambda x: NamedSharding(self.mesh, fsdp_spec(np.shape(x), n, self.fsdp_min_size)),
+        state)
+
   def put_replicated(self, tree):
-    """Places a host pytree (state or data) on every device."""
-    return jax.device_put(tree, self.replicated)
+    """Places a pytree (state or small data) on every device, per `state_sharding`."""
+    return jax.device_put(tree, self.state_sharding(tree))
+
+  def put_data(self, local_arrays: dict[str, np.ndarray]):
+    """This process's data shard, onto its devices (every process must call it with
+    equally many examples)."""
+    def put(v):
+      v = np.asarray(v)
+      shape = (v.shape[0] * jax.process_count(),) + v.shape[1:]
+      return jax.make_array_from_process_local_data(self.data_sharding, v, shape)
+    return {k: put(v) for k, v in local_arrays.items()}
 
   def host_state(self, state):
-    """The state as one copy (what checkpoints store)."""
+    """The state as checkpoints store it (global arrays, any sharding)."""
     return state
 
+  def _compile(self, state):
+    if self._train is None:
+      out = (self.state_sharding(state), self.replicated)
+      self._train = jax.jit(functools.partial(_train_chunk, **self._kw),
+                            donate_argnums=0, out_shardings=out)
+      self._eval = jax.jit(functools.partial(_eval_chunk, **self._kw),
+                           out_shardings=(self.replicated, self.batch_sharded))
+
   def _indices(self, idx_SxB, mask_SxB):
-    return (jax.device_put(np.asarray(idx_SxB, np.int32), self.batch_sharded),
-            jax.device_put(np.asarray(mask_SxB, np.float32), self.batch_sharded))
+    put = lambda a: jax.make_array_from_process_local_data(
+        self.batch_sharded, a, (a.shape[0], a.shape[1] * jax.process_count()))
+    return (put(np.asarray(idx_SxB, np.int32)), put(np.asarray(mask_SxB, np.float32)))
 
   def train(self, state, data, idx_SxB, mask_SxB, rng):
-    """Runs S train steps; returns the new state and metrics stacked over S."""
+    """Runs S train steps on this process's (S, B / processes) indices into its data
+    shard; returns the new state and the global metrics stacked over S."""
+    self._compile(state)
     return self._train(state, data, *self._indices(idx_SxB, mask_SxB), rng)
 
   def evaluate(self, state, data, idx_SxB, mask_SxB):
-    """Evaluates S batches; returns summed metrics and outputs shaped (S, B, ...)."""
-    return self._eval(state, data, *self._indices(idx_SxB, mask_SxB))
+    """Evaluates S batches; returns summed metrics and this process's outputs
+    shaped (S, B / processes, ...)."""
+    self._compile(state)
+    metrics, outputs = self._eval(state, data, *self._indices(idx_SxB, mask_SxB))
+    local = lambda o: np.concatenate(
+        [np.asarray(s.data) for s in sorted(o.addressable_shards,
+                                            key=lambda s: s.index[1].start or 0)
+         if s.replica_id == 0], axis=1)
+    return metrics, jax.tree.map(local, outputs)
 
 
 class PmapDataParallel:
@@ -127,6 +208,9 @@ class PmapDataParallel:
 
   def put_replicated(self, tree):
     return jax_utils.replicate(tree, self.devices)
+
+  def put_data(self, local_arrays):
+    return self.put_replicated(local_arrays)
 
   def host_state(self, state):
     return jax_utils.unreplicate(state)
@@ -154,8 +238,14 @@ DRIVERS = {'jit': DataParallel, 'pmap': PmapDataParallel}
 
 
 def make_driver(name: str, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-                devices: list[Any] | None = None):
-  """Returns the data-parallel driver called `name` ('jit' or 'pmap')."""
+                devices: list[Any] | None = None, fsdp: bool = False):
+  """Returns the data-parallel driver called `name` ('jit' or 'pmap').
+
+  `fsdp` (jit only) shards the train state's large arrays over all devices.
+  """
   if name not in DRIVERS:
     raise UserInputError(f'unknown driver {name!r}: use one of {sorted(DRIVERS)}')
-  return DRIVERS[name](loss_fn, gather_fn, devices)
+  if fsdp and name != 'jit':
+    raise UserInputError('fsdp needs the jit driver')
+  return (DataParallel(loss_fn, gather_fn, devices, fsdp=fsdp) if name == 'jit'
+          else PmapDataParallel(loss_fn, gather_fn, devices))

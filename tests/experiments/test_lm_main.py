@@ -73,3 +73,28 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, text_file):
   assert resumed['samples'] == straight['samples']
   with pytest.raises(UserInputError, match='already holds checkpoints'):
     char_lm.train_and_evaluate(_config(text_file), str(tmp_path / 'a'), log=log)
+
+
+def test_stop_request_evaluates_checkpoints_and_raises_preempted():
+  import jax  # pylint: disable=g-import-not-at-top
+  from research.data import text as text_lib  # pylint: disable=g-import-not-at-top
+  from research.tasks import language_model  # pylint: disable=g-import-not-at-top
+  from research.train import loop  # pylint: disable=g-import-not-at-top
+  from research.train import state as state_lib  # pylint: disable=g-import-not-at-top
+
+  config = tiny.get_config()
+  vocab = text_lib.build_vocab(TEXT)
+  model, tx, driver = char_lm.build(config, vocab.size)
+  init = lambda k: model.init(k, np.zeros((1, 4), np.int32), train=False)['params']
+  state = driver.put_replicated(state_lib.init_train_state(init, model.apply, tx,
+                                                           jax.random.key(0)))
+  tokens = vocab.encode(TEXT)
+  offsets = language_model.train_offsets(len(tokens), config.seq_len)
+  data = driver.put_replicated(language_model.window_data(tokens, offsets,
+                                                          config.seq_len))
+  evals = []
+  with pytest.raises(loop.Preempted, match='step 1'):
+    char_lm.train_steps(driver, state, data, len(offsets), config, jax.random.key(1),
+                        on_eval=lambda step, *_: evals.append(step),
+                        stop_requested=lambda: True, log=lambda _: None)
+  assert evals == [1]

@@ -15,9 +15,9 @@ from research.train import parallel
 from tests import helpers
 
 
-def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16):
+def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, **kw):
   _, loss_fn, state = helpers.tiny_classifier(dropout_rate, augmentation)
-  driver = driver_cls(loss_fn, devices=devices)
+  driver = driver_cls(loss_fn, devices=devices, **kw)
   data = driver.put_replicated(helpers.tiny_data(40))
   state = driver.put_replicated(state)
   idx, mask = loop.batch_plan(40, batch, shuffle=True, seed=1)  # last batch: 8 of 16
@@ -27,6 +27,9 @@ def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16):
                             jax.random.key(5))
     metrics.append(jax.device_get(m))
   _, outputs = driver.evaluate(state, data, idx[:2], mask[:2])
+  global SHARDED_PARAMS
+  SHARDED_PARAMS = sum(not p.sharding.is_fully_replicated
+                       for p in jax.tree.leaves(driver.host_state(state).params))
   return (jax.device_get(driver.host_state(state).params), metrics,
           np.asarray(jax.device_get(outputs['prediction'])))
 
@@ -45,11 +48,15 @@ def main():
   # and augmentation against the jit driver.
   plain, _, _ = train(parallel.DataParallel, devices, 0.0, False)
   pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
+  fsdp, mf, _ = train(parallel.DataParallel, devices, 0.5, True, fsdp=True,
+                      fsdp_min_size=64)
   print(json.dumps({
       'jit_1_vs_8_params': max_diff(one, eight),
       'jit_1_vs_8_metrics': max_diff(m1, m8),
       'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),
       'jit_vs_pmap_params': max_diff(plain, pmapped),
+      'fsdp_vs_replicated_params': max_diff(eight, fsdp),
+      'fsdp_sharded_params': SHARDED_PARAMS,
       'pmap_prediction_shape': list(pp.shape),
       'param_scale': max(float(np.abs(x).max()) for x in jax.tree.leaves(one)),
       'pmap_metric_count': float(mp[-1]['loss'][1][0]),

@@ -7,8 +7,12 @@ import sys
 
 import pytest
 
+from jax.sharding import PartitionSpec as P
+
 from research.errors import UserInputError
 from research.train import parallel
+
+BATCH = parallel.BATCH_AXES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,6 +40,19 @@ def test_pmap_driver_equals_jit_driver(eight_device_results):
   assert r['jit_vs_pmap_params'] < 1e-5, r
   assert r['pmap_prediction_shape'] == [2, 16]
   assert r['pmap_metric_count'] == 8.0  # The uneven last batch: 8 real of 16.
+
+
+def test_fsdp_sharded_run_equals_replicated_run(eight_device_results):
+  r = eight_device_results
+  assert r['fsdp_sharded_params'] >= 4, r  # conv and dense kernels are sharded.
+  assert r['fsdp_vs_replicated_params'] < 3e-5, r
+
+
+def test_fsdp_rule_shards_the_largest_divisible_dimension():
+  assert parallel.fsdp_spec((3, 3, 32, 64), 8, 100) == P(None, None, None, BATCH)
+  assert parallel.fsdp_spec((512, 10), 8, 100) == P(BATCH, None)
+  assert parallel.fsdp_spec((10,), 8, 1) == P()  # Not divisible: replicated.
+  assert parallel.fsdp_spec((64,), 8, 100) == P()  # Small: replicated.
 
 
 @pytest.mark.parametrize('batch_size', [0, -4, 12])

@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 256  # Global evaluation batch.
   c.steps_per_dispatch = 1  # Train steps per compiled call (lax.scan over steps).
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
+  c.fsdp = False  # jit only: shard parameters and optimizer state over all devices.
   c.progress = True  # tqdm progress bar per epoch.
   c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: only per epoch).
 

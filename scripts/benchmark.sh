@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmark our JAX training steps side by side with PyTorch peers (eager,
+# channels-last, torch.compile) and write runs/benchmark/report.md. Extra arguments
+# go to benchmarks/run.py, e.g.
+#   scripts/benchmark.sh                                  # every model, ~20 min
+#   scripts/benchmark.sh --quick                          # smoke test, < 1 min
+#   scripts/benchmark.sh --models=cnn_train,lstm --reps=7
+#   scripts/benchmark.sh --frameworks=jax                 # no torch needed
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+needs_torch=1
+for arg in "$@"; do
+  case "$arg" in --frameworks=jax) needs_torch=0 ;; esac
+done
+
+# PyTorch's CPU wheel only: a plain `pip install torch` on Linux pulls the CUDA
+# build (GBs). The local wheel directory or PyTorch's CPU index provides
+# 2.13.0+cpu, which pip prefers to PyPI's 2.13.0.
+if [ "$needs_torch" = 1 ] && ! python -c 'import torch' 2>/dev/null; then
+  echo "[setup] installing the PyTorch CPU wheel for the peers" >&2
+  cpu_index=()
+  if ! ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
+    cpu_index=(--extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}")
+  fi
+  python -m pip install --quiet "${cpu_index[@]}" -e "$ROOT[test,bench]"
+  # Until setup.cfg declares the extra, install the pinned wheel directly.
+  python -c 'import torch' 2>/dev/null ||
+    python -m pip install --quiet "${cpu_index[@]}" "torch==2.13.0"
+  if python -c 'import sys, torch; sys.exit(torch.version.cuda is not None)'; then :; else
+    echo "[setup] a CUDA build of torch got installed; install torch==2.13.0+cpu" >&2
+    exit 1
+  fi
+fi
+
+exec python -m benchmarks.run "$@"
