@@ -6,12 +6,14 @@ and allocates no device memory.
 
 from research.errors import UserInputError
 from research.models.cnn import CNN, CNNConfig
+from research.models.rnn import Bidirectional, CharLM, CharLMConfig, Recurrent
 from research.models.transformer import Transformer, TransformerConfig
 from research.train.optimizers import OptimizerConfig, make_optimizer
 from research.train.steps import TrainState, eval_step, train_step
 
 __all__ = [
-    'CNN', 'CNNConfig', 'OptimizerConfig', 'TrainState', 'Transformer',
+    'Bidirectional', 'CNN', 'CNNConfig', 'CharLM', 'CharLMConfig', 'OptimizerConfig',
+    'Recurrent', 'TrainState', 'Transformer',
     'TransformerConfig', 'UserInputError', 'eval_step', 'make_optimizer', 'train_step',
 ]
 __version__ = '0.1.0'
