@@ -58,6 +58,25 @@ def _label_feature(info, name: str):
   return label, channels
 
 
+def check_examples(image: np.ndarray, label: np.ndarray, num_classes: int,
+                   what: str) -> None:
+  """Rejects examples the models cannot take: images must be uint8 (N, H, W, 1 or 3)
+  and labels integers in [0, num_classes), one per image.
+
+  Raises:
+    UserInputError: saying which check failed for `what`.
+  """
+  if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] not in (1, 3):
+    raise UserInputError(f'{what}: images must be uint8 of shape (N, H, W, 1 or 3), '
+                         f'got {image.dtype} {image.shape}')
+  if not np.issubdtype(label.dtype, np.integer) or label.shape != image.shape[:1]:
+    raise UserInputError(f'{what}: labels must be integers, one per image, got '
+                         f'{label.dtype} {label.shape} for {image.shape[0]} images')
+  if label.size and (label.min() < 0 or label.max() >= num_classes):
+    raise UserInputError(f'{what}: labels must lie in [0, {num_classes}), got '
+                         f'[{label.min()}, {label.max()}]')
+
+
 def load_image_classification(name: str, split: str, *, image_size: int,
                               data_dir: str | None = None,
                               process: tuple[int, int] = (0, 1)) -> ImageDataset:
@@ -108,12 +127,10 @@ def load_image_classification(name: str, split: str, *, image_size: int,
     labels.append(label)
   if not images:
     raise UserInputError(f'data set {name!r} split {split!r} is empty')
-  label = np.concatenate(labels).astype(np.int32)
   num_classes = int(label_feature.num_classes)
-  if label.min() < 0 or label.max() >= num_classes:
-    raise UserInputError(f'data set {name!r}: labels must lie in [0, {num_classes}), '
-                         f'got [{label.min()}, {label.max()}]')
+  image, label = np.concatenate(images), np.concatenate(labels)
+  check_examples(image, label, num_classes, f'data set {name!r} split {split!r}')
   return ImageDataset(
-      image=np.concatenate(images), label=label, num_classes=num_classes,
+      image=image, label=label.astype(np.int32), num_classes=num_classes,
       class_names=tuple(label_feature.names), name=name,
       version=str(builder.info.version))

@@ -35,3 +35,17 @@ def test_unknown_split_is_a_user_error(offline_data_dir):
   with pytest.raises(UserInputError, match='has no split'):
     image_classification.load_image_classification(
         'mnist_offline', 'validation', image_size=8, data_dir=offline_data_dir)
+
+
+@pytest.mark.parametrize('image,label,message', [
+    (np.zeros((2, 8, 8, 1), np.float32), np.zeros(2, np.int64), 'images must be uint8'),
+    (np.zeros((2, 8, 8, 4), np.uint8), np.zeros(2, np.int64), 'images must be uint8'),
+    (np.zeros((2, 8, 8), np.uint8), np.zeros(2, np.int64), 'images must be uint8'),
+    (np.zeros((2, 8, 8, 3), np.uint8), np.zeros(3, np.int64), 'one per image'),
+    (np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, np.float32), 'labels must be integers'),
+    (np.zeros((2, 8, 8, 3), np.uint8), np.array([0, 10]), r'lie in \[0, 10\)'),
+    (np.zeros((2, 8, 8, 3), np.uint8), np.array([-1, 0]), r'lie in \[0, 10\)'),
+])
+def test_bad_examples_are_user_errors(image, label, message):
+  with pytest.raises(UserInputError, match=message):
+    image_classification.check_examples(image, label, 10, 'data')

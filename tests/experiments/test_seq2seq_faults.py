@@ -74,3 +74,20 @@ def test_resume_in_another_experiments_workdir_is_refused(tmp_path):
   assert err.strip().splitlines()[-1] == (
       f"error: workdir '{tmp_path}' belongs to experiment 'cnn', not 'seq2seq'")
   assert (tmp_path / 'checkpoints' / '10').is_dir()
+
+
+def test_truncated_newest_checkpoint_is_skipped(tmp_path):
+  proc = _start(tmp_path, '--config.num_epochs=1')
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-2000:]
+  newest = _steps(tmp_path)[-1]
+  for root, _, files in os.walk(tmp_path / 'checkpoints' / str(newest)):
+    for name in files:
+      with open(os.path.join(root, name), 'r+b') as f:
+        f.truncate(0)
+  proc = _start(tmp_path, '--config.num_epochs=2', '--resume')
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-2000:]
+  assert f'Checkpoint at step {newest} could not be restored' in out
+  # Checkpoints come every 4 steps: the one before the broken one is used.
+  assert f'Resumed from the checkpoint at step {newest - 4}.' in out
