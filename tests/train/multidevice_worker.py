@@ -13,6 +13,7 @@ import numpy as np
 from research.train import loop
 from research.train import parallel
 from tests import helpers
+from tests.train import family_setups
 
 
 def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, **kw):
@@ -34,6 +35,20 @@ def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, **
           np.asarray(jax.device_get(outputs['prediction'])))
 
 
+def train_family(setup, devices, steps=2, batch=16):
+  loss_fn, gather_fn, state, data = setup
+  kw = {} if gather_fn is None else {'gather_fn': gather_fn}
+  driver = parallel.DataParallel(loss_fn, devices=devices, **kw)
+  state = driver.put_replicated(state)
+  n = len(data['offsets']) if 'offsets' in data else len(next(iter(data.values())))
+  device_data = driver.put_data(data)
+  idx, mask = loop.batch_plan(n, batch, shuffle=True, seed=2)
+  for s in range(steps):
+    state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
+                            jax.random.key(9))
+  return jax.device_get(state.params)
+
+
 def max_diff(a, b):
   return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
@@ -50,7 +65,14 @@ def main():
   pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
   fsdp, mf, _ = train(parallel.DataParallel, devices, 0.5, True, fsdp=True,
                       fsdp_min_size=64)
+  families = {'lstm': lambda: family_setups.char_lm('lstm'),
+              'gru': lambda: family_setups.char_lm('gru'),
+              'transformer': family_setups.transformer_seq2seq}
+  family_diffs = {name: max_diff(train_family(make(), devices[:1]),
+                                 train_family(make(), devices))
+                  for name, make in families.items()}
   print(json.dumps({
+      'family_1_vs_8_params': family_diffs,
       'jit_1_vs_8_params': max_diff(one, eight),
       'jit_1_vs_8_metrics': max_diff(m1, m8),
       'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),

@@ -35,6 +35,11 @@ def test_one_device_equals_eight_devices(eight_device_results):
   assert r['jit_1_vs_8_predictions_equal']
 
 
+@pytest.mark.parametrize('family', ['lstm', 'gru', 'transformer'])
+def test_sequence_families_one_device_equals_eight(eight_device_results, family):
+  assert eight_device_results['family_1_vs_8_params'][family] < 1e-5, eight_device_results
+
+
 def test_pmap_driver_equals_jit_driver(eight_device_results):
   r = eight_device_results
   assert r['jit_vs_pmap_params'] < 1e-5, r
