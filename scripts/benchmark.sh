@@ -13,19 +13,16 @@ for arg in "$@"; do
   case "$arg" in --frameworks=jax) needs_torch=0 ;; esac
 done
 
-# PyTorch's CPU wheel only: a plain `pip install torch` on Linux pulls the CUDA
-# build (GBs). The local wheel directory or PyTorch's CPU index provides
-# 2.13.0+cpu, which pip prefers to PyPI's 2.13.0.
+# PyTorch's CPU build only: a plain `pip install torch` on Linux may pull the CUDA
+# build (GBs). Where the machine keeps the 2.13.0+cpu wheel (or a pip index with it
+# is configured, e.g. PIP_EXTRA_INDEX_URL), pip prefers it to 2.13.0.
 if [ "$needs_torch" = 1 ] && ! python -c 'import torch' 2>/dev/null; then
   echo "[setup] installing the PyTorch CPU wheel for the peers" >&2
-  cpu_index=()
-  if ! ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
-    cpu_index=(--extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}")
+  wheel=(/opt/wheels/torch-2.13.0+cpu-*.whl)
+  if [ -e "${wheel[0]}" ]; then
+    python -m pip install --quiet "${wheel[0]}"
   fi
-  python -m pip install --quiet "${cpu_index[@]}" -e "$ROOT[test,bench]"
-  # Until setup.cfg declares the extra, install the pinned wheel directly.
-  python -c 'import torch' 2>/dev/null ||
-    python -m pip install --quiet "${cpu_index[@]}" "torch==2.13.0"
+  python -m pip install --quiet -e "$ROOT[test,bench]"
   if python -c 'import sys, torch; sys.exit(torch.version.cuda is not None)'; then :; else
     echo "[setup] a CUDA build of torch got installed; install torch==2.13.0+cpu" >&2
     exit 1

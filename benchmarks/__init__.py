@@ -1,0 +1,1 @@
+"""Side-by-side training benchmarks of our JAX models and PyTorch peers."""
