@@ -7,6 +7,7 @@ here runs at import of `research`.
 import sys
 from typing import Callable
 
+from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -69,3 +70,24 @@ def run(train: Callable[[], object]) -> None:
     sys.exit(f'error: {e}; the last checkpoint in the workdir is kept')
   except Preempted as e:
     print(str(e), file=sys.stderr)  # A clean stop: exit status 0.
+
+
+def define_experiment(default_config: str,
+                      train_and_evaluate: Callable[..., object]) -> Callable:
+  """Defines an entry point's flags and returns its `main` for `absl.app.run`.
+
+  Flags: --config (see `define_config_flag`), --workdir, --resume and the
+  multi-process flags. `main` calls `train_and_evaluate(config, workdir, resume,
+  log=log)` through `run`.
+  """
+  config = define_config_flag(default_config)
+  workdir = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics '
+                                'and reports.')
+  resume = flags.DEFINE_bool('resume', False, 'Continue from the latest checkpoint in '
+                             '--workdir.')
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    run(lambda: train_and_evaluate(config.value, workdir.value, resume.value, log=log))
+  return main
