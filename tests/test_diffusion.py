@@ -128,13 +128,16 @@ def test_guidance_scale_0_is_unconditional_and_1_conditional():
 
 
 SIZE = 8
+PROMPTS = task.class_prompts('mnist', [str(i) for i in range(10)])
+VOCAB = text_encoder.build_vocabulary(PROMPTS)
 
 
 def _tiny_model():
   return task.Denoiser(
       unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
                       num_groups=4),
-      text_encoder.TextEncoderConfig(max_length=24, emb_dim=16, num_heads=2,
+      text_encoder.TextEncoderConfig(vocab_size=text_encoder.vocab_size(VOCAB),
+                                     max_length=4, emb_dim=16, num_heads=2,
                                      num_layers=1, mlp_dim=32))
 
 
@@ -146,8 +149,7 @@ def _init(model, tokens):
 
 def test_guidance_scale_0_samples_ignore_the_prompt():
   model = _tiny_model()
-  tokens = text_encoder.tokenize(task.class_prompts('mnist', [str(i) for i in range(10)]),
-                                 24)
+  tokens = text_encoder.tokenize(PROMPTS, VOCAB, 4)
   params = _init(model, tokens)
   # A non-zero output layer, so the network's prediction matters.
   params = jax.tree.map(lambda p: p + 0.05, params)
@@ -162,7 +164,7 @@ def test_guidance_scale_0_samples_ignore_the_prompt():
 
 def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
   model = _tiny_model()
-  tokens = text_encoder.tokenize([f'a handwritten {w}' for w in task.DIGIT_WORDS], 24)
+  tokens = text_encoder.tokenize(PROMPTS, VOCAB, 4)
   sched = diffusion.make_schedule('linear', 100)
   loss_fn = task.make_loss_fn(model, sched, tokens, cond_drop_rate=0.1)
   tx = task.with_parameter_ema(optimizers.make_optimizer(optimizers.OptimizerConfig(

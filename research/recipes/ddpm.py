@@ -80,12 +80,12 @@ def unet_config(config) -> unet.UNetConfig:
     raise UserInputError(str(e)) from None
 
 
-def build_model(config) -> task.Denoiser:
-  """The Denoiser (text encoder + U-Net) of the config."""
+def build_model(config, vocabulary: tuple[str, ...]) -> task.Denoiser:
+  """The Denoiser (text encoder over `vocabulary` + U-Net) of the config."""
   t = config.text
   return task.Denoiser(unet_config(config), text_encoder.TextEncoderConfig(
-      max_length=t.max_length, emb_dim=t.emb_dim, num_heads=t.num_heads,
-      num_layers=t.num_layers, mlp_dim=t.mlp_dim,
+      vocab_size=text_encoder.vocab_size(vocabulary), max_length=t.max_length,
+      emb_dim=t.emb_dim, num_heads=t.num_heads, num_layers=t.num_layers, mlp_dim=t.mlp_dim,
       dtype=common.compute_dtype(config.model.dtype)))
 
 
@@ -117,9 +117,9 @@ def save_grid(images_RxCxHxWxC: np.ndarray, path: str, scale: int = 2) -> str:
 class Sampler:
   """Compiled prompt-conditioned sampling with the EMA parameters."""
 
-  def __init__(self, model, sched, config, prompts: list[str]):
+  def __init__(self, model, sched, config, prompts: list[str], tokens: np.ndarray):
     self.prompts = prompts
-    self.tokens = text_encoder.tokenize(prompts, config.text.max_length)
+    self.tokens = tokens  # (len(prompts), L) int32 from text_encoder.tokenize.
     self._fn = jax.jit(functools.partial(
         task.sample, model, image_shape=(config.image_size, config.image_size,
                                          config.image_channels),
@@ -216,13 +216,17 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   workdir = workdir_lib.prepare_workdir(workdir, resume)
   train_set, test_set = load_data(config)
   prompts = task.class_prompts(config.dataset, train_set.class_names)
+  vocabulary = text_encoder.build_vocabulary(prompts)
+  try:
+    tokens = text_encoder.tokenize(prompts, vocabulary, config.text.max_length)
+  except ValueError as e:
+    raise UserInputError(f'{e}: raise text.max_length') from None
   steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-  model = build_model(config)
+  model = build_model(config, vocabulary)
   sched = diffusion.make_schedule(config.schedule, config.num_diffusion_steps)
   tx = task.with_parameter_ema(optimizers.make_optimizer(common.optimizer_config(
       config.optimizer, total_steps=steps_per_epoch * config.num_epochs)),
       config.ema_decay)
-  tokens = text_encoder.tokenize(prompts, config.text.max_length)
   driver = parallel.make_driver(config.driver, task.make_loss_fn(
       model, sched, tokens, config.cond_drop_rate))
 
@@ -238,7 +242,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   data_facts = {'name': train_set.name, 'version': train_set.version,
                 'train_split': config.train_split, 'test_split': config.test_split,
                 'train_examples': len(train_set), 'test_examples': len(test_set),
-                'prompts': prompts}
+                'prompts': prompts, 'prompt_vocabulary': vocabulary}
   if resume:
     manifest.check_resumable(workdir, 'ddpm', counts)
   manifest.write_manifest(workdir, 'ddpm', common.to_dict(config), data_facts,
@@ -250,7 +254,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   start_step = int(state.step)
   state = driver.put_replicated(state)
   writer = metrics_lib.MetricWriter(workdir)
-  sampler = Sampler(model, sched, config, prompts)
+  sampler = Sampler(model, sched, config, prompts, tokens)
   loop_cfg = loop.LoopConfig(
       num_epochs=config.num_epochs, batch_size=config.batch_size,
       eval_batch_size=config.batch_size, seed=config.seed,
