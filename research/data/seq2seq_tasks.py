@@ -18,6 +18,7 @@ import string
 import numpy as np
 
 from research.errors import UserInputError
+from research.train import distributed
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 NUM_SPECIAL = 3
@@ -74,6 +75,11 @@ class Seq2SeqDataset:
   def arrays(self) -> dict[str, np.ndarray]:
     """What the drivers gather batches from."""
     return {'inputs': self.inputs, 'targets': self.targets}
+
+  def process_shard(self) -> 'Seq2SeqDataset':
+    """This process's contiguous, equal share (all of it in a one-process run)."""
+    shard = distributed.shard_for_process(len(self))
+    return dataclasses.replace(self, inputs=self.inputs[shard], targets=self.targets[shard])
 
   def num_target_tokens(self) -> int:
     """Real target tokens (EOS included) of the split."""

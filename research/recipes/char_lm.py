@@ -22,6 +22,7 @@ from research.errors import UserInputError
 from research.models import rnn
 from research.recipes import common
 from research.tasks import language_model
+from research.train import distributed
 from research.train import loop
 from research.train import metrics as metrics_lib
 from research.train import optimizers
@@ -197,8 +198,12 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
       data_dir=config.data_dir or None)
   vocab = corpus.vocab
   model, tx, driver = build(config, vocab.size)
-  train_offsets = language_model.train_offsets(len(corpus.train), config.seq_len)
-  eval_offsets = language_model.eval_offsets(len(corpus.validation), config.seq_len)
+  # Each process trains on (and evaluates) its own contiguous share of the text.
+  train_text = corpus.train[distributed.shard_for_process(len(corpus.train))]
+  validation_text = corpus.validation[
+      distributed.shard_for_process(len(corpus.validation))]
+  train_offsets = language_model.train_offsets(len(train_text), config.seq_len)
+  eval_offsets = language_model.eval_offsets(len(validation_text), config.seq_len)
   bigram_bpc = text_lib.bigram_bits_per_char(corpus.train, corpus.validation,
                                              vocab.size, config.bigram_smoothing)
 
@@ -219,12 +224,13 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                          resume=resume, init_params=init_params, apply_fn=model.apply,
                          tx=tx, rng=init_key, driver=driver, data_facts=data_facts,
                          log=log)
-  with open(os.path.join(workdir, 'vocab.json'), 'w', encoding='utf-8') as f:
-    json.dump({'unknown_id': text_lib.UNK_ID, 'chars': ''.join(vocab.chars)}, f)
+  if distributed.is_primary():
+    with open(os.path.join(workdir, 'vocab.json'), 'w', encoding='utf-8') as f:
+      json.dump({'unknown_id': text_lib.UNK_ID, 'chars': ''.join(vocab.chars)}, f)
   train_data = driver.put_data(language_model.window_data(
-      corpus.train, train_offsets, config.seq_len))
+      train_text, train_offsets, config.seq_len))
   eval_data = driver.put_data(language_model.window_data(
-      corpus.validation, eval_offsets, config.seq_len))
+      validation_text, eval_offsets, config.seq_len))
   last = {}
 
   def on_eval(step, state, train_values):
@@ -271,8 +277,9 @@ def final_report(model, state, vocab, config, last, bigram_bpc: float, speed,
            'validation_accuracy': v['accuracy'], 'bigram_bits_per_char': bigram_bpc,
            'train_loss': last.get('train', {}).get('loss', math.nan),
            'steps': int(jax.device_get(state.step)), **speed, 'samples': samples}
-  with open(os.path.join(workdir, 'samples.txt'), 'w', encoding='utf-8') as f:
-    f.write('\n\n'.join(samples) + '\n')
-  with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
-    json.dump(final, f, indent=2)
+  if distributed.is_primary():
+    with open(os.path.join(workdir, 'samples.txt'), 'w', encoding='utf-8') as f:
+      f.write('\n\n'.join(samples) + '\n')
+    with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
+      json.dump(final, f, indent=2)
   return final

@@ -8,7 +8,6 @@ features of samples and of real test images.
 
 import functools
 import json
-import math
 import os
 import time
 from typing import Any, Callable
@@ -27,10 +26,8 @@ from research.models import unet
 from research.recipes import cnn_classifier
 from research.recipes import common
 from research.tasks import diffusion as task
-from research.train import checkpoint as checkpoint_lib
+from research.train import distributed
 from research.train import loop
-from research.train import manifest
-from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
 from research.train import preemption
@@ -90,11 +87,16 @@ def build_model(config, vocabulary: tuple[str, ...]) -> task.Denoiser:
 
 
 def load_data(config):
-  """Train and test splits resized to image_size, with the image_channels asked for."""
-  load = lambda split: image_classification.load_image_classification(
+  """Train and test splits resized to image_size, with the image_channels asked for.
+
+  In a multi-process run each process reads its own shard of the training split
+  and the whole test split (the Fréchet distance's reference).
+  """
+  load = lambda split, process: image_classification.load_image_classification(
       config.dataset, split, image_size=config.image_size,
-      data_dir=config.data_dir or None)
-  train, test = load(config.train_split), load(config.test_split)
+      data_dir=config.data_dir or None, process=process)
+  train = load(config.train_split, (jax.process_index(), jax.process_count()))
+  test = load(config.test_split, (0, 1))
   if train.image.shape[-1] != config.image_channels:
     raise UserInputError(f'data set {config.dataset!r} has {train.image.shape[-1]} '
                          f'channels; set image_channels to it')
@@ -142,7 +144,7 @@ class Sampler:
 def train_classifier(config, train_set, test_set, log):
   """Trains the seed's CNN on the training split; returns (classifier_fn, test accuracy)."""
   c = config.classifier
-  steps = math.ceil(len(train_set) / c.batch_size)
+  steps = loop.num_steps_per_epoch(len(train_set), c.batch_size)
   cnn_cfg = dict(c.to_dict(), image_channels=3)
   cfg = type(c)(cnn_cfg)
   model, tx, driver = cnn_classifier.build(cfg, train_set.num_classes, steps)
@@ -153,10 +155,10 @@ def train_classifier(config, train_set, test_set, log):
   loop_cfg = loop.LoopConfig(num_epochs=c.num_epochs, batch_size=c.batch_size,
                              eval_batch_size=c.batch_size, seed=config.seed,
                              progress=config.progress)
-  state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
+  state = loop.fit(driver, state, driver.put_data(train_set.arrays()),
                    len(train_set), loop_cfg, jax.random.key(config.seed + 2),
                    log=lambda line: log('classifier ' + line))
-  values, _ = loop.evaluate(driver, state, driver.put_replicated(test_set.arrays()),
+  values, _ = loop.evaluate(driver, state, driver.put_data(test_set.arrays()),
                             len(test_set), c.batch_size)
   prep = cnn_classifier.preprocessing_from(cfg, train=False)
   params = driver.host_state(state).params
@@ -221,7 +223,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
     tokens = text_encoder.tokenize(prompts, vocabulary, config.text.max_length)
   except ValueError as e:
     raise UserInputError(f'{e}: raise text.max_length') from None
-  steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+  steps_per_epoch = loop.num_steps_per_epoch(len(train_set), config.batch_size)
   model = build_model(config, vocabulary)
   sched = diffusion.make_schedule(config.schedule, config.num_diffusion_steps)
   tx = task.with_parameter_ema(optimizers.make_optimizer(common.optimizer_config(
@@ -236,25 +238,18 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   init_params = lambda rng: model.init(
       {'params': rng}, jnp.zeros((1, s, s, ch)), jnp.zeros((1,), jnp.int32),
       jnp.asarray(tokens[:1]), jnp.zeros((1,), bool), train=False)['params']
-  counts = state_lib.count_params(
-      state_lib.abstract_train_state(init_params, model.apply, tx).params)
-  log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   data_facts = {'name': train_set.name, 'version': train_set.version,
                 'train_split': config.train_split, 'test_split': config.test_split,
                 'train_examples': len(train_set), 'test_examples': len(test_set),
                 'prompts': prompts, 'prompt_vocabulary': vocabulary}
-  if resume:
-    manifest.check_resumable(workdir, 'ddpm', counts)
-  manifest.write_manifest(workdir, 'ddpm', common.to_dict(config), data_facts,
-                          {'parameters': counts})
-
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
-  state = state_lib.init_train_state(init_params, model.apply, tx, init_key)
-  state = common.restore_if_resuming(checkpointer, state, resume, log)
-  start_step = int(state.step)
-  state = driver.put_replicated(state)
-  writer = metrics_lib.MetricWriter(workdir)
+  run = common.start_run(experiment='ddpm', config=config, workdir=workdir, resume=resume,
+                         init_params=init_params, apply_fn=model.apply, tx=tx,
+                         rng=init_key, driver=driver, data_facts=data_facts, log=log)
+  state, start_step, checkpointer, writer = (run.state, run.start_step, run.checkpointer,
+                                             run.writer)
+  counts = run.param_counts
   sampler = Sampler(model, sched, config, prompts, tokens)
+  is_primary = distributed.is_primary()
   loop_cfg = loop.LoopConfig(
       num_epochs=config.num_epochs, batch_size=config.batch_size,
       eval_batch_size=config.batch_size, seed=config.seed,
@@ -269,20 +264,21 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
     history.append(dict(values, epoch=epoch + 1))
     writer.write((epoch + 1) * steps_per_epoch, 'train', values, epoch=epoch + 1)
     every = config.sample_every_epochs
-    if every and (epoch + 1) % every == 0 and epoch + 1 < config.num_epochs:
+    if is_primary and every and (epoch + 1) % every == 0 and epoch + 1 < config.num_epochs:
       log(f'Saved {grid(state, f"samples_epoch{epoch + 1}.png")}')
 
   try:
     t0 = time.perf_counter()
     with preemption.StopOnSignal() as stop:
-      state = loop.fit(driver, state, driver.put_replicated(train_set.arrays()),
+      state = loop.fit(driver, state, driver.put_data(train_set.arrays()),
                        len(train_set), loop_cfg, train_key, start_step=start_step,
                        on_epoch_end=on_epoch_end, checkpointer=checkpointer,
                        checkpoint_every_steps=config.checkpoint_every_steps,
                        stop_requested=stop.stop_requested, log=log)
     train_seconds = time.perf_counter() - t0
     checkpointer.wait()
-    log(f'Saved {grid(state, "samples_final.png")}')
+    if is_primary:
+      log(f'Saved {grid(state, "samples_final.png")}')
     params = task.ema_params(driver.host_state(state).opt_state)
     final = judge_samples(config, sampler, params, train_set, test_set, workdir, log)
     final.update(train_history=history, parameters=counts, prompts=prompts,
@@ -290,8 +286,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
     writer.write(int(jax.device_get(driver.host_state(state).step)), 'samples',
                  {k: final[k] for k in ('prompt_accuracy', 'frechet_distance',
                                         'sampling_seconds_per_image')})
-    with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
-      json.dump(final, f, indent=2)
+    if is_primary:
+      with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
+        json.dump(final, f, indent=2)
   finally:
     checkpointer.close()
     writer.close()

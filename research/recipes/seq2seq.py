@@ -2,8 +2,8 @@
 token accuracy, exact-sequence accuracy of greedy and beam decoding, decoded
 examples next to their references, and BLEU for translation."""
 
+import dataclasses
 import json
-import math
 import os
 import time
 from typing import Any, Callable
@@ -18,6 +18,7 @@ from research.errors import UserInputError
 from research.models import transformer
 from research.recipes import common
 from research.tasks import seq2seq
+from research.train import distributed
 from research.train import loop
 from research.train import optimizers
 from research.train import parallel
@@ -109,7 +110,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
   check_config(config)
   workdir = workdir_lib.prepare_workdir(workdir, resume)
   train_set, test_set, references = load_data(config)
-  steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+  # Each process trains on (and evaluates) its own contiguous share of the splits.
+  train_local, test_local = train_set.process_shard(), test_set.process_shard()
+  steps_per_epoch = loop.num_steps_per_epoch(len(train_local), config.batch_size)
   model, tx, driver, decode_driver = build(config, train_set, steps_per_epoch)
 
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
@@ -127,7 +130,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                          log=log)
   writer = run.writer
   train_tokens = train_set.num_target_tokens()
-  test_data = driver.put_replicated(test_set.arrays())
+  test_data = driver.put_data(test_local.arrays())
   throughput = []
 
   def on_epoch_end(epoch, state, values):
@@ -137,7 +140,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
     writer.write(step, 'train', dict(values, tokens_per_second=tokens_per_second),
                  epoch=epoch + 1)
     if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
-      held_out, _ = loop.evaluate(driver, state, test_data, len(test_set),
+      held_out, _ = loop.evaluate(driver, state, test_data, len(test_local),
                                   config.eval_batch_size)
       writer.write(step, 'test_teacher_forced', held_out, epoch=epoch + 1)
       log(f'  {tokens_per_second:,.0f} target tokens/s | held-out (teacher-forced) '
@@ -145,8 +148,8 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
 
   try:
     with preemption.StopOnSignal() as stop:
-      state = loop.fit(driver, run.state, driver.put_replicated(train_set.arrays()),
-                       len(train_set), common.loop_config(config), train_key,
+      state = loop.fit(driver, run.state, driver.put_data(train_local.arrays()),
+                       len(train_local), common.loop_config(config), train_key,
                        start_step=run.start_step, on_epoch_end=on_epoch_end,
                        checkpointer=run.checkpointer,
                        checkpoint_every_steps=config.checkpoint_every_steps,
@@ -158,8 +161,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
                  {k: v for k, v in final.items() if isinstance(v, float)})
   finally:
     run.close()
-  with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
-    json.dump(final, f, indent=2)
+  if distributed.is_primary():
+    with open(os.path.join(workdir, 'final_metrics.json'), 'w', encoding='utf-8') as f:
+      json.dump(final, f, indent=2)
   return final
 
 
@@ -181,15 +185,22 @@ def report_on_test(decode_driver, state, test_set, references, config, workdir: 
                    log: Callable[[str], None]) -> dict[str, Any]:
   """Decodes the test split greedily and with beam search; logs and saves the
   accuracies, decoding speed and a few examples (and BLEU for translation)."""
-  data = decode_driver.put_replicated(test_set.arrays())
+  local = test_set.process_shard()
+  data = decode_driver.put_data(local.arrays())
   # One batch per dispatch, so that a first batch compiles all and the timed pass
   # measures decoding alone.
   evaluate = lambda n: loop.evaluate(decode_driver, state, data, n,
                                      config.eval_batch_size, steps_per_dispatch=1)
-  evaluate(min(len(test_set), config.eval_batch_size))
+  evaluate(min(len(local), config.eval_batch_size))
   t0 = time.perf_counter()
-  values, outputs = evaluate(len(test_set))
+  values, outputs = evaluate(len(local))
   seconds = time.perf_counter() - t0
+  # Every process decoded its share; the first len(outputs) test rows, in order.
+  outputs = distributed.allgather_rows(outputs)
+  num_decoded = len(outputs['greedy'])
+  test_set = dataclasses.replace(test_set, inputs=test_set.inputs[:num_decoded],
+                                 targets=test_set.targets[:num_decoded])
+  references = None if references is None else references[:num_decoded]
   final = {'test_loss': values['loss'], 'test_token_accuracy': values['token_accuracy'],
            'test_greedy_exact_accuracy': values['greedy_exact_accuracy'],
            'test_beam_exact_accuracy': values['beam_exact_accuracy'],
@@ -211,6 +222,7 @@ def report_on_test(decode_driver, state, test_set, references, config, workdir: 
         f'{final["test_bleu_beam"]:.2f}')
   text = _examples_text(test_set, outputs, config.num_examples_to_print)
   log('Decoded test examples:\n' + text)
-  with open(os.path.join(workdir, 'examples.txt'), 'w', encoding='utf-8') as f:
-    f.write(text + '\n')
+  if distributed.is_primary():
+    with open(os.path.join(workdir, 'examples.txt'), 'w', encoding='utf-8') as f:
+      f.write(text + '\n')
   return final

@@ -41,3 +41,15 @@ def shard_for_process(num_examples: int) -> slice:
   per = num_examples // jax.process_count()
   start = jax.process_index() * per
   return slice(start, start + per)
+
+
+def allgather_rows(tree):
+  """Concatenates every process's per-example arrays (leading axis) in process order.
+
+  Returns `tree` itself in a one-process run; otherwise numpy arrays with
+  process_count x the local rows (every process must call it, with equal shapes).
+  """
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(tree, tiled=True)

@@ -5,8 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import diffusion
 from research.models import rnn
+from research.models import text_encoder
 from research.models import transformer
+from research.models import unet
+from research.tasks import diffusion as ddpm
 from research.tasks import language_model as lm
 from research.tasks import seq2seq
 from research.train import optimizers
@@ -46,3 +50,24 @@ def transformer_seq2seq():
           'targets': rng.integers(3, V, (40, 5)).astype(np.int32)}
   state = _state(model, (jnp.ones((1, 6), jnp.int32), jnp.ones((1, 5), jnp.int32)))
   return seq2seq.make_loss_fn(model), None, state, data
+
+
+def ddpm_denoiser():
+  """A two-level U-Net + one-layer prompt encoder on 40 random 8x8 digits, T = 50."""
+  prompts = ddpm.class_prompts('mnist', [str(i) for i in range(10)])
+  vocab = text_encoder.build_vocabulary(prompts)
+  tokens = text_encoder.tokenize(prompts, vocab, 4)
+  model = ddpm.Denoiser(
+      unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
+                      num_groups=4),
+      text_encoder.TextEncoderConfig(vocab_size=text_encoder.vocab_size(vocab),
+                                     max_length=4, emb_dim=16, num_heads=2, num_layers=1,
+                                     mlp_dim=32))
+  rng = np.random.default_rng(0)
+  data = {'image': rng.integers(0, 256, (40, 8, 8, 1)).astype(np.uint8),
+          'label': rng.integers(0, 10, 40).astype(np.int32)}
+  state = _state(model, (jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
+                         jnp.asarray(tokens[:1]), jnp.zeros((1,), bool)))
+  loss_fn = ddpm.make_loss_fn(model, diffusion.make_schedule('linear', 50), tokens,
+                              cond_drop_rate=0.2)
+  return loss_fn, None, state, data

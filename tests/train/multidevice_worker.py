@@ -67,7 +67,8 @@ def main():
                       fsdp_min_size=64)
   families = {'lstm': lambda: family_setups.char_lm('lstm'),
               'gru': lambda: family_setups.char_lm('gru'),
-              'transformer': family_setups.transformer_seq2seq}
+              'transformer': family_setups.transformer_seq2seq,
+              'ddpm': family_setups.ddpm_denoiser}
   family_diffs = {name: max_diff(train_family(make(), devices[:1]),
                                  train_family(make(), devices))
                   for name, make in families.items()}

@@ -1,4 +1,5 @@
-"""Two processes on localhost (jax.distributed, gloo) == one process on the same data."""
+"""Two processes on localhost (jax.distributed, gloo) == one process on the same data;
+checkpoints move between 8 devices, 2 processes and 1 device."""
 
 import json
 import os
@@ -13,6 +14,8 @@ import pytest
 from research.train import checkpoint as checkpoint_lib
 from research.train import parallel
 from tests import helpers
+from tests.train import checkpoint_topology_worker as topology
+from tests.train import family_setups
 from tests.train import multiprocess_worker as worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,21 +27,38 @@ def _free_port():
     return s.getsockname()[1]
 
 
+def _eight_devices(*args):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             JAX_PLATFORMS='cpu')
+  out = subprocess.run([sys.executable, '-m', 'tests.train.checkpoint_topology_worker',
+                        *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope='module')
 def two_process_run(tmp_path_factory):
+  """Saves on 8 devices; then 2 processes restore that and save their own; then 8
+  devices restore the 2-process checkpoint."""
   workdir = str(tmp_path_factory.mktemp('two_process'))
+  eight_workdir = str(tmp_path_factory.mktemp('eight_devices'))
+  saved_on_8 = _eight_devices('save', eight_workdir)
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              JAX_PLATFORMS='cpu')
   port = str(_free_port())
   procs = [subprocess.Popen([sys.executable, '-m', 'tests.train.multiprocess_worker',
-                             port, str(i), workdir], cwd=ROOT, env=env,
+                             port, str(i), workdir, eight_workdir], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-  return workdir, sorted(results, key=lambda r: r['process'])
+  restored_on_8 = _eight_devices('restore', workdir, str(worker.STEPS))
+  return {'workdir': workdir, 'eight_workdir': eight_workdir, 'saved_on_8': saved_on_8,
+          'restored_on_8': restored_on_8,
+          'processes': sorted(results, key=lambda r: r['process'])}
 
 
 def _one_process_reference():
@@ -58,7 +78,7 @@ def _one_process_reference():
 
 
 def test_each_process_reads_its_own_shard(two_process_run):
-  _, (r0, r1) = two_process_run
+  r0, r1 = two_process_run['processes']
   data = helpers.tiny_data(32)
   assert r0['labels'] == data['label'][:16].tolist()
   assert r1['labels'] == data['label'][16:].tolist()
@@ -66,7 +86,8 @@ def test_each_process_reads_its_own_shard(two_process_run):
 
 
 def test_two_processes_equal_one_process(two_process_run):
-  workdir, (r0, r1) = two_process_run
+  workdir = two_process_run['workdir']
+  r0, r1 = two_process_run['processes']
   _, state = _one_process_reference()
   expected = np.asarray(state.params['fc2']['bias'])
   np.testing.assert_allclose(r0['fc2_bias'], expected, atol=2e-5)
@@ -77,3 +98,43 @@ def test_two_processes_equal_one_process(two_process_run):
   checkpointer.close()
   for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
     np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_transformer_on_two_processes_equals_one_process(two_process_run):
+  r0, r1 = two_process_run['processes']
+  loss_fn, _, state, data = family_setups.transformer_seq2seq()
+  driver = parallel.DataParallel(loss_fn, devices=jax.devices()[:1])
+  state = driver.put_replicated(state)
+  device_data = driver.put_replicated(data)
+  per_process = [worker.plans(p, 2, 20) for p in range(2)]
+  idx = np.concatenate([per_process[p][0] + 20 * p for p in range(2)], axis=1)
+  mask = np.concatenate([per_process[p][1] for p in range(2)], axis=1)
+  for s in range(worker.STEPS):
+    state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
+                            jax.random.key(6))
+  expected = topology.digest(state.params)
+  assert r0['transformer'] == r1['transformer']
+  assert r0['transformer'].keys() == expected.keys()
+  for name, values in expected.items():
+    np.testing.assert_allclose(r0['transformer'][name], values, rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+
+
+def test_checkpoints_move_between_8_devices_2_processes_and_1_device(two_process_run):
+  run = two_process_run
+  r0, r1 = run['processes']
+  saved_on_8 = run['saved_on_8']['digest']
+  # 8 devices (FSDP-sharded) -> 2 processes: bit-identical on both.
+  assert r0['restored_from_8_devices'] == saved_on_8
+  assert r1['restored_from_8_devices'] == saved_on_8
+  # 2 processes -> 8 devices (FSDP-sharded): bit-identical.
+  assert run['restored_on_8']['step'] == worker.STEPS
+  assert run['restored_on_8']['digest'] == r0['digest']
+  # 8 devices -> 1 device.
+  _, _, state = helpers.tiny_classifier()
+  checkpointer = checkpoint_lib.Checkpointer(run['eight_workdir'])
+  restored = checkpointer.restore(topology.SAVE_STEP, state)
+  checkpointer.close()
+  assert topology.digest(restored.params) == saved_on_8
+  # A real change of values, not the initial parameters read back.
+  assert topology.digest(state.params) != saved_on_8

@@ -35,8 +35,8 @@ def test_one_device_equals_eight_devices(eight_device_results):
   assert r['jit_1_vs_8_predictions_equal']
 
 
-@pytest.mark.parametrize('family', ['lstm', 'gru', 'transformer'])
-def test_sequence_families_one_device_equals_eight(eight_device_results, family):
+@pytest.mark.parametrize('family', ['lstm', 'gru', 'transformer', 'ddpm'])
+def test_families_one_device_equals_eight(eight_device_results, family):
   assert eight_device_results['family_1_vs_8_params'][family] < 1e-5, eight_device_results
 
 
