@@ -46,14 +46,6 @@ def test_prediction_depends_on_time_and_condition():
   chex.assert_trees_all_close(f(7, c1), f(7, c1))
 
 
-def test_im2col_conv_equals_lax_conv():
-  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
-  k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
-  want = jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  chex.assert_trees_all_close(unet.conv3x3_im2col(x, k), want, atol=1e-5)
-
-
 def test_space_to_depth_and_upsample():
   x = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
   y = unet.space_to_depth(x)
