@@ -17,7 +17,7 @@ from benchmarks import measure
 from research.data import augment
 from research.models import cnn, rnn, transformer, unet
 from research.tasks import classification, language_model, seq2seq
-from research.train import optimizers, state as state_lib, steps
+from research.train import optimizers, parallel, state as state_lib, steps
 
 
 def _cost_flops(compiled_or_lowered) -> float | None:
@@ -71,10 +71,16 @@ def _state(model, init_args, rng):
   return state_lib.init_train_state(init_params, model.apply, tx, rng)
 
 
+def microbatches(batch_size: int) -> int:
+  """The experiments' automatic micro-batch count for this batch on this device."""
+  return parallel.resolve_microbatches(0, batch_size, jax.devices()[0].platform)
+
+
 def _train_bench(model, loss_fn, init_args, batch, flops_fn=None) -> JaxBench:
   rng = jax.random.key(0)
   state = _state(model, init_args, rng)
-  step = functools.partial(steps.train_step, loss_fn=loss_fn)
+  step = functools.partial(steps.train_step, loss_fn=loss_fn,
+                           microbatches=microbatches(batch['mask'].shape[0]))
   return JaxBench(step, (state, batch, rng), carry=True, flops_fn=flops_fn)
 
 

@@ -72,7 +72,8 @@ def build(config, vocab_size: int):
   tx = optimizers.make_optimizer(common.optimizer_config(config.optimizer,
                                                          total_steps=config.num_steps))
   driver = parallel.make_driver(config.driver, language_model.make_loss_fn(model),
-                                language_model.make_window_gather(config.seq_len))
+                                language_model.make_window_gather(config.seq_len),
+                                microbatches=config.microbatches)
   return model, tx, driver
 
 

@@ -73,7 +73,8 @@ def build(config, num_classes: int, steps_per_epoch: int):
       config.optimizer, total_steps=steps_per_epoch * config.num_epochs))
   # Training augments on device; evaluation only normalises (see loss_fn's `train`).
   loss_fn = classification.make_loss_fn(model, preprocessing_from(config, train=True))
-  driver = parallel.make_driver(config.driver, loss_fn, fsdp=config.fsdp)
+  driver = parallel.make_driver(config.driver, loss_fn, fsdp=config.fsdp,
+                                microbatches=config.microbatches)
   return model, tx, driver
 
 

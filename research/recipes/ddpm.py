@@ -230,7 +230,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False,
       config.optimizer, total_steps=steps_per_epoch * config.num_epochs)),
       config.ema_decay)
   driver = parallel.make_driver(config.driver, task.make_loss_fn(
-      model, sched, tokens, config.cond_drop_rate))
+      model, sched, tokens, config.cond_drop_rate), microbatches=config.microbatches)
 
   key = jax.random.key(config.seed)
   init_key, train_key, sample_key = jax.random.split(key, 3)

@@ -91,7 +91,7 @@ def build(config, train_set, steps_per_epoch: int):
   tx = optimizers.make_optimizer(common.optimizer_config(
       config.optimizer, total_steps=steps_per_epoch * config.num_epochs))
   driver = parallel.make_driver(config.driver, seq2seq.make_loss_fn(
-      model, label_smoothing=config.label_smoothing))
+      model, label_smoothing=config.label_smoothing), microbatches=config.microbatches)
   decode_driver = parallel.make_driver(config.driver, seq2seq.make_decode_eval_fn(
       model, beam_size=config.beam_size, alpha=config.length_penalty))
   return model, tx, driver, decode_driver

@@ -40,12 +40,12 @@ def _stack(trees):
 # inside an XLA:CPU while loop (even a fully unrolled scan keeps one) convolutions
 # lose their fast kernels, measured 80x slower for the CNN.
 def _train_chunk(state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn,
-                 axis_name):
+                 axis_name, microbatches):
   metrics = []
   for s in range(idx_SxB.shape[0]):
     batch = dict(gather_fn(data, idx_SxB[s]), mask=mask_SxB[s])
     state, m = steps.train_step(state, batch, rng, loss_fn=loss_fn,
-                                axis_name=axis_name)
+                                axis_name=axis_name, microbatches=microbatches)
     metrics.append(m)
   return state, _stack(metrics)
 
@@ -65,6 +65,25 @@ def check_batch_size(batch_size: int, num_devices: int) -> None:
   if batch_size < 1 or batch_size % num_devices:
     raise UserInputError(f'batch size must be a positive multiple of the device count '
                          f'({num_devices}), got {batch_size}')
+
+
+def resolve_microbatches(requested: int, per_device_batch: int, platform: str) -> int:
+  """Micro-batches per step for a per-device batch (see `steps`).
+
+  `requested` 0 means automatic: 2 on CPU when the per-device batch is even and at
+  least 16 (XLA:CPU then runs the two parts on different cores), else 1 (on GPU/TPU
+  one big batch already fills the device). A positive value is used as given and must
+  divide the per-device batch.
+  """
+  if requested < 0:
+    raise UserInputError(f'microbatches must be >= 0 (0: automatic), got {requested}')
+  if requested == 0:
+    even_and_large = per_device_batch % 2 == 0 and per_device_batch >= 16
+    return 2 if platform == 'cpu' and even_and_large else 1
+  if per_device_batch % requested:
+    raise UserInputError(f'microbatches={requested} does not divide the per-device '
+                         f'batch of {per_device_batch} examples')
+  return requested
 
 
 BATCH_AXES = ('process', 'local')
@@ -109,12 +128,15 @@ class DataParallel:
     devices: the devices to use (default: all devices of all processes).
     fsdp: shard parameters and optimiser state instead of replicating them.
     fsdp_min_size: arrays smaller than this stay replicated under fsdp.
+    microbatches: independent parts per device batch in training (0: automatic,
+      see `resolve_microbatches`).
   """
 
   def __init__(self, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
                devices: list[Any] | None = None, fsdp: bool = False,
-               fsdp_min_size: int = 2 ** 14):
+               fsdp_min_size: int = 2 ** 14, microbatches: int = 1):
     self.devices = list(devices or jax.devices())
+    self.microbatches = microbatches
     self.mesh = Mesh(device_grid(self.devices), BATCH_AXES)
     self.fsdp, self.fsdp_min_size = fsdp, fsdp_min_size
     self.replicated = NamedSharding(self.mesh, P())
@@ -161,9 +183,14 @@ class DataParallel:
     if self._train is None:
       out = (self.state_sharding(state), self.replicated)
       self._train = jax.jit(functools.partial(_train_chunk, **self._kw),
-                            donate_argnums=0, out_shardings=out)
+                            donate_argnums=0, out_shardings=out,
+                            static_argnames='microbatches')
       self._eval = jax.jit(functools.partial(_eval_chunk, **self._kw),
                            out_shardings=(self.replicated, self.batch_sharded))
+
+  def _parts(self, idx_SxB):
+    per_device = np.shape(idx_SxB)[1] * jax.process_count() // self.num_devices
+    return resolve_microbatches(self.microbatches, per_device, self.devices[0].platform)
 
   def _indices(self, idx_SxB, mask_SxB):
     put = lambda a: jax.make_array_from_process_local_data(
@@ -174,7 +201,8 @@ class DataParallel:
     """Runs S train steps on this process's (S, B / processes) indices into its data
     shard; returns the new state and the global metrics stacked over S."""
     self._compile(state)
-    return self._train(state, data, *self._indices(idx_SxB, mask_SxB), rng)
+    return self._train(state, data, *self._indices(idx_SxB, mask_SxB), rng,
+                       microbatches=self._parts(idx_SxB))
 
   def evaluate(self, state, data, idx_SxB, mask_SxB):
     """Evaluates S batches; returns summed metrics and this process's outputs
@@ -194,13 +222,23 @@ class PmapDataParallel:
   axis_name = 'batch'
 
   def __init__(self, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-               devices: list[Any] | None = None):
+               devices: list[Any] | None = None, microbatches: int = 1):
     self.devices = list(devices or jax.devices())
+    self.microbatches = microbatches
     kw = dict(loss_fn=loss_fn, gather_fn=gather_fn, axis_name=self.axis_name)
-    pmap = functools.partial(jax.pmap, axis_name=self.axis_name, devices=self.devices)
-    self._train = pmap(functools.partial(_train_chunk, **kw), donate_argnums=0,
-                       in_axes=(0, 0, 0, 0, None))
-    self._eval = pmap(functools.partial(_eval_chunk, **kw))
+    self._pmap = functools.partial(jax.pmap, axis_name=self.axis_name,
+                                   devices=self.devices)
+    self._train_chunk = functools.partial(_train_chunk, **kw)
+    self._trains = {}  # micro-batch count -> pmapped train chunk
+    self._eval = self._pmap(functools.partial(_eval_chunk, **kw))
+
+  def _train_fn(self, idx_SxB):
+    k = resolve_microbatches(self.microbatches, np.shape(idx_SxB)[1] // self.num_devices,
+                             self.devices[0].platform)
+    if k not in self._trains:
+      self._trains[k] = self._pmap(functools.partial(self._train_chunk, microbatches=k),
+                                   donate_argnums=0, in_axes=(0, 0, 0, 0, None))
+    return self._trains[k]
 
   @property
   def num_devices(self) -> int:
@@ -222,7 +260,8 @@ class PmapDataParallel:
     return split(idx_SxB, np.int32), split(mask_SxB, np.float32)
 
   def train(self, state, data, idx_SxB, mask_SxB, rng):
-    state, metrics = self._train(state, data, *self._split(idx_SxB, mask_SxB), rng)
+    train = self._train_fn(idx_SxB)
+    state, metrics = train(state, data, *self._split(idx_SxB, mask_SxB), rng)
     return state, jax.tree.map(lambda m: m[0], metrics)
 
   def evaluate(self, state, data, idx_SxB, mask_SxB):
@@ -238,14 +277,18 @@ DRIVERS = {'jit': DataParallel, 'pmap': PmapDataParallel}
 
 
 def make_driver(name: str, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-                devices: list[Any] | None = None, fsdp: bool = False):
+                devices: list[Any] | None = None, fsdp: bool = False,
+                microbatches: int = 1):
   """Returns the data-parallel driver called `name` ('jit' or 'pmap').
 
-  `fsdp` (jit only) shards the train state's large arrays over all devices.
+  `fsdp` (jit only) shards the train state's large arrays over all devices;
+  `microbatches` cuts each device's train batch into independent parts (0:
+  automatic, what the experiment configs ask for; see `resolve_microbatches`).
   """
   if name not in DRIVERS:
     raise UserInputError(f'unknown driver {name!r}: use one of {sorted(DRIVERS)}')
   if fsdp and name != 'jit':
     raise UserInputError('fsdp needs the jit driver')
-  return (DataParallel(loss_fn, gather_fn, devices, fsdp=fsdp) if name == 'jit'
-          else PmapDataParallel(loss_fn, gather_fn, devices))
+  if name == 'jit':
+    return DataParallel(loss_fn, gather_fn, devices, fsdp=fsdp, microbatches=microbatches)
+  return PmapDataParallel(loss_fn, gather_fn, devices, microbatches=microbatches)

@@ -14,8 +14,17 @@ A family plugs in one function, its *loss function*:
 
 Sums rather than means keep every average exact across devices and across padded,
 uneven final batches: the host divides only at the end.
+
+Micro-batches: with `microbatches=k` a step cuts its batch into k interleaved parts
+(example i goes to part i mod k) and traces the loss and gradient of each part as an
+independent computation, then adds them. The mean gradient is the same as for the
+whole batch (only dropout draws differ: part i uses key `fold_in(key, i)`). XLA:CPU
+runs one convolution on one core but runs independent operations concurrently, so
+on CPU two parts keep both cores busy (measured 15-20% faster CNN and U-Net steps on
+2 cores). Interleaving keeps every part on the devices that hold the batch.
 """
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -33,8 +42,25 @@ def _psum(tree, axis_name):
   return tree if axis_name is None else jax.lax.psum(tree, axis_name)
 
 
+def split_batch(batch: dict[str, jax.Array], num_parts: int
+                ) -> list[dict[str, jax.Array]]:
+  """Cuts a batch into `num_parts` interleaved parts: part i holds examples i,
+  i + num_parts, i + 2 num_parts, ... (B must be a multiple of `num_parts`).
+
+  Returns:
+    `num_parts` dicts of arrays with leading axis B / num_parts, dtypes unchanged.
+  """
+  def part(v, i):
+    return v.reshape((v.shape[0] // num_parts, num_parts) + v.shape[1:])[:, i]
+  return [{k: part(v, i) for k, v in batch.items()} for i in range(num_parts)]
+
+
+def _sum_trees(trees):
+  return jax.tree.map(lambda *xs: functools.reduce(jnp.add, xs), *trees)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
-               loss_fn: LossFn, axis_name: str | None = None
+               loss_fn: LossFn, axis_name: str | None = None, microbatches: int = 1
                ) -> tuple[TrainState, Metrics]:
   """One optimiser step on a batch.
 
@@ -46,6 +72,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
     axis_name: set when run under `jax.pmap`/`shard_map` with this axis name: gradient
       sums and metrics are then summed over it and each device sees a different
       key (folded with its axis index).
+    microbatches: independent parts the batch is cut into (see module docstring);
+      B must be a multiple of it.
 
   Returns:
     the updated state and the batch's metrics as global (sum, count) pairs, plus
@@ -55,11 +83,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   if axis_name is not None:
     step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
 
-  def loss_sum(params):
-    metrics, _ = loss_fn(params, batch, step_rng, True)
+  def loss_sum(params, part, part_rng):
+    metrics, _ = loss_fn(params, part, part_rng, True)
     return metrics['loss'][0], metrics
 
-  grads, metrics = jax.grad(loss_sum, has_aux=True)(state.params)
+  grad_fn = jax.grad(loss_sum, has_aux=True)
+  if microbatches == 1:
+    grads, metrics = grad_fn(state.params, batch, step_rng)
+  else:
+    grads, metrics = _sum_trees([
+        grad_fn(state.params, part, jax.random.fold_in(step_rng, i))
+        for i, part in enumerate(split_batch(batch, microbatches))])
   grads, metrics = _psum((grads, metrics), axis_name)
   count = jnp.maximum(metrics['loss'][1], 1.0)
   grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
@@ -71,6 +105,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
               axis_name: str | None = None) -> tuple[Metrics, dict[str, jax.Array]]:
   """Evaluates a batch without updating anything (dropout and augmentation off).
+
+  (No micro-batches here: for the forward pass alone they measured slower.)
 
   Returns:
     the batch's metrics as global (sum, count) pairs, and the per-example outputs

@@ -63,6 +63,10 @@ def main():
   # and augmentation against the jit driver.
   plain, _, _ = train(parallel.DataParallel, devices, 0.0, False)
   pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
+  # Two micro-batches per device (per-device batch 2 -> parts of 1 example).
+  micro_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False, microbatches=2)
+  micro_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False,
+                           microbatches=2)
   fsdp, mf, _ = train(parallel.DataParallel, devices, 0.5, True, fsdp=True,
                       fsdp_min_size=64)
   families = {'lstm': lambda: family_setups.char_lm('lstm'),
@@ -78,6 +82,8 @@ def main():
       'jit_1_vs_8_metrics': max_diff(m1, m8),
       'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),
       'jit_vs_pmap_params': max_diff(plain, pmapped),
+      'microbatches_jit_params': max_diff(plain, micro_jit),
+      'microbatches_pmap_params': max_diff(plain, micro_pmap),
       'fsdp_vs_replicated_params': max_diff(eight, fsdp),
       'fsdp_sharded_params': SHARDED_PARAMS,
       'pmap_prediction_shape': list(pp.shape),

@@ -47,6 +47,27 @@ def test_pmap_driver_equals_jit_driver(eight_device_results):
   assert r['pmap_metric_count'] == 8.0  # The uneven last batch: 8 real of 16.
 
 
+def test_two_microbatches_per_device_equal_one(eight_device_results):
+  r = eight_device_results
+  assert r['microbatches_jit_params'] < 1e-5, r
+  assert r['microbatches_pmap_params'] < 1e-5, r
+
+
+@pytest.mark.parametrize('requested, per_device, platform, expected', [
+    (0, 64, 'cpu', 2), (0, 8, 'cpu', 1), (0, 33, 'cpu', 1), (0, 64, 'gpu', 1),
+    (0, 64, 'tpu', 1), (4, 64, 'gpu', 4), (1, 64, 'cpu', 1)])
+def test_automatic_microbatches_split_only_large_even_cpu_batches(
+    requested, per_device, platform, expected):
+  assert parallel.resolve_microbatches(requested, per_device, platform) == expected
+
+
+def test_microbatches_must_divide_the_per_device_batch():
+  with pytest.raises(UserInputError, match='does not divide the per-device batch of 12'):
+    parallel.resolve_microbatches(5, 12, 'cpu')
+  with pytest.raises(UserInputError, match='must be >= 0'):
+    parallel.resolve_microbatches(-1, 12, 'cpu')
+
+
 def test_fsdp_sharded_run_equals_replicated_run(eight_device_results):
   r = eight_device_results
   assert r['fsdp_sharded_params'] >= 4, r  # conv and dense kernels are sharded.

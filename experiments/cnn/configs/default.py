@@ -25,8 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 5  # Passes over the training split.
   c.batch_size = 64  # Global training batch (all devices together).
   c.eval_batch_size = 256  # Global evaluation batch.
-  c.steps_per_dispatch = 1  # Train steps per compiled call (lax.scan over steps).
+  c.steps_per_dispatch = 1  # Train steps per compiled call (traced back to back).
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
+  c.microbatches = 0  # Independent parts per device train batch (0: auto: 2 on CPU, else 1).
   c.fsdp = False  # jit only: shard parameters and optimizer state over all devices.
   c.progress = True  # tqdm progress bar per epoch.
   c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: only per epoch).

@@ -32,6 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.batch_size = 64  # Global training batch.
   c.steps_per_dispatch = 1  # Train steps per compiled call.
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
+  c.microbatches = 0  # Independent parts per device train batch (0: auto: 2 on CPU, else 1).
   c.progress = True  # tqdm progress bars.
   c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: per epoch only).
 

@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 2  # Teacher-forced held-out metrics every this many epochs.
   c.steps_per_dispatch = 8  # Train steps per compiled call.
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
+  c.microbatches = 0  # Independent parts per device train batch (0: auto: 2 on CPU, else 1).
   c.progress = False  # tqdm progress bar per epoch.
   c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: only per epoch).
   c.label_smoothing = 0.0  # Label smoothing of the training targets.
