@@ -6,6 +6,7 @@ dispatches n steps back to back and blocks on the last. Never imports torch.
 """
 
 import functools
+import importlib
 import time
 from typing import Any, Callable
 
@@ -71,16 +72,20 @@ def _state(model, init_args, rng):
   return state_lib.init_train_state(init_params, model.apply, tx, rng)
 
 
-def microbatches(batch_size: int) -> int:
-  """The experiments' automatic micro-batch count for this batch on this device."""
-  return parallel.resolve_microbatches(0, batch_size, jax.devices()[0].platform)
+def microbatches(experiment: str, batch_size: int) -> int:
+  """The micro-batches `experiments/<experiment>`'s default config gives this batch
+  on this device."""
+  config = importlib.import_module(f'experiments.{experiment}.configs.default')
+  return parallel.resolve_microbatches(config.get_config().microbatches, batch_size,
+                                       jax.devices()[0].platform)
 
 
-def _train_bench(model, loss_fn, init_args, batch, flops_fn=None) -> JaxBench:
+def _train_bench(model, loss_fn, init_args, batch, experiment,
+                 flops_fn=None) -> JaxBench:
   rng = jax.random.key(0)
   state = _state(model, init_args, rng)
-  step = functools.partial(steps.train_step, loss_fn=loss_fn,
-                           microbatches=microbatches(batch['mask'].shape[0]))
+  step = functools.partial(steps.train_step, loss_fn=loss_fn, microbatches=microbatches(
+      experiment, batch['mask'].shape[0]))
   return JaxBench(step, (state, batch, rng), carry=True, flops_fn=flops_fn)
 
 
@@ -100,7 +105,7 @@ def _cnn(s, train: bool) -> JaxBench:
            'mask': _mask(b)}
   init_args = (jnp.zeros((1, hw, hw, c)),)
   if train:
-    return _train_bench(model, loss_fn, init_args, batch)
+    return _train_bench(model, loss_fn, init_args, batch, 'cnn')
   state = _state(model, init_args, jax.random.key(0))
   return JaxBench(functools.partial(steps.eval_step, loss_fn=loss_fn), (state, batch),
                   carry=False)
@@ -121,9 +126,10 @@ def _lm(s, cell: str) -> JaxBench:
 
   def unrolled_flops():
     twin = make(t)
-    twin_bench = _train_bench(twin, language_model.make_loss_fn(twin), init_args, batch)
+    twin_bench = _train_bench(twin, language_model.make_loss_fn(twin), init_args, batch,
+                              'lm')
     return _cost_flops(twin_bench._jit.lower(*twin_bench._args))
-  return _train_bench(model, language_model.make_loss_fn(model), init_args, batch,
+  return _train_bench(model, language_model.make_loss_fn(model), init_args, batch, 'lm',
                       flops_fn=unrolled_flops)
 
 
@@ -142,7 +148,7 @@ def _transformer(s) -> JaxBench:
            'mask': _mask(b)}
   init_args = (jnp.ones((1, s['src_len']), jnp.int32),
                jnp.ones((1, s['tgt_len']), jnp.int32))
-  return _train_bench(model, seq2seq.make_loss_fn(model), init_args, batch)
+  return _train_bench(model, seq2seq.make_loss_fn(model), init_args, batch, 'seq2seq')
 
 
 def ddpm_loss_fn(model: unet.UNet, num_timesteps: int) -> Callable:
@@ -178,7 +184,8 @@ def _unet(s) -> JaxBench:
   batch = {'image': jnp.asarray(rs.uniform(-1, 1, (b, hw, hw, c)).astype(np.float32)),
            'mask': _mask(b)}
   init_args = (jnp.zeros((1, hw, hw, c)), jnp.zeros((1,), jnp.int32), None)
-  return _train_bench(model, ddpm_loss_fn(model, s['timesteps']), init_args, batch)
+  return _train_bench(model, ddpm_loss_fn(model, s['timesteps']), init_args, batch,
+                      'ddpm')
 
 
 def _matmul(s) -> JaxBench:
