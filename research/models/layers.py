@@ -97,16 +97,18 @@ class Conv3x3(nn.Module):
   Attributes:
     features: output channels O.
     dtype: compute dtype; parameters are float32.
+    kernel_init: initializer of the (3, 3, C, O) kernel.
   """
   features: int
   dtype: Any = jnp.float32
+  kernel_init: Any = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
     """Returns the (B, H, W, O) convolution of `x_BxHxWxC` in `dtype`."""
     c = x_BxHxWxC.shape[-1]
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (3, 3, c, self.features), jnp.float32)
+    kernel = self.param('kernel', self.kernel_init, (3, 3, c, self.features),
+                        jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
                       jnp.float32)
     y = conv3x3(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype))

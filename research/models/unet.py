@@ -88,23 +88,6 @@ def timestep_embedding(t_B: jax.Array, dim: int, max_period: float = 10_000.0
   return jnp.pad(emb, ((0, 0), (0, dim - 2 * half)))
 
 
-class Conv3x3(nn.Module):
-  """3x3 'same' convolution with bias, parameters like `nn.Conv`."""
-  features: int
-  dtype: Any = jnp.float32
-  kernel_init: Any = nn.initializers.lecun_normal()
-
-  @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-    c = x_BxHxWxC.shape[-1]
-    kernel = self.param('kernel', self.kernel_init, (3, 3, c, self.features),
-                        jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
-                      jnp.float32)
-    y = layers.conv3x3(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype))
-    return y + bias.astype(self.dtype)
-
-
 class ResBlock(nn.Module):
   """GN-SiLU-conv, + projected embedding, GN-SiLU-dropout-conv, + (projected) input."""
   features: int
@@ -114,13 +97,15 @@ class ResBlock(nn.Module):
   def __call__(self, x_BxHxWxC, emb_BxE, *, train: bool):
     cfg = self.config
     gn = lambda name: nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name=name)
-    h = Conv3x3(self.features, cfg.dtype, name='conv1')(nn.silu(gn('norm1')(x_BxHxWxC)))
+    h = layers.Conv3x3(self.features, cfg.dtype, name='conv1')(
+        nn.silu(gn('norm1')(x_BxHxWxC)))
     h = h + nn.Dense(self.features, dtype=cfg.dtype, name='emb')(
         nn.silu(emb_BxE))[:, None, None, :]
     h = nn.silu(gn('norm2')(h))
     h = nn.Dropout(cfg.dropout_rate, deterministic=not train)(h)
     # A zero-initialised last conv makes every block start as the identity.
-    h = Conv3x3(self.features, cfg.dtype, nn.initializers.zeros_init(), name='conv2')(h)
+    h = layers.Conv3x3(self.features, cfg.dtype, nn.initializers.zeros_init(),
+                       name='conv2')(h)
     skip = x_BxHxWxC
     if skip.shape[-1] != self.features:
       skip = nn.Dense(self.features, dtype=cfg.dtype, name='skip')(skip)
@@ -192,7 +177,8 @@ class UNet(nn.Module):
     if cond_BxD is not None:
       emb_BxE = emb_BxE + nn.Dense(e, dtype=cfg.dtype, name='cond_dense')(cond_BxD)
 
-    h = Conv3x3(cfg.widths[0], cfg.dtype, name='conv_in')(x_BxHxWxC.astype(cfg.dtype))
+    h = layers.Conv3x3(cfg.widths[0], cfg.dtype, name='conv_in')(
+        x_BxHxWxC.astype(cfg.dtype))
     skips = []
     for level, width in enumerate(cfg.widths):
       for i in range(cfg.num_res_blocks):
@@ -217,6 +203,6 @@ class UNet(nn.Module):
     assert not skips  # Every level's skip is consumed exactly once.
 
     h = nn.silu(nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name='norm_out')(h))
-    out = Conv3x3(cfg.out_channels, cfg.dtype, nn.initializers.zeros_init(),
-                  name='conv_out')(h)
+    out = layers.Conv3x3(cfg.out_channels, cfg.dtype, nn.initializers.zeros_init(),
+                         name='conv_out')(h)
     return out.astype(jnp.float32)
