@@ -12,10 +12,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from research.errors import NonFiniteLossError
+from research.errors import Preempted
 from research.errors import UserInputError
 from research.train import distributed
-from research.train.loop import NonFiniteLossError
-from research.train.loop import Preempted
 
 
 def define_config_flag(default: str, help_text: str = 'Experiment config file.'):

@@ -14,11 +14,9 @@ from jax.experimental import multihost_utils
 import numpy as np
 from tqdm import auto as tqdm
 
+from research.errors import NonFiniteLossError
+from research.errors import Preempted
 from research.train import metrics as metrics_lib
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,15 +208,6 @@ def evaluate(driver, state, data, num_examples: int, batch_size: int,
   if jax.process_count() > 1:
     flat = multihost_utils.process_allgather(flat, tiled=True)
   return sums.result(), flat
-
-
-class Preempted(Exception):
-  """Training stopped on request (SIGTERM/SIGINT); a checkpoint was written."""
-
-  def __init__(self, step: int):
-    super().__init__(f'stopped at step {step} on request; a checkpoint was saved: '
-                     'rerun with --resume to continue')
-    self.step = step
 
 
 def _epoch_line(epoch: int, values: dict[str, float], seconds: float,
