@@ -4,13 +4,17 @@ r"""Train the seed's CNN classifier.
       --workdir=runs/cnn [--resume] [--config.num_epochs=1 ...]
 """
 
+import functools
+import os
+
 from absl import app
 
 from research import cli
-from research.recipes import cnn_classifier
+from research import families
 
-main = cli.define_experiment('experiments/cnn/configs/default.py',
-                             cnn_classifier.train_and_evaluate)
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'default.py')
+main = cli.define_experiment(DEFAULT_CONFIG,
+                             functools.partial(families.train_and_evaluate, 'cnn'))
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

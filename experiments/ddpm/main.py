@@ -6,13 +6,17 @@ r"""Train a prompt-conditioned DDPM, write sample grids, report sample quality.
       --config.sampler=ddpm --config.sample_steps=50 --config.guidance_scale=3 ...]
 """
 
+import functools
+import os
+
 from absl import app
 
 from research import cli
-from research.recipes import ddpm
+from research import families
 
-main = cli.define_experiment('experiments/ddpm/configs/default.py',
-                             ddpm.train_and_evaluate)
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'default.py')
+main = cli.define_experiment(DEFAULT_CONFIG,
+                             functools.partial(families.train_and_evaluate, 'ddpm'))
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

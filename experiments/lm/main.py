@@ -4,13 +4,17 @@ r"""Train a character-level LSTM or GRU language model.
       --workdir=runs/lm_lstm [--resume] [--config.model.cell=gru ...]
 """
 
+import functools
+import os
+
 from absl import app
 
 from research import cli
-from research.recipes import char_lm
+from research import families
 
-main = cli.define_experiment('experiments/lm/configs/default.py',
-                             char_lm.train_and_evaluate)
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'default.py')
+main = cli.define_experiment(DEFAULT_CONFIG,
+                             functools.partial(families.train_and_evaluate, 'lm'))
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

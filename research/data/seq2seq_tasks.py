@@ -18,7 +18,7 @@ import string
 import numpy as np
 
 from research.errors import UserInputError
-from research.train import distributed
+from research.data import shard
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 NUM_SPECIAL = 3
@@ -78,8 +78,8 @@ class Seq2SeqDataset:
 
   def process_shard(self) -> 'Seq2SeqDataset':
     """This process's contiguous, equal share (all of it in a one-process run)."""
-    shard = distributed.shard_for_process(len(self))
-    return dataclasses.replace(self, inputs=self.inputs[shard], targets=self.targets[shard])
+    part = shard.process_slice(len(self))
+    return dataclasses.replace(self, inputs=self.inputs[part], targets=self.targets[part])
 
   def num_target_tokens(self) -> int:
     """Real target tokens (EOS included) of the split."""

@@ -63,12 +63,14 @@ def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
 
 
 @jax.custom_vjp
-def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
-  """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
+def conv3x3_im2col_grad(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray
+                        ) -> jnp.ndarray:
+  """`conv3x3` with XLA:CPU's fast backward pass on every backend.
 
   Same values and gradients as `lax.conv_general_dilated` (up to float summation
-  order), with a faster backward pass on CPU: the input gradient is a forward
-  convolution with the flipped kernel and the kernel gradient is an im2col matmul.
+  order): the input gradient is a forward convolution with the flipped kernel and
+  the kernel gradient is an im2col matmul (`_kernel_grad`). Use `conv3x3`, which
+  takes this path on CPU only; this one is public for the CPU A/B benchmark.
 
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
@@ -88,7 +90,27 @@ def _conv3x3_bwd(residuals, g):
   return dx, _kernel_grad(x, g).astype(kernel.dtype)
 
 
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+conv3x3_im2col_grad.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
+  """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
+
+  On CPU its gradient is `conv3x3_im2col_grad`'s; on every other platform (cuda,
+  rocm, tpu) it is XLA's own convolution gradient, which cuDNN and the TPU compiler
+  run best. The choice is made in the traced program (`lax.platform_dependent`) and
+  resolved when it is lowered, so one jitted function serves every backend and an
+  exported module holds only its platform's path.
+
+  Args:
+    x_BxHxWxC: input, any float dtype.
+    kernel_3x3xCxO: kernel, any float dtype.
+
+  Returns:
+    array of shape (B, H, W, O) in the promoted dtype of the inputs.
+  """
+  return jax.lax.platform_dependent(x_BxHxWxC, kernel_3x3xCxO,
+                                    cpu=conv3x3_im2col_grad, default=_conv)
 
 
 class Conv3x3(nn.Module):

@@ -14,6 +14,13 @@ recurrent term including its bias):
 Padding: a step whose mask is 0 leaves the carry unchanged and outputs zeros, so a
 padded step is the same as no step at all, in either direction and for any pattern
 of padding (right-padding is the usual one).
+
+`RecurrentCell` is the same LSTM/GRU step as a `flax.linen.RNNCellBase`, for use with
+`nn.RNN`, `nn.Bidirectional` and other code written against Flax's cell protocol.
+It has the same parameters (names, shapes, initialisers) as `Recurrent`, so
+`nn.RNN(RecurrentCell(cell, H))` with params `{'cell': p}` computes what
+`Recurrent(cell, H)` computes with `p`. `nn.RNN` projects the inputs inside its scan,
+one step at a time, so `Recurrent` is the faster of the two.
 """
 
 import dataclasses
@@ -57,9 +64,10 @@ def lstm_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
   pre_BxG = (xg_BxG + hg_BxG).astype(jnp.float32)
   h = c_BxH.shape[-1]
   # One sigmoid over the three contiguous sigmoid gates (fewer, larger kernels).
-  ifo_Bx3H = nn.sigmoid(pre_BxG[:, :3 * h])
-  i, f, o = ifo_Bx3H[:, :h], ifo_Bx3H[:, h:2 * h], ifo_Bx3H[:, 2 * h:]
-  c_BxH = f * c_BxH + i * jnp.tanh(pre_BxG[:, 3 * h:])
+  # `...` lets `RecurrentCell` run it with any number of batch axes.
+  ifo_Bx3H = nn.sigmoid(pre_BxG[..., :3 * h])
+  i, f, o = ifo_Bx3H[..., :h], ifo_Bx3H[..., h:2 * h], ifo_Bx3H[..., 2 * h:]
+  c_BxH = f * c_BxH + i * jnp.tanh(pre_BxG[..., 3 * h:])
   return c_BxH, o * jnp.tanh(c_BxH)
 
 
@@ -75,6 +83,33 @@ def gru_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
 
 
 _CELL_FNS = {'lstm': lstm_cell, 'gru': gru_cell}
+
+
+def _cell_params(module: nn.Module, cell: str, input_dim: int, hidden_dim: int
+                 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Declares one layer's parameters on `module` (inside its compact `__call__`).
+
+  Returns:
+    float32 (w_ih (D, G), w_hh (H, G), b_ih (G,), b_hh (G,)); the LSTM's b_hh is a
+    constant zero, not a parameter.
+  """
+  g = NUM_GATES[cell] * hidden_dim
+  init = nn.initializers
+  w_ih = module.param('w_ih', init.lecun_normal(), (input_dim, g))
+  w_hh = module.param('w_hh', init.orthogonal(column_axis=-1), (hidden_dim, g))
+  b_ih = module.param('b_ih', init.zeros_init(), (g,))
+  if cell == 'gru':
+    b_hh = module.param('b_hh', init.zeros_init(), (g,))
+  else:
+    b_hh = jnp.zeros((g,), jnp.float32)  # The LSTM needs one bias only.
+  return w_ih, w_hh, b_ih, b_hh
+
+
+def _recurrent_step(cell: str, carry: Carry, xg_BxG: jax.Array, w_hh: jax.Array,
+                    b_hh: jax.Array, dtype: Any) -> Carry:
+  """One step from the projected input: adds the recurrent term, applies the cell."""
+  hg_BxG = carry[-1].astype(dtype) @ w_hh.astype(dtype) + b_hh.astype(dtype)
+  return _CELL_FNS[cell](carry, xg_BxG, hg_BxG)
 
 
 class Recurrent(nn.Module):
@@ -111,15 +146,7 @@ class Recurrent(nn.Module):
     """
     check_cell(self.cell)
     b, t, d = x_BxTxD.shape
-    g = NUM_GATES[self.cell] * self.hidden_dim
-    init = nn.initializers
-    w_ih = self.param('w_ih', init.lecun_normal(), (d, g))
-    w_hh = self.param('w_hh', init.orthogonal(column_axis=-1), (self.hidden_dim, g))
-    b_ih = self.param('b_ih', init.zeros_init(), (g,))
-    if self.cell == 'gru':
-      b_hh = self.param('b_hh', init.zeros_init(), (g,))
-    else:
-      b_hh = jnp.zeros((g,), jnp.float32)  # The LSTM needs one bias only.
+    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, d, self.hidden_dim)
     if carry is None:
       carry = zero_carry(self.cell, b, self.hidden_dim)
     if mask_BxT is None:
@@ -131,18 +158,73 @@ class Recurrent(nn.Module):
     m_TxBx1 = jnp.swapaxes(mask_BxT, 0, 1)[..., None] > 0
     w_hh = w_hh.astype(self.dtype)
     b_hh = b_hh.astype(self.dtype)
-    cell_fn = _CELL_FNS[self.cell]
 
     def step(carry, xs):
       xg_BxG, m_Bx1 = xs
-      hg_BxG = carry[-1].astype(self.dtype) @ w_hh + b_hh
-      new = cell_fn(carry, xg_BxG, hg_BxG)
+      new = _recurrent_step(self.cell, carry, xg_BxG, w_hh, b_hh, self.dtype)
       new = tuple(jnp.where(m_Bx1, n, c) for n, c in zip(new, carry))
       return new, jnp.where(m_Bx1, new[-1], 0.0)
 
     carry, h_TxBxH = jax.lax.scan(step, carry, (xg_TxBxG, m_TxBx1),
                                   reverse=self.reverse, unroll=self.unroll)
     return jnp.swapaxes(h_TxBxH, 0, 1), carry
+
+
+class RecurrentCell(nn.RNNCellBase):
+  """One LSTM or GRU step behind Flax's cell protocol, for `flax.linen.RNN`.
+
+  The parameter tree is `Recurrent`'s (w_ih (D, G), w_hh (H, G), b_ih (G,), and
+  b_hh (G,) for the GRU) and the step is the same computation, so
+
+      params = Recurrent('lstm', H).init(key, x_BxTxD)['params']
+      nn.RNN(RecurrentCell('lstm', H)).apply({'params': {'cell': params}}, x_BxTxD)
+
+  equals `Recurrent('lstm', H).apply({'params': params}, x_BxTxD)[0]`, and the reverse
+  mapping works too. The carry is the same tuple of float32 arrays: (c, h) for the
+  LSTM, (h,) for the GRU, each (*batch, H); the output of a step is h.
+  `nn.RNN(..., seq_lengths=...)` gives `Recurrent`'s outputs on the real steps (its
+  padded outputs are not zeroed) and, with `return_carry=True`, the same carry.
+
+  Attributes:
+    cell: 'lstm' or 'gru'.
+    hidden_dim: H.
+    dtype: compute dtype of the matmuls; gates, carry and outputs are float32.
+  """
+  cell: str
+  hidden_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, carry: Carry, x_BxD: jax.Array) -> tuple[Carry, jax.Array]:
+    """One step.
+
+    Args:
+      carry: the layer's carry, float32 arrays (*batch, H).
+      x_BxD: the inputs of this step, (*batch, D).
+
+    Returns:
+      the new carry and the float32 output h (*batch, H).
+    """
+    check_cell(self.cell)
+    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, x_BxD.shape[-1],
+                                          self.hidden_dim)
+    xg_BxG = x_BxD.astype(self.dtype) @ w_ih.astype(self.dtype) + b_ih.astype(self.dtype)
+    carry = _recurrent_step(self.cell, carry, xg_BxG, w_hh, b_hh, self.dtype)
+    return carry, carry[-1]
+
+  @nn.nowrap
+  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Carry:
+    """The all-zero float32 carry for inputs of shape (*batch, D); `rng` is unused."""
+    del rng
+    check_cell(self.cell)
+    shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
+    return tuple(jnp.zeros(shape, jnp.float32) for _ in range(2 if self.cell == 'lstm'
+                                                               else 1))
+
+  @property
+  def num_feature_axes(self) -> int:
+    """Inputs have one feature axis (D)."""
+    return 1
 
 
 class Bidirectional(nn.Module):

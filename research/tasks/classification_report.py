@@ -1,10 +1,12 @@
 """End-of-training classification report: sklearn metrics and a confusion-matrix PNG."""
 
-import os
+import io
 from typing import Sequence
 
 import numpy as np
 from sklearn import metrics
+
+from research.train import files
 
 
 def report(labels: np.ndarray, predictions: np.ndarray,
@@ -27,21 +29,30 @@ def report(labels: np.ndarray, predictions: np.ndarray,
   return text, metrics.confusion_matrix(labels, predictions, labels=np.arange(k))
 
 
-def save_confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str],
-                              path: str, title: str = 'Confusion matrix') -> str:
-  """Draws the (K, K) matrix as an annotated heat map and saves it to `path`."""
+def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str],
+                         title: str = 'Confusion matrix') -> bytes:
+  """The (K, K) matrix drawn as an annotated heat map, encoded as PNG bytes."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   k = len(class_names)
   size = max(5.0, 0.45 * k + 2)
   fig, ax = plt.subplots(figsize=(size, size * 0.9))
-  display = metrics.ConfusionMatrixDisplay(matrix, display_labels=list(class_names))
-  display.plot(ax=ax, cmap='Blues', colorbar=True, include_values=k <= 20,
-               xticks_rotation='vertical' if k > 10 else 'horizontal')
-  ax.set_title(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  try:
+    display = metrics.ConfusionMatrixDisplay(matrix, display_labels=list(class_names))
+    display.plot(ax=ax, cmap='Blues', colorbar=True, include_values=k <= 20,
+                 xticks_rotation='vertical' if k > 10 else 'horizontal')
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=120)
+  finally:
+    plt.close(fig)
+  return buffer.getvalue()
+
+
+def save_confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str],
+                              path: str, title: str = 'Confusion matrix') -> str:
+  """Draws the (K, K) matrix (see `confusion_matrix_png`) and writes it to `path`,
+  a local path or a URL (through etils.epath). Returns `path`."""
+  return files.write_bytes(path, confusion_matrix_png(matrix, class_names, title))

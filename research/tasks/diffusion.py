@@ -12,15 +12,13 @@ the unconditional noise and classifier-free guidance works at sampling time.
 import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from research import diffusion
-from research.models import text_encoder
-from research.models import unet
+from research.models.denoiser import Denoiser
 
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight',
                'nine')
@@ -31,38 +29,6 @@ def class_prompts(dataset: str, class_names: Sequence[str]) -> list[str]:
   if dataset.startswith('mnist') and len(class_names) == 10:
     return [f'a handwritten {w}' for w in DIGIT_WORDS]
   return [f'a photo of a {n.replace("_", " ").lower()}' for n in class_names]
-
-
-class Denoiser(nn.Module):
-  """Text encoder + U-Net: predicts the noise of x_t given t and a prompt.
-
-  `encode` turns prompts into conditioning vectors (or the null vector where
-  dropped), `denoise` predicts noise from a conditioning vector; `__call__` is
-  both, and is what training uses.
-  """
-  unet_config: unet.UNetConfig
-  text_config: text_encoder.TextEncoderConfig
-
-  def setup(self):
-    self.text = text_encoder.TextEncoder(self.text_config)
-    self.null = self.param('null_embedding', nn.initializers.normal(1.0),
-                           (self.text_config.emb_dim,), jnp.float32)
-    self.unet = unet.UNet(self.unet_config)
-
-  def encode(self, tokens_BxL: jax.Array, drop_B: jax.Array, *, train: bool = False
-             ) -> jax.Array:
-    """(B, D) float32: the encoded prompt, or the null embedding where `drop_B`."""
-    cond = self.text(tokens_BxL, train=train)
-    return jnp.where(drop_B[:, None], self.null[None].astype(cond.dtype), cond)
-
-  def denoise(self, x_BxHxWxC: jax.Array, t_B: jax.Array, cond_BxD: jax.Array, *,
-              train: bool = False) -> jax.Array:
-    """Predicted noise, float32 (B, H, W, C)."""
-    return self.unet(x_BxHxWxC, t_B, cond_BxD, train=train)
-
-  def __call__(self, x_BxHxWxC, t_B, tokens_BxL, drop_B, *, train: bool):
-    return self.denoise(x_BxHxWxC, t_B, self.encode(tokens_BxL, drop_B, train=train),
-                        train=train)
 
 
 def to_model_range(images_u8: jax.Array) -> jax.Array:
@@ -180,3 +146,61 @@ def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: 
   if sampler == 'ddpm':
     return diffusion.ddpm_sample(eps_fn, sched, shape, rng)
   raise ValueError(f"unknown sampler {sampler!r}: use 'ddim' or 'ddpm'")
+
+
+def grid_png(images_RxCxHxWxC: np.ndarray, scale: int = 2) -> bytes:
+  """uint8 images as an R x C grid PNG (2-pixel white gaps, upscaled `scale`x)."""
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  r, c, h, w, ch = images_RxCxHxWxC.shape
+  grid = np.full((r * (h + 2) + 2, c * (w + 2) + 2, ch), 255, np.uint8)
+  for i in range(r):
+    for j in range(c):
+      grid[2 + i * (h + 2):2 + i * (h + 2) + h,
+           2 + j * (w + 2):2 + j * (w + 2) + w] = images_RxCxHxWxC[i, j]
+  grid = np.repeat(np.repeat(grid, scale, 0), scale, 1)
+  out = io.BytesIO()
+  Image.fromarray(grid[..., 0] if ch == 1 else grid).save(out, format='PNG')
+  return out.getvalue()
+
+
+class PromptSampler:
+  """Compiled prompt-conditioned sampling (one compile per batch size).
+
+  Args:
+    model: the Denoiser.
+    sched: its noise schedule.
+    tokens_KxL: int32 token ids of the K prompts.
+    image_shape: (H, W, C).
+    sampler, num_steps, guidance_scale: see `sample`.
+  """
+
+  def __init__(self, model: Denoiser, sched: diffusion.Schedule, tokens_KxL: np.ndarray,
+               image_shape: tuple[int, int, int], *, sampler: str, num_steps: int,
+               guidance_scale: float):
+    self.tokens = np.asarray(tokens_KxL)
+    self.sched = sched
+    self._fn = jax.jit(functools.partial(
+        sample, model, image_shape=image_shape, sampler=sampler, num_steps=num_steps,
+        guidance_scale=guidance_scale))
+
+  def __call__(self, params: Any, classes_B: np.ndarray, rng: jax.Array) -> np.ndarray:
+    """uint8 samples (B, H, W, C) for the prompts of `classes_B`."""
+    x = self._fn(params, self.sched, jnp.asarray(self.tokens[classes_B]), rng)
+    return np.asarray(jax.device_get(to_uint8(x)))
+
+  def many(self, params: Any, classes_N: np.ndarray, rng: jax.Array, batch: int
+           ) -> np.ndarray:
+    """uint8 samples (N, H, W, C), `batch` at a time (the last batch padded)."""
+    out = []
+    for i in range(0, len(classes_N), batch):
+      chunk = classes_N[i:i + batch]
+      padded = np.concatenate([chunk, np.zeros(batch - len(chunk), int)])
+      out.append(self(params, padded, jax.random.fold_in(rng, i))[:len(chunk)])
+    return np.concatenate(out)
+
+  def grid(self, params: Any, per_prompt: int, rng: jax.Array) -> bytes:
+    """A PNG with one row per prompt, `per_prompt` samples each."""
+    k = len(self.tokens)
+    images = self(params, np.repeat(np.arange(k), per_prompt), rng)
+    return grid_png(images.reshape((k, per_prompt) + images.shape[1:]))

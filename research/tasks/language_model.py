@@ -100,3 +100,30 @@ def perplexity_and_bpc(loss_nats: float) -> dict[str, float]:
   return {'perplexity': float(np.exp(loss_nats)),
           'bits_per_char': float(loss_nats / np.log(2))}
 
+
+
+def complete_prompts(model: nn.Module, params, vocab, prompts, rng, *, length: int,
+                     temperature: float, top_k: int) -> list[str]:
+  """Each prompt followed by `length` sampled characters (one compiled scan).
+
+  Args:
+    model: a `research.models.rnn.CharLM`.
+    params: its parameters.
+    vocab: has `encode(str) -> ids` and `decode(ids) -> str`.
+    prompts: non-empty strings.
+    rng: sampling key.
+    length: characters to sample after each prompt.
+    temperature: softmax temperature (<= 0: greedy).
+    top_k: sample among the k likeliest characters (0: all).
+  """
+  from research.models import rnn  # pylint: disable=g-import-not-at-top
+  if not prompts or not length:
+    return []
+  ids = [vocab.encode(p) for p in prompts]
+  prompt = np.zeros((len(ids), max(len(i) for i in ids)), np.int32)
+  mask = np.zeros(prompt.shape, np.float32)
+  for row, i in enumerate(ids):
+    prompt[row, :len(i)], mask[row, :len(i)] = i, 1.0
+  out = rnn.generate(model, params, prompt, mask, rng, num_steps=length,
+                     temperature=temperature, top_k=top_k)
+  return [p + vocab.decode(row) for p, row in zip(prompts, np.asarray(out))]

@@ -115,3 +115,16 @@ def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
       metrics[f'{name}_exact_accuracy'] = ((exact * mask).sum(), mask.sum())
     return metrics, outputs
   return decode_eval_fn
+
+
+def examples_text(vocab, inputs_NxS, targets_NxT, greedy_NxT, beam_NxT, num: int) -> str:
+  """The first `num` decoded examples next to their references, marked ok/WRONG."""
+  lines = []
+  for i in range(min(num, len(inputs_NxS))):
+    ref, greedy, beam = (vocab.decode(a[i]) for a in (targets_NxT, greedy_NxT, beam_NxT))
+    mark = lambda s, ref=ref: 'ok' if s == ref else 'WRONG'
+    lines.append(f'  input     {vocab.decode(inputs_NxS[i])!r}\n'
+                 f'  reference {ref!r}\n'
+                 f'  greedy    {greedy!r} ({mark(greedy)})\n'
+                 f'  beam      {beam!r} ({mark(beam)})')
+  return '\n'.join(lines)

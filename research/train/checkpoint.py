@@ -1,25 +1,28 @@
 """Orbax checkpoints of the train state in `<workdir>/checkpoints/<step>`."""
 
-import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from research.train import files
+
 
 class Checkpointer:
   """Saves and restores the train state's pytree (step, params, opt_state).
 
-  Orbax writes each checkpoint to a temporary directory and renames it when complete,
-  so a crash mid-write never leaves a checkpoint that is taken as valid.
+  Orbax writes each checkpoint to a temporary directory and renames it when complete
+  (on object stores such as gs://, it writes a commit marker last), so a crash
+  mid-write never leaves a checkpoint that is taken as valid.
 
   Args:
-    workdir: run directory; checkpoints go to `<workdir>/checkpoints`.
+    workdir: run directory, a local path or a URL (gs://bucket/run); checkpoints
+      go to `<workdir>/checkpoints` (`directory`, an `epath.Path`).
     max_to_keep: how many recent checkpoints to keep.
   """
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self.directory = files.as_path(files.absolute(workdir)) / 'checkpoints'
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))

@@ -2,6 +2,8 @@
 
 import jax
 
+from research.data import shard
+
 from research.errors import UserInputError
 
 
@@ -36,11 +38,8 @@ def is_primary() -> bool:
 
 
 def shard_for_process(num_examples: int) -> slice:
-  """This process's contiguous, equally sized share of `num_examples` (the remainder
-  is dropped so every process runs the same number of steps)."""
-  per = num_examples // jax.process_count()
-  start = jax.process_index() * per
-  return slice(start, start + per)
+  """This process's contiguous, equal share (see `research.data.shard`)."""
+  return shard.process_slice(num_examples)
 
 
 def allgather_rows(tree):

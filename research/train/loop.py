@@ -1,45 +1,16 @@
-"""The epoch loop shared by every family: batching plans, training, evaluation.
+"""Batch plans, the non-finite guard and evaluation, shared by every family.
 
-The loop keeps the device busy: it dispatches chunk k+1 before it fetches the
-metrics of chunk k, and checks them for non-finite losses on the host.
+The training loop itself is `research.train.step_loop`.
 """
 
-import dataclasses
 import math
-import time
-from typing import Any, Callable
 
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
-from tqdm import auto as tqdm
 
 from research.errors import NonFiniteLossError
-from research.errors import Preempted
 from research.train import metrics as metrics_lib
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-  """How long and in what batches to train.
-
-  Attributes:
-    num_epochs: passes over the training set.
-    batch_size: global batch size (all devices together).
-    eval_batch_size: global batch size for evaluation.
-    seed: data order of epoch e is a permutation seeded by (seed, e).
-    steps_per_dispatch: train steps run per compiled call (a `lax.scan`).
-    progress: show tqdm progress bars.
-    skip_nonfinite: drop steps whose loss or gradient is not finite from the
-      metrics instead of stopping (pair with an optimiser that skips their update).
-  """
-  num_epochs: int
-  batch_size: int
-  eval_batch_size: int
-  seed: int = 0
-  steps_per_dispatch: int = 1
-  progress: bool = True
-  skip_nonfinite: bool = False
 
 
 def batch_plan(num_examples: int, batch_size: int, *, shuffle: bool, seed: int = 0,
@@ -119,74 +90,6 @@ def num_steps_per_epoch(num_examples: int, global_batch: int) -> int:
   return math.ceil(num_examples / _local(global_batch))
 
 
-def train_epoch(driver, state, data, num_examples: int, cfg: LoopConfig, epoch: int,
-                rng: jax.Array, *, first_step: int = 0, start: int = 0,
-                after_chunk: Callable[[int, Any], None] | None = None,
-                stop_requested: Callable[[], bool] | None = None
-                ) -> tuple[Any, dict[str, float], int]:
-  """One pass over the training set, or its remainder from batch `start`.
-
-  Args:
-    driver: a `research.train.parallel` driver.
-    state: the (device-placed) train state.
-    data: the (device-placed) training arrays.
-    num_examples: number of training examples N (this process's shard).
-    cfg: loop settings.
-    epoch: epoch index (selects the data order).
-    rng: the run's base key for training randomness.
-    first_step: optimiser step at the start of the epoch.
-    start: index of the first batch to run (resuming mid-epoch).
-    after_chunk: called as after_chunk(step, state) after each dispatched chunk.
-    stop_requested: polled after each chunk; True ends the epoch early.
-
-  Returns:
-    the new state, the averaged metrics of the batches run (plus 'skipped_steps'
-    when cfg.skip_nonfinite), and the index of the next batch to run (the number
-    of batches unless stopped early).
-
-  Raises:
-    NonFiniteLossError: naming the first step whose loss or gradient was not finite.
-  """
-  idx, mask = batch_plan(num_examples, _local(cfg.batch_size), shuffle=True,
-                         seed=cfg.seed, epoch=epoch, process=_process())
-  sums = metrics_lib.MetricSums()
-  skipped = 0
-  bar = tqdm.tqdm(total=len(idx), initial=start, unit='step', leave=False,
-                  desc=f'epoch {epoch + 1}/{cfg.num_epochs}',
-                  disable=not cfg.progress or jax.process_index() != 0)
-
-  def consume(pending):
-    nonlocal skipped
-    chunk_metrics, sl = pending
-    chunk_metrics, bad = check_finite(jax.device_get(chunk_metrics),
-                                      first_step + sl.start, epoch=epoch,
-                                      skip=cfg.skip_nonfinite)
-    skipped += bad
-    sums.add(chunk_metrics)
-    bar.update(sl.stop - sl.start)
-    bar.set_postfix(loss=f'{sums.result().get("loss", float("nan")):.4f}')
-
-  pending, next_batch = None, start
-  try:
-    for sl in _chunks(start, len(idx), cfg.steps_per_dispatch):
-      state, chunk_metrics = driver.train(state, data, idx[sl], mask[sl], rng)
-      if pending is not None:
-        consume(pending)  # The device is already busy with this chunk.
-      pending, next_batch = (chunk_metrics, sl), sl.stop
-      if after_chunk is not None:
-        after_chunk(first_step + sl.stop, state)
-      if stop_requested is not None and stop_requested():
-        break
-    if pending is not None:
-      consume(pending)
-  finally:
-    bar.close()
-  values = sums.result()
-  if cfg.skip_nonfinite:
-    values['skipped_steps'] = skipped
-  return state, values, next_batch
-
-
 def evaluate(driver, state, data, num_examples: int, batch_size: int,
              steps_per_dispatch: int = 8) -> tuple[dict[str, float], dict[str, np.ndarray]]:
   """Evaluates every example once, in order (each process its own shard).
@@ -208,62 +111,3 @@ def evaluate(driver, state, data, num_examples: int, batch_size: int,
   if jax.process_count() > 1:
     flat = multihost_utils.process_allgather(flat, tiled=True)
   return sums.result(), flat
-
-
-def _epoch_line(epoch: int, values: dict[str, float], seconds: float,
-                examples: int) -> str:
-  shown = {k: v for k, v in values.items()
-           if k in ('loss', 'skipped_steps') or 'accuracy' in k}
-  return (f'[Epoch {epoch + 1}] {format_metrics(shown)} '
-          f'({seconds:.1f} s, {examples / seconds:.0f} examples/s)')
-
-
-def fit(driver, state, data, num_examples: int, cfg: LoopConfig, rng: jax.Array, *,
-        start_epoch: int = 0, start_step: int | None = None,
-        on_epoch_end: Callable[[int, Any, dict[str, float]], None] | None = None,
-        checkpointer=None, checkpoint_every_steps: int = 0,
-        stop_requested: Callable[[], bool] | None = None,
-        log: Callable[[str], None] = print) -> Any:
-  """Trains from `start_step` (or the start of `start_epoch`) to `cfg.num_epochs`.
-
-  After each epoch it prints `[Epoch N] loss = ... | accuracy = ...%` with the time
-  and throughput, saves a checkpoint (with a `checkpointer`) and calls
-  `on_epoch_end(epoch, state, metrics)`. With `checkpoint_every_steps` it also
-  saves every that many steps. When `stop_requested()` turns True it finishes the
-  current chunk of steps, saves a checkpoint and raises `Preempted`.
-
-  Returns:
-    the final state.
-  """
-  steps_per_epoch = num_steps_per_epoch(num_examples, cfg.batch_size)
-  step = start_epoch * steps_per_epoch if start_step is None else start_step
-  save = lambda step, state: checkpointer and checkpointer.save(
-      step, driver.host_state(state))
-
-  def after_chunk(step_now, state):
-    if checkpoint_every_steps and (step_now // checkpoint_every_steps >
-                                   (step_now - cfg.steps_per_dispatch) //
-                                   checkpoint_every_steps):
-      save(step_now, state)
-
-  for epoch in range(step // steps_per_epoch, cfg.num_epochs):
-    t0, start = time.perf_counter(), step - epoch * steps_per_epoch
-    state, values, end = train_epoch(
-        driver, state, data, num_examples, cfg, epoch, rng,
-        first_step=epoch * steps_per_epoch, start=start, after_chunk=after_chunk,
-        stop_requested=stop_requested)
-    step = epoch * steps_per_epoch + end
-    if end < steps_per_epoch:
-      if checkpointer is not None and checkpointer.latest_step() != step:
-        save(step, state)
-        checkpointer.wait()
-      raise Preempted(step)
-    seconds = time.perf_counter() - t0
-    examples = min(num_examples * jax.process_count(), (end - start) * cfg.batch_size)
-    values = dict(values, epoch_seconds=seconds, examples_per_second=examples / seconds)
-    log(_epoch_line(epoch, values, seconds, examples))
-    if checkpointer is not None and checkpointer.latest_step() != step:
-      save(step, state)
-    if on_epoch_end is not None:
-      on_epoch_end(epoch, state, values)
-  return state

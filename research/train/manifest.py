@@ -2,7 +2,6 @@
 
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
@@ -12,6 +11,7 @@ from typing import Any, Mapping
 import jax
 
 from research.errors import UserInputError
+from research.train import files
 
 PACKAGES = ('research', 'jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'chex',
             'numpy', 'tensorflow-cpu', 'tensorflow', 'tensorflow-datasets',
@@ -57,11 +57,10 @@ def check_resumable(workdir: str, experiment: str, parameters: Mapping[str, int]
   Raises:
     UserInputError: naming what differs from the workdir's manifest.json.
   """
-  path = os.path.join(workdir, 'manifest.json')
-  if not os.path.exists(path):
+  path = files.join(workdir, 'manifest.json')
+  if not files.exists(path):
     return
-  with open(path, encoding='utf-8') as f:
-    earlier = json.load(f)
+  earlier = files.read_json(path)
   if earlier.get('experiment', experiment) != experiment:
     raise UserInputError(f'workdir {workdir!r} belongs to experiment '
                          f'{earlier["experiment"]!r}, not {experiment!r}')
@@ -75,7 +74,7 @@ def write_manifest(workdir: str, experiment: str, config: Mapping[str, Any],
   """Writes `<workdir>/manifest.json` (a resumed run: `manifest.resumed-<time>.json`).
 
   Args:
-    workdir: run directory.
+    workdir: run directory (a local path or a URL).
     experiment: the experiment's name, e.g. 'cnn'.
     config: the fully resolved experiment config (JSON-serialisable).
     data: data set facts, e.g. {'name': ..., 'version': ..., 'train_examples': ...}.
@@ -98,9 +97,7 @@ def write_manifest(workdir: str, experiment: str, config: Mapping[str, Any],
       'data': dict(data),
       **(extra or {}),
   }
-  path = os.path.join(workdir, 'manifest.json')
-  if os.path.exists(path):  # Never overwrite the first run's manifest.
-    path = os.path.join(workdir, f'manifest.resumed-{now:%Y%m%dT%H%M%S%f}.json')
-  with open(path, 'w', encoding='utf-8') as f:
-    json.dump(manifest, f, indent=2, sort_keys=True, default=str)
-  return path
+  path = files.join(workdir, 'manifest.json')
+  if files.exists(path):  # Never overwrite the first run's manifest.
+    path = files.join(workdir, f'manifest.resumed-{now:%Y%m%dT%H%M%S%f}.json')
+  return files.write_json(path, manifest, sort_keys=True, default=str)

@@ -5,10 +5,11 @@ On device, metrics are (sum, count) pairs; the host adds them up and divides onc
 
 import json
 import math
-import os
 from typing import Any, Mapping
 
 import numpy as np
+
+from research.train import files
 
 
 class MetricSums:
@@ -29,11 +30,38 @@ class MetricSums:
     return {k: (s / c if c else math.nan) for k, (s, c) in self._sums.items()}
 
 
+class _EpathEventFiles:
+  """A tensorboardX writer factory that opens event files through etils.epath.
+
+  tensorboardX writes gs:// itself only with google-cloud-storage installed (s3://
+  with boto3), neither of which we depend on; epath reaches them through
+  TensorFlow's gfile, like every other file of the run.
+  """
+
+  def open(self, path: str):
+    return files.open_file(path, 'wb')
+
+  def directory_check(self, path: str) -> None:
+    files.makedirs(path)
+
+
+def _tensorboard_writer(logdir: str):
+  """A tensorboardX SummaryWriter for a local directory or a URL (left unchanged)."""
+  # pylint: disable=g-import-not-at-top
+  from tensorboardX import SummaryWriter
+  from tensorboardX import record_writer
+  # pylint: enable=g-import-not-at-top
+  if files.is_url(logdir):
+    # tensorboardX picks a writer by the text before ':'; ours replaces its own.
+    record_writer.register_writer_factory(logdir.split(':', 1)[0], _EpathEventFiles())
+  return SummaryWriter(logdir)
+
+
 class MetricWriter:
   """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard event files.
 
   Args:
-    workdir: run directory.
+    workdir: run directory, a local path or a URL (gs://bucket/run).
     enabled: False on non-primary processes (then nothing is written).
   """
 
@@ -42,9 +70,8 @@ class MetricWriter:
     self._jsonl = None
     self._tb = None
     if enabled:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
-      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self._jsonl = files.open_file(files.join(workdir, 'metrics.jsonl'), 'a')
+      self._tb = _tensorboard_writer(files.join(workdir, 'tensorboard'))
 
   def write(self, step: int, split: str, scalars: Mapping[str, float], **extra) -> None:
     """Records `scalars` for `split` ('train', 'test', ...) at `step`."""

@@ -20,7 +20,7 @@ def get_config():
   c.num_diffusion_steps = 20  # Short chain.
   c.sample_steps = 4  # Few DDIM steps.
   c.samples_per_prompt = 2  # 10 x 2 grid.
-  c.sample_every_epochs = 1  # Exercise the mid-run grid.
+  c.eval_every_epochs = 1  # Exercise the mid-run grid.
   c.eval_samples_per_prompt = 3  # 30 judged samples.
   c.progress = False  # No progress bars in logs.
   c.model.widths = (8, 16)  # Two tiny levels.

@@ -16,7 +16,7 @@ def get_config():
   c.batch_size = 8  # Small batches.
   c.eval_batch_size = 64  # Validation windows per batch.
   c.num_steps = 6  # A few steps.
-  c.eval_every = 3  # Two evaluations and checkpoints.
+  c.eval_every_steps = 3  # Two evaluations and checkpoints.
   c.progress = False  # No progress bar in logs.
   c.model.embed_dim = 8  # Tiny embedding.
   c.model.hidden_dim = 16  # Tiny recurrent width.

@@ -12,21 +12,16 @@ sequences, greedy and beam (size 4), in about 7 minutes on 2 CPU cores.
 
 import ml_collections
 
+from experiments import shared_config
+
 
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default config; every field can be overridden with --config.X=..."""
   c = ml_collections.ConfigDict()
-  c.seed = 0  # PRNG seed: parameters, dropout, data generation and order.
   c.task = 'reverse'  # 'reverse', 'addition' (generated offline) or 'translate' (tfds).
-  c.num_epochs = 12  # Passes over the training set.
-  c.batch_size = 128  # Global training batch (all devices together).
-  c.eval_batch_size = 500  # Global evaluation (and decoding) batch.
-  c.eval_every_epochs = 2  # Teacher-forced held-out metrics every this many epochs.
-  c.steps_per_dispatch = 8  # Train steps per compiled call.
-  c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
-  c.microbatches = 0  # Independent parts per device train batch (0: auto: 2 on CPU, else 1).
-  c.progress = False  # tqdm progress bar per epoch.
-  c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: only per epoch).
+  shared_config.add_training_fields(
+      c, num_epochs=12, batch_size=128, eval_batch_size=500, eval_every_epochs=2,
+      steps_per_dispatch=8, progress=False)
   c.label_smoothing = 0.0  # Label smoothing of the training targets.
   c.beam_size = 4  # Beams for the beam-search evaluation.
   c.length_penalty = 0.0  # GNMT length-penalty exponent alpha (0: none).
@@ -62,15 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.share_embeddings = True  # One embedding for source, target and output.
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = 'adamw'  # 'adam', 'adamw', 'sgd', 'rmsprop'.
-  c.optimizer.learning_rate = 1e-3  # Peak learning rate.
-  c.optimizer.weight_decay = 0.01  # Weight decay coefficient.
-  c.optimizer.schedule = 'warmup_cosine'  # 'constant' or 'warmup_cosine'.
-  c.optimizer.warmup_steps = 200  # Linear warm-up steps.
-  c.optimizer.total_steps = 0  # Schedule length (0 = whole run).
-  c.optimizer.momentum = 0.9  # SGD momentum.
-  c.optimizer.b2 = 0.98  # Adam's second-moment decay.
-  c.optimizer.clip_grad_norm = 1.0  # Global-norm gradient clipping (0 = off).
-  c.optimizer.skip_nonfinite = False  # Skip NaN/inf updates instead of stopping.
+  c.optimizer = shared_config.optimizer_section(
+      name='adamw', learning_rate=1e-3, weight_decay=0.01, schedule='warmup_cosine',
+      warmup_steps=200, b2=0.98, clip_grad_norm=1.0)
   return c

@@ -1,0 +1,103 @@
+"""The seed's CNN classifier as a trainer family: tfds images in, a test report out."""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from research.data import augment
+from research.data import image_classification
+from research.errors import UserInputError
+from research.models import cnn
+from research.tasks import classification
+from research.tasks import classification_report
+from research.train import distributed
+from research.train import files
+from research.train import loop
+from research.train import settings
+from research.train import trainer
+
+
+def preprocessing(config: Any, train: bool) -> augment.ImagePreprocessing:
+  """The ImagePreprocessing of the config's `augment` section (no jitter if not train)."""
+  a = config.augment
+  return augment.ImagePreprocessing(
+      mean=tuple(a.mean), std=tuple(a.std), channels=config.image_channels,
+      max_rotation_deg=a.max_rotation_deg if train else 0.0,
+      brightness=a.brightness if train else 0.0, contrast=a.contrast if train else 0.0)
+
+
+def load_images(config: Any, split: str, whole: bool = False
+                ) -> image_classification.ImageDataset:
+  """A split resized to image_size; this process's share unless `whole`."""
+  process = (0, 1) if whole else (jax.process_index(), jax.process_count())
+  return image_classification.load_image_classification(
+      config.dataset, split, image_size=config.image_size,
+      data_dir=config.data_dir or None, process=process)
+
+
+@dataclasses.dataclass
+class CNNClassifier:
+  """Trains the seed's CNN on `config.train_split`, reports on `config.test_split`.
+
+  The report: test loss and accuracy, per-class precision/recall/F1, the confusion
+  matrix (classification_report.txt, confusion_matrix.png).
+  """
+  config: Any
+  name: str = 'cnn'
+  eval_split: str = 'test'
+
+  def load_data(self) -> trainer.TrainData:
+    c = self.config
+    if c.image_size < 4 or c.image_size % 4:
+      raise UserInputError(f'image_size must be a positive multiple of 4 (the CNN pools '
+                           f'twice by 2), got {c.image_size}')
+    self.train_set = load_images(c, c.train_split)
+    self.test_set = load_images(c, c.test_split)
+    t = self.train_set
+    return trainer.TrainData(t.arrays(), len(t), facts={
+        'name': t.name, 'version': t.version, 'train_split': c.train_split,
+        'test_split': c.test_split, 'train_examples': len(t),
+        'test_examples': len(self.test_set), 'num_classes': t.num_classes})
+
+  def build(self, data: trainer.TrainData) -> trainer.Model:
+    c = self.config
+    module = cnn.CNN(settings.model_settings(
+        cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes))
+    shape = (1, c.image_size, c.image_size, c.image_channels)
+    init = lambda rng: module.init({'params': rng}, jnp.zeros(shape),
+                                   train=False)['params']
+    # Training augments on device; evaluation only normalises (see the loss's `train`).
+    return trainer.Model(module, init, classification.make_loss_fn(
+        module, preprocessing(c, train=True)))
+
+  def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
+    values, _ = self._test(run, state)
+    run.log(f'  test {loop.format_metrics(values)}')
+    return values
+
+  def _test(self, run: trainer.Run, state: Any):
+    data = run.driver.put_data(self.test_set.arrays())
+    return loop.evaluate(run.driver, state, data, len(self.test_set),
+                         run.settings.eval_batch_size)
+
+  def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
+    values, outputs = self._test(run, state)
+    labels = distributed.allgather_rows(self.test_set.label)
+    names = self.test_set.class_names
+    text, matrix = classification_report.report(labels, outputs['prediction'], names)
+    run.log(f'Test loss = {values["loss"]:.4f} | test accuracy = '
+            f'{100 * values["accuracy"]:.2f}% ({self.config.test_split} split)')
+    run.log(text)
+    run.log('Confusion matrix (rows: true class, columns: predicted class):')
+    run.log(str(matrix))
+    if run.path('') is not None:
+      files.write_text(run.path('classification_report.txt'), f'{text}\n{matrix}\n')
+      png = classification_report.save_confusion_matrix_png(
+          matrix, names, run.path('confusion_matrix.png'),
+          title=f'{self.test_set.name} {self.config.test_split}: confusion matrix')
+      run.log(f'Saved {png}')
+    return {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
+            'test_split': self.config.test_split, 'test_examples': int(matrix.sum()),
+            'confusion_matrix': matrix.tolist()}

@@ -1,0 +1,126 @@
+"""The transformer encoder-decoder as a trainer family: generated string tasks
+(reversal, addition) offline, or tfds translation; reports greedy and beam decoding."""
+
+import dataclasses
+import time
+from typing import Any
+
+import jax.numpy as jnp
+
+from research.data import seq2seq_tasks
+from research.data import translation
+from research.errors import UserInputError
+from research.models import transformer
+from research.tasks import seq2seq
+from research.train import distributed
+from research.train import files
+from research.train import loop
+from research.train import parallel
+from research.train import settings
+from research.train import trainer
+
+TASKS = ('reverse', 'addition', 'translate')
+
+
+def load_splits(config: Any):
+  """(train, test, references): the whole splits, and for translation the full
+  reference texts of the test split (None for generated tasks)."""
+  if config.task not in TASKS:
+    raise UserInputError(f'unknown task {config.task!r}: use one of {TASKS}')
+  if config.task == 'translate':
+    t = config.translate
+    cfg = translation.TranslationConfig(
+        dataset=t.dataset, source_language=t.source_language,
+        target_language=t.target_language, max_input_length=t.max_input_length,
+        max_target_length=t.max_target_length, data_dir=t.data_dir or None)
+    train, _ = translation.load_split(cfg, t.train_split)
+    test, references = translation.load_split(cfg, t.test_split)
+    return train, test, references
+  g = config.generated
+  train, test = seq2seq_tasks.make_task(seq2seq_tasks.TaskConfig(
+      name=config.task, num_train=g.num_train, num_test=g.num_test, seed=config.seed,
+      min_length=g.min_length, max_length=g.max_length, num_letters=g.num_letters,
+      num_digits=g.num_digits))
+  return train, test, None
+
+
+@dataclasses.dataclass
+class Seq2Seq:
+  """Trains the transformer teacher-forced; evaluates held-out data teacher-forced
+  periodically and by greedy and beam decoding at the end (examples.txt, BLEU)."""
+  config: Any
+  name: str = 'seq2seq'
+  eval_split: str = 'test_teacher_forced'
+
+  def load_data(self) -> trainer.TrainData:
+    self.train_set, self.test_set, self.references = load_splits(self.config)
+    # Each process trains on (and evaluates) its own contiguous share of the splits.
+    local = self.train_set.process_shard()
+    t = self.train_set
+    return trainer.TrainData(local.arrays(), len(local), facts={
+        'name': t.name, 'task': self.config.task, 'train_examples': len(t),
+        'test_examples': len(self.test_set), 'vocab_size': t.vocab.size,
+        'max_input_length': int(t.inputs.shape[1]),
+        'max_target_length': int(t.targets.shape[1])})
+
+  def build(self, data: trainer.TrainData) -> trainer.Model:
+    t, m = self.train_set, self.config.model
+    if m.emb_dim < 1 or m.num_heads < 1 or m.emb_dim % m.num_heads:
+      raise UserInputError(f'model.emb_dim ({m.emb_dim}) must be a positive multiple '
+                           f'of model.num_heads ({m.num_heads})')
+    module = transformer.Transformer(settings.model_settings(
+        transformer.TransformerConfig, m, input_vocab_size=t.vocab.size,
+        output_vocab_size=t.vocab.size, max_input_length=t.inputs.shape[1],
+        max_target_length=t.targets.shape[1]))
+    src, tgt = (jnp.zeros((1,) + a.shape[1:], jnp.int32) for a in (t.inputs, t.targets))
+    init = lambda rng: module.init({'params': rng}, src, tgt, train=False)['params']
+    return trainer.Model(module, init, seq2seq.make_loss_fn(
+        module, label_smoothing=self.config.label_smoothing))
+
+  def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
+    local = self.test_set.process_shard()
+    values, _ = loop.evaluate(run.driver, state, run.driver.put_data(local.arrays()),
+                              len(local), run.settings.eval_batch_size)
+    run.log(f'  held-out (teacher-forced) {loop.format_metrics(values)}')
+    return values
+
+  def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
+    c = self.config
+    driver = parallel.make_driver(c.driver, seq2seq.make_decode_eval_fn(
+        run.model.module, beam_size=c.beam_size, alpha=c.length_penalty))
+    local = self.test_set.process_shard()
+    data = driver.put_data(local.arrays())
+    # One batch per dispatch: a first batch compiles, the timed pass only decodes.
+    decode = lambda n: loop.evaluate(driver, state, data, n, c.eval_batch_size,
+                                     steps_per_dispatch=1)
+    decode(min(len(local), c.eval_batch_size))
+    t0 = time.perf_counter()
+    values, outputs = decode(len(local))
+    seconds = time.perf_counter() - t0
+    return self._summarise(run, values, distributed.allgather_rows(outputs), seconds)
+
+  def _summarise(self, run, values, outputs, seconds) -> dict[str, Any]:
+    c, n = self.config, len(outputs['greedy'])
+    final = {'test_loss': values['loss'], 'test_token_accuracy': values['token_accuracy'],
+             'test_greedy_exact_accuracy': values['greedy_exact_accuracy'],
+             'test_beam_exact_accuracy': values['beam_exact_accuracy'],
+             'test_examples': n, 'beam_size': c.beam_size,
+             'decode_sequences_per_second': n / seconds}
+    run.log(f'Test: token accuracy = {100 * final["test_token_accuracy"]:.2f}% | exact '
+            f'sequences: greedy = {100 * final["test_greedy_exact_accuracy"]:.2f}%, beam '
+            f'(size {c.beam_size}) = {100 * final["test_beam_exact_accuracy"]:.2f}% '
+            f'({n} held-out examples; decoding {n / seconds:,.0f} sequences/s)')
+    vocab = self.test_set.vocab
+    if self.references is not None:
+      for name in ('greedy', 'beam'):
+        hyps = [vocab.decode(s) for s in outputs[name]]
+        final[f'test_bleu_{name}'] = translation.corpus_bleu(hyps, self.references[:n])
+      run.log(f'BLEU: greedy = {final["test_bleu_greedy"]:.2f}, beam = '
+              f'{final["test_bleu_beam"]:.2f}')
+    text = seq2seq.examples_text(vocab, self.test_set.inputs, self.test_set.targets,
+                                 outputs['greedy'], outputs['beam'],
+                                 c.num_examples_to_print)
+    run.log('Decoded test examples:\n' + text)
+    if run.path('') is not None:
+      files.write_text(run.path('examples.txt'), text + '\n')
+    return final

@@ -1,1 +1,0 @@
-"""End-to-end training programs, one per experiment; entry points call these."""

@@ -1,0 +1,177 @@
+"""The training loop of every family: steps counted globally, epochs a view of them.
+
+Which examples step s trains on is a pure function of (seed, s) (`IndexSource`), so
+a run resumed at any step, with any steps-per-dispatch, sees exactly the batches an
+uninterrupted run sees. The loop keeps the device busy: it dispatches chunk k+1
+before it fetches the metrics of chunk k, checks them for non-finite values on the
+host, and calls the hooks at the boundaries they asked for.
+"""
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from tqdm import auto as tqdm
+
+from research.train import loop
+from research.train import metrics as metrics_lib
+
+SAMPLINGS = ('epochs', 'windows')
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSource:
+  """Example indices of every training step.
+
+  'epochs': passes over the N examples in a fresh order per epoch (seeded by seed,
+  epoch and process), the last batch of a pass padded with mask 0. 'windows': every
+  step draws its batch uniformly with replacement, seeded by (seed, step, process).
+
+  Attributes:
+    num_examples: N, this process's examples.
+    local_batch: this process's share of the global batch.
+    sampling: 'epochs' or 'windows'.
+    seed: the run's seed.
+    process: this process's index in a multi-process run, else None.
+  """
+  num_examples: int
+  local_batch: int
+  sampling: str = 'epochs'
+  seed: int = 0
+  process: int | None = None
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """Steps in one pass over the examples ('windows': as many as fill one pass)."""
+    return math.ceil(self.num_examples / self.local_batch)
+
+  def chunk(self, step: int, num: int) -> tuple[np.ndarray, np.ndarray]:
+    """idx int32 (num, local_batch) and mask float32 (num, local_batch) of steps
+    step .. step + num - 1 ('epochs': all within one epoch)."""
+    if self.sampling == 'windows':
+      key = lambda s: [self.seed, s] + ([] if self.process is None else [self.process])
+      idx = np.stack([np.random.default_rng(key(s)).integers(
+          0, self.num_examples, self.local_batch) for s in range(step, step + num)])
+      return idx.astype(np.int32), np.ones(idx.shape, np.float32)
+    epoch, first = divmod(step, self.steps_per_epoch)
+    idx, mask = loop.batch_plan(self.num_examples, self.local_batch, shuffle=True,
+                                seed=self.seed, epoch=epoch, process=self.process)
+    return idx[first:first + num], mask[first:first + num]
+
+
+@dataclasses.dataclass
+class Boundaries:
+  """Step intervals at which the loop stops dispatching and calls `on_boundary`."""
+  every: tuple[int, ...]
+  total_steps: int
+
+  def next_after(self, step: int) -> int:
+    """The first boundary step > `step` (the end at the latest)."""
+    ahead = [(step // n + 1) * n for n in self.every if n]
+    return min(ahead + [self.total_steps])
+
+
+class Progress:
+  """A tqdm bar on a terminal; elsewhere (logs, files) nothing: the loop's log lines
+  at each log interval say how far it is."""
+
+  def __init__(self, total: int, initial: int, enabled: bool):
+    self._bar = tqdm.tqdm(total=total, initial=initial, unit='step', leave=False,
+                          desc='train', disable=not (enabled and sys.stderr.isatty()
+                                                     and jax.process_index() == 0))
+
+  def update(self, num: int, loss: float) -> None:
+    self._bar.update(num)
+    self._bar.set_postfix(loss=f'{loss:.4f}')
+
+  def close(self) -> None:
+    self._bar.close()
+
+
+@dataclasses.dataclass
+class LoopResult:
+  """How the loop ended: the state, the last step and why it stopped."""
+  state: Any
+  step: int
+  stopped: str  # 'done', 'preempted' or 'time_budget'.
+  train_seconds: float  # Training time after the first chunk (compilation), hooks excluded.
+  examples_trained: int  # Examples trained in that time.
+
+
+def run_steps(driver, state, data, source: IndexSource, rng: jax.Array, *,
+              start_step: int, boundaries: Boundaries, steps_per_dispatch: int,
+              on_boundary: Callable[[int, Any, metrics_lib.MetricSums], None],
+              should_stop: Callable[[], str | None], skip_nonfinite: bool = False,
+              progress: bool = True) -> LoopResult:
+  """Trains from `start_step` to `boundaries.total_steps`.
+
+  Args:
+    driver: a `research.train.parallel` driver.
+    state: the device-placed train state.
+    data: the device-placed training arrays.
+    source: which examples each step trains on.
+    rng: the run's base key (each step folds in its step number).
+    start_step: the step the state is at.
+    boundaries: the steps at which to call `on_boundary`.
+    steps_per_dispatch: steps per compiled call (chunks never cross a boundary).
+    on_boundary: called as on_boundary(step, state, sums) with the (sum, count)
+      train metrics since the last call ('skipped_steps' with skip_nonfinite).
+    should_stop: polled after every chunk: None to go on, or a reason ('preempted',
+      'time_budget'); the loop then calls on_boundary and returns.
+    skip_nonfinite: drop non-finite steps from the metrics instead of raising.
+    progress: show a progress bar (on a terminal).
+
+  Returns:
+    a LoopResult.
+
+  Raises:
+    NonFiniteLossError: naming the first step whose loss or gradient is not finite.
+  """
+  sums, bar = metrics_lib.MetricSums(), Progress(boundaries.total_steps, start_step,
+                                                  progress)
+  clock = {'start': None, 'hooks': 0.0, 'examples': 0, 'skipped': 0}
+  step, pending, stopped = start_step, None, 'done'
+
+  def consume():
+    chunk_metrics, first, num = pending
+    chunk_metrics, bad = loop.check_finite(jax.device_get(chunk_metrics), first,
+                                           skip=skip_nonfinite)
+    sums.add(chunk_metrics)
+    clock['skipped'] += bad
+    if clock['start'] is None:  # Time from the end of the compiled first chunk.
+      clock['start'] = time.perf_counter()
+    else:
+      clock['examples'] += int(num * source.local_batch * jax.process_count())
+    bar.update(num, sums.result().get('loss', math.nan))
+
+  try:
+    while step < boundaries.total_steps:
+      num = min(steps_per_dispatch, boundaries.next_after(step) - step)
+      idx, mask = source.chunk(step, num)
+      state, chunk_metrics = driver.train(state, data, idx, mask, rng)
+      if pending is not None:
+        consume()  # The device is already busy with this chunk.
+      pending, step = (chunk_metrics, step, num), step + num
+      stop = should_stop()
+      if stop or step == boundaries.next_after(step - 1):
+        consume()
+        pending = None
+        t0 = time.perf_counter()
+        if skip_nonfinite:  # Steps dropped since the last boundary.
+          sums.add({'skipped_steps': (float(clock['skipped']), 1.0)})
+          clock['skipped'] = 0
+        on_boundary(step, state, sums)
+        clock['hooks'] += time.perf_counter() - t0
+        sums = metrics_lib.MetricSums()
+      if stop:
+        stopped = stop
+        break
+  finally:
+    bar.close()
+  seconds = (time.perf_counter() - clock['start'] - clock['hooks']
+             if clock['start'] is not None else 0.0)
+  return LoopResult(state, step, stopped, seconds, clock['examples'])

@@ -1,0 +1,361 @@
+"""The one trainer: a whole run of any family, from workdir to final metrics.
+
+A *family* (CNN classifier, char LM, seq2seq transformer, DDPM, or your own) plugs in
+through `Family`: it loads its data, builds its model and loss, evaluates
+periodically and writes its report. The trainer owns everything else, the same way
+for every family: settings, workdir, manifest, restore and resume, the step loop
+(counted in steps; epochs are a view of it), periodic evaluation, checkpoints,
+per-step scalars, preemption (SIGTERM/SIGINT, agreed across processes), a time
+budget, non-finite handling and `final_metrics.json`.
+"""
+
+import dataclasses
+import time
+from typing import Any, Callable, Protocol
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+
+from research.errors import Preempted
+from research.errors import UserInputError
+from research.train import checkpoint as checkpoint_lib
+from research.train import distributed
+from research.train import files
+from research.train import manifest
+from research.train import metrics as metrics_lib
+from research.train import optimizers
+from research.train import parallel
+from research.train import preemption
+from research.train import settings as settings_lib
+from research.train import state as state_lib
+from research.train import step_loop
+from research.train import workdir as workdir_lib
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class TrainData:
+  """A family's training data on this process.
+
+  Attributes:
+    train: per-example arrays (leading axis N) the gather function reads.
+    num_train: N, this process's training examples.
+    sampling: 'epochs' (passes in a shuffled order) or 'windows' (uniform draws
+      per step, e.g. text windows).
+    facts: what the manifest records about the data (name, version, sizes, ...).
+    summary: a line the trainer logs about the data ('' for none).
+  """
+  train: dict[str, np.ndarray]
+  num_train: int
+  sampling: str = 'epochs'
+  facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+  summary: str = ''
+
+
+@dataclasses.dataclass
+class Model:
+  """What a family trains.
+
+  Attributes:
+    module: the Flax module.
+    init_params: rng -> float32 params pytree.
+    loss_fn: the (sum, count) loss function of `research.train.steps`.
+    gather_fn: gathers a batch from the data arrays by index (see `parallel`).
+    wrap_optimizer: optional tx -> tx (e.g. an EMA of the parameters).
+  """
+  module: nn.Module
+  init_params: Callable[[jax.Array], Any]
+  loss_fn: Callable
+  gather_fn: Callable = parallel.take_examples
+  wrap_optimizer: Callable[[optax.GradientTransformation],
+                           optax.GradientTransformation] | None = None
+
+
+class Family(Protocol):
+  """The typed interface a model family implements (see research/families/)."""
+
+  name: str  # Recorded in the manifest; a workdir resumes only the same family.
+  config: Any  # The experiment's ConfigDict.
+  eval_split: str  # Name under which `evaluate`'s metrics are written.
+
+  def load_data(self) -> TrainData:
+    """Reads (this process's share of) the data; keeps evaluation data itself."""
+
+  def build(self, data: TrainData) -> Model:
+    """The model, its initial parameters and its loss for this data."""
+
+  def evaluate(self, run: 'Run', state: Any, step: int) -> dict[str, float]:
+    """Periodic evaluation (may log and write artifacts); returns scalars."""
+
+  def report(self, run: 'Run', state: Any) -> dict[str, Any]:
+    """Final evaluation and artifacts; returns what final_metrics.json gets."""
+
+
+@dataclasses.dataclass
+class Run:
+  """A started run, as the family's hooks see it."""
+  settings: settings_lib.TrainSettings
+  workdir: str | None
+  data: TrainData
+  model: Model
+  driver: Any
+  steps_per_epoch: int
+  total_steps: int
+  log: Log
+  writer: metrics_lib.MetricWriter | None = None
+  checkpointer: checkpoint_lib.Checkpointer | None = None
+  param_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+  history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+  examples_per_second: float | None = None  # Training throughput, set before `report`.
+
+  def write(self, step: int, split: str, scalars: dict[str, Any], **extra) -> None:
+    """Scalars to metrics.jsonl and TensorBoard (no-op without a workdir)."""
+    if self.writer is not None:
+      self.writer.write(step, split, {k: v for k, v in scalars.items()
+                                      if isinstance(v, (int, float))}, **extra)
+
+  def path(self, name: str) -> str | None:
+    """`<workdir>/<name>`, or None without a workdir or off the primary process."""
+    if self.workdir is None or not distributed.is_primary():
+      return None
+    return files.join(self.workdir, name)
+
+
+def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
+  """Settings, data, model and driver of a family, nothing started yet."""
+  settings = settings_lib.train_settings(family.config)
+  for batch in (settings.batch_size, settings.eval_batch_size):
+    parallel.check_batch_size(batch, jax.device_count())
+  data = family.load_data()
+  if data.summary:
+    log(data.summary)
+  model = family.build(data)
+  source = _index_source(settings, data)
+  total = (settings.num_epochs * source.steps_per_epoch if settings.num_epochs
+           else settings.num_steps)
+  driver = parallel.make_driver(settings.driver, model.loss_fn, model.gather_fn,
+                                fsdp=settings.fsdp, microbatches=settings.microbatches)
+  return Run(settings=settings, workdir=workdir, data=data, model=model, driver=driver,
+             steps_per_epoch=source.steps_per_epoch, total_steps=total, log=log)
+
+
+def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
+  if data.sampling not in step_loop.SAMPLINGS:
+    raise ValueError(f'sampling must be one of {step_loop.SAMPLINGS}')
+  if data.num_train < 1:
+    raise UserInputError('the training data is empty')
+  return step_loop.IndexSource(
+      data.num_train, settings.batch_size // jax.process_count(), data.sampling,
+      settings.seed, jax.process_index() if jax.process_count() > 1 else None)
+
+
+def _optimizer(family: Family, run: Run) -> optax.GradientTransformation:
+  cfg = settings_lib.optimizer_config(family.config.optimizer, run.total_steps)
+  tx = optimizers.make_optimizer(cfg)
+  return run.model.wrap_optimizer(tx) if run.model.wrap_optimizer else tx
+
+
+def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> Any:
+  """Counts parameters, writes the manifest, initialises or restores the state."""
+  tx = _optimizer(family, run)
+  m = run.model
+  run.param_counts = state_lib.count_params(
+      state_lib.abstract_train_state(m.init_params, m.module.apply, tx).params)
+  run.log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in run.param_counts.items()))
+  state = state_lib.init_train_state(m.init_params, m.module.apply, tx, rng)
+  if run.workdir is None:
+    return run.driver.put_replicated(state)
+  if resume:
+    manifest.check_resumable(run.workdir, family.name, run.param_counts)
+  if distributed.is_primary():
+    manifest.write_manifest(run.workdir, family.name, _to_dict(family.config),
+                            run.data.facts, {'parameters': run.param_counts})
+  run.checkpointer = checkpoint_lib.Checkpointer(run.workdir)
+  run.writer = metrics_lib.MetricWriter(run.workdir, enabled=distributed.is_primary())
+  if resume:
+    state = _restore(run, state)
+  return run.driver.put_replicated(state)
+
+
+def _restore(run: Run, state: Any) -> Any:
+  try:
+    step, restored = run.checkpointer.restore_latest(state, run.log)
+  except ValueError as e:
+    raise UserInputError(f'no checkpoint in {run.checkpointer.directory} fits this '
+                         f'config (another model or data set?): {e}') from None
+  run.log('No checkpoint to resume from: starting from scratch.' if step is None else
+          f'Resumed from the checkpoint at step {step}.')
+  return restored
+
+
+def _to_dict(config: Any) -> dict[str, Any]:
+  import json  # pylint: disable=g-import-not-at-top
+  config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+  return json.loads(json.dumps(config, default=str))
+
+
+class _Hooks:
+  """What happens at the loop's boundaries: logs, scalars, evaluation, checkpoints."""
+
+  def __init__(self, family: Family, run: Run, start_step: int):
+    self.family, self.run, s = family, run, run.settings
+    self.epoch_sums = metrics_lib.MetricSums()
+    self.schedule = optimizers.make_schedule(settings_lib.optimizer_config(
+        family.config.optimizer, run.total_steps))
+    self.eval_every = s.eval_every_steps or s.eval_every_epochs * run.steps_per_epoch
+    self.epoch_every = run.steps_per_epoch if s.num_epochs else 0
+    self.every = (self.epoch_every, self.eval_every, s.checkpoint_every_steps,
+                  s.log_every_steps)
+    self.last = {'step': start_step, 'time': time.perf_counter(), 'epoch_time':
+                 time.perf_counter(), 'epoch_step': start_step}
+    self.hook_seconds = 0.0
+
+  def __call__(self, step: int, state: Any, sums: metrics_lib.MetricSums) -> None:
+    t0 = time.perf_counter()
+    run, s = self.run, self.run.settings
+    values = sums.result()
+    _merge(self.epoch_sums, sums)
+    due = lambda every: every and step % every == 0
+    self._scalars(step, values)
+    if due(self.epoch_every):
+      self._end_epoch(step)
+    elif due(s.log_every_steps) and (s.progress and not _on_terminal()):
+      run.log(f'[Step {step}/{run.total_steps}] {_format(values)}')
+    if due(self.eval_every) and step < run.total_steps:  # `report` covers the end.
+      self._evaluate(step, state)
+    if run.checkpointer is not None and run.checkpointer.latest_step() != step:
+      run.checkpointer.save(step, run.driver.host_state(state))
+    self.hook_seconds += time.perf_counter() - t0
+
+  def _scalars(self, step: int, values: dict[str, float]) -> None:
+    now = time.perf_counter()
+    steps = step - self.last['step']
+    rate = steps * self.run.settings.batch_size / max(now - self.last['time'], 1e-9)
+    self.run.write(step, 'train', dict(values, learning_rate=float(self.schedule(step - 1)),
+                                       examples_per_second=rate))
+    self.last.update(step=step, time=now)
+
+  def _end_epoch(self, step: int) -> None:
+    run, now = self.run, time.perf_counter()
+    epoch = step // run.steps_per_epoch
+    values = self.epoch_sums.result()
+    seconds = now - self.last['epoch_time']
+    examples = min((step - self.last['epoch_step']) * run.settings.batch_size,
+                   run.data.num_train * jax.process_count())
+    shown = {k: v for k, v in values.items() if k == 'loss' or 'accuracy' in k}
+    run.log(f'[Epoch {epoch}] {_format(shown)} ({seconds:.1f} s, '
+            f'{examples / seconds:.0f} examples/s)')
+    run.history.append(dict(values, epoch=epoch, epoch_seconds=seconds,
+                            examples_per_second=examples / seconds))
+    run.write(step, 'epoch', dict(values, epoch_seconds=seconds), epoch=epoch)
+    self.epoch_sums = metrics_lib.MetricSums()
+    self.last.update(epoch_time=now, epoch_step=step)
+
+  def _evaluate(self, step: int, state: Any) -> None:
+    values = self.family.evaluate(self.run, state, step)
+    if values:
+      self.run.write(step, self.family.eval_split, values)
+
+
+def _merge(into: metrics_lib.MetricSums, sums: metrics_lib.MetricSums) -> None:
+  into.add({k: tuple(v) for k, v in sums._sums.items()})  # pylint: disable=protected-access
+
+
+def _on_terminal() -> bool:
+  import sys  # pylint: disable=g-import-not-at-top
+  return sys.stderr.isatty()
+
+
+def _format(values: dict[str, float]) -> str:
+  from research.train import loop  # pylint: disable=g-import-not-at-top
+  return loop.format_metrics(values)
+
+
+def _stop_reason(requested: bool, over_budget: bool) -> str | None:
+  """'preempted', 'time_budget' or None, agreed by every process."""
+  if requested:
+    return 'preempted'
+  return 'time_budget' if over_budget else None
+
+
+def _train(family: Family, run: Run, state: Any, rng: jax.Array,
+           stop: preemption.StopOnSignal) -> step_loop.LoopResult:
+  s = run.settings
+  start_step = int(jax.device_get(run.driver.host_state(state).step))
+  hooks = _Hooks(family, run, start_step)
+  began = time.perf_counter()
+
+  def should_stop():
+    over = s.max_train_seconds and (time.perf_counter() - began - hooks.hook_seconds
+                                    >= s.max_train_seconds)
+    return _stop_reason(stop.stop_requested(), bool(over))
+
+  return step_loop.run_steps(
+      run.driver, state, run.driver.put_data(run.data.train),
+      _index_source(s, run.data), rng, start_step=start_step,
+      boundaries=step_loop.Boundaries(hooks.every, run.total_steps),
+      steps_per_dispatch=s.steps_per_dispatch, on_boundary=hooks,
+      should_stop=should_stop, skip_nonfinite=family.config.optimizer.skip_nonfinite,
+      progress=s.progress)
+
+
+def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
+                       log: Log = print) -> dict[str, Any]:
+  """Runs `family` end to end in `workdir` and returns its final metrics.
+
+  Writes manifest.json, checkpoints/, metrics.jsonl, tensorboard/, the family's
+  artifacts and final_metrics.json. A stop request (SIGTERM/SIGINT on any process)
+  checkpoints and raises `Preempted`; `resume=True` continues bit-identically.
+
+  Raises:
+    UserInputError: for bad settings, data or workdirs.
+    NonFiniteLossError: naming the step whose loss or gradient was not finite.
+    Preempted: after a requested stop (a checkpoint was saved).
+  """
+  workdir = workdir_lib.prepare_workdir(workdir, resume)
+  run = _prepare(family, workdir, log)
+  init_key, train_key = jax.random.split(jax.random.key(run.settings.seed))
+  state = _initial_state(family, run, resume, init_key)
+  try:
+    with preemption.StopOnSignal() as stop:
+      result = _train(family, run, state, train_key, stop)
+    if result.stopped == 'preempted':
+      run.checkpointer.wait()
+      raise Preempted(result.step)
+    if result.stopped == 'time_budget':
+      log(f'Stopped at step {result.step}: max_train_seconds = '
+          f'{run.settings.max_train_seconds} reached.')
+    final = _final(family, run, result)
+  finally:
+    run.checkpointer.wait()
+    run.checkpointer.close()
+    run.writer.close()
+  return final
+
+
+def _final(family: Family, run: Run, result: step_loop.LoopResult) -> dict[str, Any]:
+  if result.train_seconds:
+    run.examples_per_second = result.examples_trained / result.train_seconds
+  final = family.report(run, result.state)
+  final.update(steps=result.step, parameters=run.param_counts,
+               train_history=run.history, train_seconds=result.train_seconds,
+               train_examples_per_second=run.examples_per_second, stopped=result.stopped)
+  run.write(result.step, 'final', final)
+  path = run.path('final_metrics.json')
+  if path is not None:
+    files.write_json(path, final)
+  return final
+
+
+def train_in_memory(family: Family, log: Log = print) -> tuple[Run, Any]:
+  """Trains `family` without a workdir (no checkpoints, no files): e.g. a helper
+  model inside another run. Returns the run and the final device state."""
+  run = _prepare(family, None, log)
+  init_key, train_key = jax.random.split(jax.random.key(run.settings.seed))
+  state = _initial_state(family, run, False, init_key)
+  with preemption.StopOnSignal() as stop:
+    result = _train(family, run, state, train_key, stop)
+  return run, result.state
