@@ -14,9 +14,10 @@ terminal and a redirected stdout read the same. Each line is also a log record, 
 the logger 'research.run', which writes it into absl's log file when --log_dir is
 given (in absl's format, among the libraries' records) and never to the terminal:
 with --alsologtostderr or --logtostderr the terminal would otherwise show every
-line twice. Other records go through absl's handler as usual. Orbax and tfds log
-every step at INFO through the logger named 'absl'; that logger is set to WARNING
-unless -v/--verbosity or --logger_levels asks otherwise.
+line twice. Other records go through absl's handler as usual (to stderr, or to the
+file and, from WARNING up, to stderr). Orbax and tfds log every step at INFO through
+the logger named 'absl': `QUIET_LOGGERS` are set to WARNING unless -v/--verbosity or
+--logger_levels asks otherwise.
 """
 
 import logging
@@ -35,8 +36,9 @@ from research.errors import Preempted
 from research.errors import UserInputError
 from research.train import distributed
 
-# The loggers of chatty libraries: orbax and tensorflow_datasets both log via absl.
-QUIET_LOGGERS = ('absl',)
+# Loggers kept at WARNING (unless -v or --logger_levels asks otherwise): orbax and
+# tensorflow_datasets log every step at INFO via 'absl'; jax reports absent backends.
+QUIET_LOGGERS = ('absl', 'jax')
 _RUN_LOGGER = logging.getLogger('research.run')
 _RUN_LOGGER.propagate = False  # Its records reach the log file only (see above).
 _EXPERIMENT_FLAGS = ('config', 'workdir', 'resume', 'coordinator_address',
@@ -64,15 +66,18 @@ def resolve_config_path(path: str, root: str) -> str:
   raise UserInputError(f'no config file {file!r} (looked for {" and ".join(tried)})')
 
 
-class _ConfigFileParser(config_flags.ConfigFileFlagParser):
-  """ml_collections' config-file parser, resolving the path first."""
+class _ResolvingParser(flags.ArgumentParser):
+  """Wraps ml_collections' config-file parser: resolves the path first."""
 
-  def __init__(self, name: str, root: str):
-    super().__init__(name, lock_config=True)
+  def __init__(self, parser: flags.ArgumentParser, root: str):
+    self.parser = parser
     self.root = root
 
-  def parse(self, path):
-    return super().parse(resolve_config_path(path, self.root))
+  def parse(self, argument):
+    return self.parser.parse(resolve_config_path(argument, self.root))
+
+  def flag_type(self):
+    return self.parser.flag_type()
 
 
 def _config_overrides(argv: list[str]) -> list[str]:
@@ -98,12 +103,14 @@ def unknown_field_message(error: Exception, argv: list[str]) -> str:
     bad = [lookup.group(1)]
   else:
     bad = [o for o in overrides if key and key.group(1) in o.split('.')] or overrides
+  if not bad:  # Not an override's fault (e.g. a bug in the config file).
+    return f'--config: {text}'
   message = f'{", ".join("--config." + b for b in bad)}: the config has no such field'
   suggestion = re.search(r'Did you mean "([^"]+)"', text)
   if suggestion and len(bad) == 1:
     parent = bad[0].rpartition('.')[0]
-    message += f' (did you mean --config.{parent + "." if parent else ""}' \
-               f'{suggestion.group(1)}?)'
+    fixed = f'{parent}.{suggestion.group(1)}' if parent else suggestion.group(1)
+    message += f' (did you mean --config.{fixed}?)'
   return message
 
 
@@ -142,8 +149,8 @@ def _caller_module(depth: int) -> tuple[str, str, str]:
   help_name = sys.argv[0] if g.get('__name__') == '__main__' else dotted
   root = os.path.dirname(os.path.abspath(g.get('__file__') or sys.argv[0]))
   package = g.get('__package__') or ''
-  for _ in package.split('.') if package else ():
-    root = os.path.dirname(root)
+  for _ in range(len(package.split('.')) if package else 0):
+    root = os.path.dirname(root)  # experiments/cnn -> experiments -> the root.
   return help_name, dotted, root
 
 
@@ -174,12 +181,14 @@ def define_config_flag(default: str, root: str,
     _exit_with(unknown_field_message(e, sys.argv))
   except (flags.Error, UserInputError) as e:
     _exit_with(str(e))
-  flags.FLAGS['config'].parser = _ConfigFileParser('config', root)
+  flag = flags.FLAGS['config']
+  flag.parser = _ResolvingParser(flag.parser, root)
   return holder
 
 
 class _LogFileHandler(logging.StreamHandler):
-  """Writes records into absl's log file, in absl's format."""
+  """Writes the run's records into absl's log file (a class of its own, so a second
+  `setup_logging` replaces it rather than adding another)."""
 
 
 def _start_log_file(program_name: str) -> None:
@@ -210,9 +219,8 @@ def _start_log_file(program_name: str) -> None:
 def setup_logging(program_name: str) -> None:
   """Quietens the chatty libraries' loggers and opens the --log_dir file."""
   f = flags.FLAGS
-  asked = f['verbosity'].present or f['logger_levels'].present
   for name in QUIET_LOGGERS:
-    if not asked:
+    if not f['verbosity'].present and name not in (f.logger_levels or {}):
       logging.getLogger(name).setLevel(logging.WARNING)
   _RUN_LOGGER.setLevel(logging.INFO)
   _start_log_file(program_name)

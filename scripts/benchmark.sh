@@ -6,7 +6,9 @@
 #   scripts/benchmark.sh --quick                          # smoke test, < 1 min
 #   scripts/benchmark.sh --models=cnn_train,lstm --reps=7
 #   scripts/benchmark.sh --frameworks=jax                 # no torch needed
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
 
 needs_torch=1
 for arg in "$@"; do

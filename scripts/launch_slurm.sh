@@ -1,21 +1,60 @@
 #!/usr/bin/env bash
 # Submit an experiment to a SLURM GPU cluster: one process per node, all its GPUs.
-#   scripts/launch_slurm.sh NODES GPUS_PER_NODE [experiment flags...]
-# e.g.
-#   scripts/launch_slurm.sh 2 8 --workdir=/shared/runs/cnn --config.batch_size=1024
-# JAX reads SLURM's environment (--distributed_auto) for the coordinator and process
-# ids. The workdir must be on a file system every node sees. A preempted or
-# requeued job continues from its last checkpoint (--resume is passed).
+#   scripts/launch_slurm.sh [--dry_run] EXPERIMENT NODES GPUS_PER_NODE [flags...]
+# EXPERIMENT is cnn, lm, seq2seq or ddpm (see scripts/run_experiment.sh); the flags
+# go to its main.py, e.g.
+#   scripts/launch_slurm.sh cnn 2 8 --workdir=/shared/runs/cnn --config.batch_size=1024
+# The job first installs the venv once (one task on one node, with jax[cuda12], or
+# RESEARCH_JAX_EXTRA), then starts one process per node. JAX reads SLURM's
+# environment (--distributed_auto) for the coordinator and process ids. The
+# repository and the workdir must be on a file system every node sees. A preempted
+# or requeued job continues from its last checkpoint (--resume is passed).
+# --dry_run (or DRY_RUN=1) prints the sbatch command instead of submitting it.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: $0 NODES GPUS_PER_NODE [flags for experiments/cnn/main.py ...]" >&2
+HERE="$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname -- "$HERE")"
+DRY_RUN="${DRY_RUN:-0}"
+if [ "${1:-}" = --dry_run ]; then DRY_RUN=1; shift; fi
+
+usage() {
+  local names
+  names="$("$HERE/run_experiment.sh" --list | paste -sd '|' -)"
+  echo "usage: $0 [--dry_run] {$names} NODES GPUS_PER_NODE [flags...]${1:+ ($1)}" >&2
   exit 2
+}
+# One word for a POSIX shell (sbatch --wrap runs /bin/sh): single-quoted if needed.
+quote() {
+  case "$1" in
+    ''|*[!A-Za-z0-9_./=:@%+,-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+quote_all() {
+  local out=() word
+  for word in "$@"; do out+=("$(quote "$word")"); done
+  echo "${out[*]}"
+}
+
+[ $# -ge 3 ] || usage "missing arguments"
+EXPERIMENT="$1"; NODES="$2"; GPUS="$3"; shift 3
+"$HERE/run_experiment.sh" --list | grep -xF -- "$EXPERIMENT" >/dev/null \
+  || usage "unknown experiment '$EXPERIMENT'"
+case "$NODES$GPUS" in ''|*[!0-9]*) usage "NODES and GPUS_PER_NODE must be numbers" ;; esac
+
+EXTRA="${RESEARCH_JAX_EXTRA:-cuda12}"
+RUN=(scripts/run_experiment.sh "$EXPERIMENT" --distributed_auto --resume "$@")
+# The install step holds env.sh's lock too, so a rerun never races a live job.
+WRAP="cd $(quote "$ROOT") && export RESEARCH_JAX_EXTRA=$(quote "$EXTRA")"
+WRAP+=" && srun --nodes=1 --ntasks=1 bash scripts/env.sh"
+WRAP+=" && srun --kill-on-bad-exit=1 $(quote_all "${RUN[@]}")"
+SBATCH=(sbatch --nodes="$NODES" --ntasks-per-node=1 --gpus-per-node="$GPUS"
+        --cpus-per-task="${CPUS_PER_TASK:-16}" --signal=TERM@120 --requeue
+        --job-name="${JOB_NAME:-research-$EXPERIMENT}"
+        --output="${LOG_PATTERN:-slurm-%j.out}" --wrap="$WRAP")
+
+if [ "$DRY_RUN" = 1 ]; then
+  quote_all "${SBATCH[@]}"
+  echo "# each task runs: $("$HERE/run_experiment.sh" --dry_run "${RUN[@]:1}")"
+  exit 0
 fi
-NODES="$1"; GPUS="$2"; shift 2
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ARGS="$(printf '%q ' "$@")"
-sbatch --nodes="$NODES" --ntasks-per-node=1 --gpus-per-node="$GPUS" \
-  --cpus-per-task="${CPUS_PER_TASK:-16}" --signal=TERM@120 --requeue \
-  --job-name="${JOB_NAME:-research}" --output="${LOG_PATTERN:-slurm-%j.out}" \
-  --wrap="cd '$ROOT' && srun --kill-on-bad-exit=1 env RESEARCH_JAX_EXTRA=cuda12 \
-          scripts/train.sh --distributed_auto --resume $ARGS"
+exec "${SBATCH[@]}"

@@ -1,22 +1,58 @@
 #!/usr/bin/env bash
 # Launch an experiment on every worker of a Cloud TPU VM slice (one process per host).
-#   scripts/launch_tpu_vm.sh TPU_NAME ZONE [experiment flags...]
-# e.g.
-#   scripts/launch_tpu_vm.sh my-v4-32 us-central2-b --workdir=gs://bucket/runs/cnn
-# Each worker runs the same command; JAX reads the slice's topology itself
-# (--distributed_auto), so no coordinator address is needed. The repository must be
-# checked out at ~/research on every worker (the first command below does it).
+#   scripts/launch_tpu_vm.sh [--dry_run] EXPERIMENT TPU_NAME ZONE [flags...]
+# EXPERIMENT is cnn, lm, seq2seq or ddpm (see scripts/run_experiment.sh); the flags
+# go to its main.py, e.g.
+#   scripts/launch_tpu_vm.sh cnn my-v4-32 us-central2-b --workdir=gs://bucket/runs/cnn
+# Two ssh commands to all workers: the first checks the repository out at
+# ~/research (from REPO_URL, default: this checkout's origin) and installs the venv
+# with jax[tpu]; the second starts the run. JAX reads the slice's topology itself
+# (--distributed_auto), so no coordinator address is needed.
+# --dry_run (or DRY_RUN=1) prints the gcloud commands instead of running them.
 set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: $0 TPU_NAME ZONE [flags for experiments/cnn/main.py ...]" >&2
+HERE="$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+DRY_RUN="${DRY_RUN:-0}"
+if [ "${1:-}" = --dry_run ]; then DRY_RUN=1; shift; fi
+
+usage() {
+  local names
+  names="$("$HERE/run_experiment.sh" --list | paste -sd '|' -)"
+  echo "usage: $0 [--dry_run] {$names} TPU_NAME ZONE [flags...]${1:+ ($1)}" >&2
   exit 2
+}
+# One word for the workers' shell: single-quoted if needed.
+quote() {
+  case "$1" in
+    ''|*[!A-Za-z0-9_./=:@%+,-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+quote_all() {
+  local out=() word
+  for word in "$@"; do out+=("$(quote "$word")"); done
+  echo "${out[*]}"
+}
+
+[ $# -ge 3 ] || usage "missing arguments"
+EXPERIMENT="$1"; TPU_NAME="$2"; ZONE="$3"; shift 3
+"$HERE/run_experiment.sh" --list | grep -xF -- "$EXPERIMENT" >/dev/null \
+  || usage "unknown experiment '$EXPERIMENT'"
+REPO_URL="${REPO_URL:-$(git -C "$HERE" config --get remote.origin.url || true)}"
+[ -n "$REPO_URL" ] || usage "no git remote 'origin': set REPO_URL"
+
+EXTRA="${RESEARCH_JAX_EXTRA:-tpu}"
+RUN=(scripts/run_experiment.sh "$EXPERIMENT" --distributed_auto "$@")
+SETUP="{ [ -d ~/research ] || git clone $(quote "$REPO_URL") ~/research; }"
+SETUP+=" && cd ~/research && git pull --ff-only"
+SETUP+=" && RESEARCH_JAX_EXTRA=$(quote "$EXTRA") bash scripts/env.sh"
+LAUNCH="cd ~/research && RESEARCH_JAX_EXTRA=$(quote "$EXTRA") $(quote_all "${RUN[@]}")"
+SSH=(gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command)
+
+if [ "$DRY_RUN" = 1 ]; then
+  quote_all "${SSH[@]}" "$SETUP"
+  quote_all "${SSH[@]}" "$LAUNCH"
+  echo "# each worker runs: $("$HERE/run_experiment.sh" --dry_run "${RUN[@]:1}")"
+  exit 0
 fi
-TPU_NAME="$1"; ZONE="$2"; shift 2
-REPO_URL="${REPO_URL:-$(git config --get remote.origin.url || true)}"
-ARGS="$(printf '%q ' "$@")"
-gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command "
-  set -e
-  [ -d ~/research ] || git clone '$REPO_URL' ~/research
-  cd ~/research && git pull --ff-only
-  RESEARCH_JAX_EXTRA=tpu scripts/train.sh --distributed_auto $ARGS
-"
+"${SSH[@]}" "$SETUP"
+exec "${SSH[@]}" "$LAUNCH"

@@ -5,7 +5,7 @@ import sys
 
 CHECK = """
 import sys
-import research, research.recipes.cnn_classifier, research.recipes.seq2seq, research.cli
+import research, research.families, research.cli
 from absl import flags
 from jax._src import xla_bridge
 assert not [m for m in sys.modules if m.startswith('tensorflow')], 'TensorFlow imported'

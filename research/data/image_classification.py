@@ -6,12 +6,18 @@ jitted step (see `research.data.augment` for the on-device transforms).
 """
 
 import dataclasses
+import logging
+import re
 
 import numpy as np
 from tqdm import auto as tqdm
 
 from research.data import tfds_io
 from research.errors import UserInputError
+
+# Data sets whose 'test' split has no labels (tfds gives every label -1), by tfds name
+# or by the family before '/', and the labelled split evaluated instead.
+UNLABELLED_TEST_SPLITS = {'visual_domain_decathlon': 'validation'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +31,8 @@ class ImageDataset:
     class_names: a name per class.
     name: tfds name of the data set.
     version: tfds version of the data set.
+    split: the tfds split read, which differs from the one asked for when the
+      data set's test split is unlabelled (see `evaluation_split`).
   """
   image: np.ndarray
   label: np.ndarray
@@ -32,6 +40,7 @@ class ImageDataset:
   class_names: tuple[str, ...]
   name: str
   version: str
+  split: str = ''
 
   def __len__(self) -> int:
     return len(self.label)
@@ -56,6 +65,30 @@ def _label_feature(info, name: str):
     raise UserInputError(f'data set {name!r}: images need 1 or 3 channels, '
                          f'got shape {getattr(image, "shape", None)}')
   return label, channels
+
+
+def evaluation_split(name: str, split: str) -> str:
+  """The labelled split to read for `split`.
+
+  For a data set in `UNLABELLED_TEST_SPLITS` each 'test' part of the split is
+  replaced by the labelled split, keeping any slicing: 'test[:10%]' ->
+  'validation[:10%]' for 'visual_domain_decathlon/gtsrb'. Other splits and data
+  sets are returned unchanged.
+  """
+  base = name.split(':')[0]
+  instead = UNLABELLED_TEST_SPLITS.get(base, UNLABELLED_TEST_SPLITS.get(
+      base.split('/')[0]))
+  if instead is None:
+    return split
+  return '+'.join(re.sub(r'^test(?=\[|$)', instead, part.strip())
+                  for part in split.split('+'))
+
+
+def _check_labelled(label: np.ndarray, name: str, split: str, builder) -> None:
+  if label.size and (label < 0).all():
+    known = ', '.join(builder.info.splits) or 'see the tfds catalog'
+    raise UserInputError(f'data set {name!r} split {split!r} is unlabelled (every '
+                         f'label is -1): evaluate on a labelled split ({known})')
 
 
 def check_examples(image: np.ndarray, label: np.ndarray, num_classes: int,
@@ -85,6 +118,10 @@ def load_image_classification(name: str, split: str, *, image_size: int,
   The real path downloads by tfds name (e.g. 'mnist', 'visual_domain_decathlon/gtsrb');
   'mnist_offline' builds from a file that an installed package ships.
 
+  A data set whose test split is unlabelled (`UNLABELLED_TEST_SPLITS`) is read
+  from its labelled split instead (logged as a warning; the returned `split` says
+  which), so 'test' works for every data set.
+
   Args:
     name: tfds data set name.
     split: tfds split, slicing allowed ('train', 'test[:10%]', ...).
@@ -97,17 +134,23 @@ def load_image_classification(name: str, split: str, *, image_size: int,
     the whole split as an `ImageDataset`.
 
   Raises:
-    UserInputError: for an unknown data set or split, or labels out of range.
+    UserInputError: for an unknown data set or split, an unlabelled split (every
+      label -1), or labels out of range.
   """
   tfds = tfds_io.import_tfds()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   builder = tfds_io.get_builder(name, data_dir)
   label_feature, channels = _label_feature(builder.info, name)
   builder.download_and_prepare()
+  labelled = evaluation_split(name, split)
+  if labelled != split:
+    logging.getLogger(__name__).warning(
+        "%s: split 'test' is unlabelled; reading %r instead of %r", name, labelled,
+        split)
   index, count = process
   try:
-    read = split if count == 1 else tfds.even_splits(split, n=count,
-                                                     drop_remainder=True)[index]
+    read = labelled if count == 1 else tfds.even_splits(labelled, n=count,
+                                                        drop_remainder=True)[index]
     ds = builder.as_dataset(split=read, as_supervised=True, shuffle_files=False)
   except (ValueError, KeyError) as e:
     known = ', '.join(builder.info.splits) or 'see the tfds catalog'
@@ -121,7 +164,7 @@ def load_image_classification(name: str, split: str, *, image_size: int,
 
   ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
   images, labels = [], []
-  for image, label in tqdm.tqdm(tfds.as_numpy(ds), desc=f'load {name}:{split}',
+  for image, label in tqdm.tqdm(tfds.as_numpy(ds), desc=f'load {name}:{labelled}',
                                 unit='batch', leave=False):
     images.append(image)
     labels.append(label)
@@ -129,8 +172,9 @@ def load_image_classification(name: str, split: str, *, image_size: int,
     raise UserInputError(f'data set {name!r} split {split!r} is empty')
   num_classes = int(label_feature.num_classes)
   image, label = np.concatenate(images), np.concatenate(labels)
-  check_examples(image, label, num_classes, f'data set {name!r} split {split!r}')
+  _check_labelled(label, name, labelled, builder)
+  check_examples(image, label, num_classes, f'data set {name!r} split {labelled!r}')
   return ImageDataset(
       image=image, label=label.astype(np.int32), num_classes=num_classes,
       class_names=tuple(label_feature.names), name=name,
-      version=str(builder.info.version))
+      version=str(builder.info.version), split=labelled)

@@ -105,7 +105,10 @@ class Seq2Seq:
              'test_greedy_exact_accuracy': values['greedy_exact_accuracy'],
              'test_beam_exact_accuracy': values['beam_exact_accuracy'],
              'test_examples': n, 'beam_size': c.beam_size,
-             'decode_sequences_per_second': n / seconds}
+             'decode_sequences_per_second': n / seconds,
+             'train_tokens_per_second': (run.examples_per_second or 0.0) *
+                                        self.train_set.num_target_tokens() /
+                                        len(self.train_set)}
     run.log(f'Test: token accuracy = {100 * final["test_token_accuracy"]:.2f}% | exact '
             f'sequences: greedy = {100 * final["test_greedy_exact_accuracy"]:.2f}%, beam '
             f'(size {c.beam_size}) = {100 * final["test_beam_exact_accuracy"]:.2f}% '

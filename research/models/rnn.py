@@ -179,8 +179,8 @@ class RecurrentCell(nn.RNNCellBase):
       params = Recurrent('lstm', H).init(key, x_BxTxD)['params']
       nn.RNN(RecurrentCell('lstm', H)).apply({'params': {'cell': params}}, x_BxTxD)
 
-  equals `Recurrent('lstm', H).apply({'params': params}, x_BxTxD)[0]`, and the reverse
-  mapping works too. The carry is the same tuple of float32 arrays: (c, h) for the
+  equals `Recurrent('lstm', H).apply({'params': params}, x_BxTxD)[0]`; the other way
+  round, `nn.RNN(...).init(...)['params']['cell']` serves `Recurrent`. The carry is the same tuple of float32 arrays: (c, h) for the
   LSTM, (h,) for the GRU, each (*batch, H); the output of a step is h.
   `nn.RNN(..., seq_lengths=...)` gives `Recurrent`'s outputs on the real steps (its
   padded outputs are not zeroed) and, with `return_carry=True`, the same carry.
@@ -218,8 +218,8 @@ class RecurrentCell(nn.RNNCellBase):
     del rng
     check_cell(self.cell)
     shape = tuple(input_shape[:-1]) + (self.hidden_dim,)
-    return tuple(jnp.zeros(shape, jnp.float32) for _ in range(2 if self.cell == 'lstm'
-                                                               else 1))
+    n = 2 if self.cell == 'lstm' else 1
+    return tuple(jnp.zeros(shape, jnp.float32) for _ in range(n))
 
   @property
   def num_feature_axes(self) -> int:

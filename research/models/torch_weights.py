@@ -6,11 +6,10 @@ D hidden width (fc1), K classes.
 
 The two frameworks hold the same numbers in different layouts:
 
-| tensor      | PyTorch state_dict                       | Flax params            |
-|-------------|------------------------------------------|------------------------|
-| convN       | `convN.weight` (O, I, 3, 3), `.bias` (O,) | `convN/kernel` (3, 3, I, O), `/bias` |
-| fc1         | `fc1.weight` (D, F), C-H-W input order   | `fc1/kernel` (F, D), H-W-C input order |
-| fc2         | `fc2.weight` (K, D)                      | `fc2/kernel` (D, K)    |
+  layer  PyTorch state_dict                      Flax params
+  convN  convN.weight (O, I, 3, 3), .bias (O,)   convN/kernel (3, 3, I, O), /bias (O,)
+  fc1    fc1.weight (D, F), inputs in C-H-W      fc1/kernel (F, D), inputs in H-W-C
+  fc2    fc2.weight (K, D), fc2.bias (K,)        fc2/kernel (D, K), fc2/bias (K,)
 
 PyTorch convolutions are cross-correlations like XLA's, so kernels are transposed,
 never flipped. Activations are NCHW there and NHWC here, so `MY_NET` flattens its
@@ -42,8 +41,10 @@ _LAST_CHANNELS = _CONVS[-1][2]
 
 def _pooled_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
   """(Hp, Wp) after two 2x2 floor pools, as in both `MY_NET` and `cnn.CNN`."""
-  hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  if len(hw) != 2 or not all(isinstance(n, (int, np.integer)) and n >= 4 for n in hw):
+  is_int = lambda n: isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+  hw = ((image_size, image_size) if is_int(image_size) else
+        tuple(image_size) if isinstance(image_size, (tuple, list)) else ())
+  if len(hw) != 2 or not all(is_int(n) and n >= 4 for n in hw):
     raise UserInputError(f'image_size must be an int or (height, width) of ints >= 4, '
                          f'got {image_size!r}')
   return hw[0] // 4, hw[1] // 4
@@ -58,7 +59,8 @@ def _as_float32(name: str, value: Any) -> np.ndarray:
     value = value.numpy()
   array = np.asarray(value)
   if not jnp.issubdtype(array.dtype, jnp.floating):  # jnp's knows bfloat16.
-    raise UserInputError(f'{name} must hold floating-point values, got dtype {array.dtype}')
+    raise UserInputError(
+        f'{name} must hold floating-point values, got dtype {array.dtype}')
   return np.array(array, dtype=np.float32, copy=True)
 
 
@@ -84,7 +86,7 @@ def _check_shape(name: str, array: np.ndarray, shape: tuple[int, ...], hint: str
 
 
 def _dims(name: str, array: np.ndarray, ndim: int) -> tuple[int, ...]:
-  """The shape of a tensor whose sizes are read off (D, K), after checking its rank."""
+  """The shape of `array` (D and K are read off it), after checking its rank."""
   if array.ndim != ndim:
     raise UserInputError(f'{name} has shape {array.shape}, expected {ndim} dimensions')
   return array.shape

@@ -30,16 +30,33 @@ class MetricSums:
     return {k: (s / c if c else math.nan) for k, (s, c) in self._sums.items()}
 
 
+class _EventFile:
+  """An epath file with only write/flush/close: tensorboardX fsyncs files that have
+  `fileno`, which fsspec's remote files have but cannot honour."""
+
+  def __init__(self, path: str):
+    self._file = files.open_file(path, 'wb')
+
+  def write(self, data: bytes) -> None:
+    self._file.write(data)
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
 class _EpathEventFiles:
   """A tensorboardX writer factory that opens event files through etils.epath.
 
   tensorboardX writes gs:// itself only with google-cloud-storage installed (s3://
   with boto3), neither of which we depend on; epath reaches them through
-  TensorFlow's gfile, like every other file of the run.
+  TensorFlow's gfile (or fsspec), like every other file of the run.
   """
 
-  def open(self, path: str):
-    return files.open_file(path, 'wb')
+  def open(self, path: str) -> _EventFile:
+    return _EventFile(path)
 
   def directory_check(self, path: str) -> None:
     files.makedirs(path)

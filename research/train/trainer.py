@@ -110,6 +110,7 @@ class Run:
   param_counts: dict[str, int] = dataclasses.field(default_factory=dict)
   history: list[dict[str, float]] = dataclasses.field(default_factory=list)
   examples_per_second: float | None = None  # Training throughput, set before `report`.
+  skipped_steps: int = 0  # Non-finite steps skipped (optimizer.skip_nonfinite).
 
   def write(self, step: int, split: str, scalars: dict[str, Any], **extra) -> None:
     """Scalars to metrics.jsonl and TensorBoard (no-op without a workdir)."""
@@ -212,11 +213,13 @@ class _Hooks:
     self.last = {'step': start_step, 'time': time.perf_counter(), 'epoch_time':
                  time.perf_counter(), 'epoch_step': start_step}
     self.hook_seconds = 0.0
+    self.skipped_steps = 0
 
   def __call__(self, step: int, state: Any, sums: metrics_lib.MetricSums) -> None:
     t0 = time.perf_counter()
     run, s = self.run, self.run.settings
     values = sums.result()
+    self.skipped_steps += int(values.get('skipped_steps', 0))
     _merge(self.epoch_sums, sums)
     due = lambda every: every and step % every == 0
     self._scalars(step, values)
@@ -291,15 +294,17 @@ def _train(family: Family, run: Run, state: Any, rng: jax.Array,
   def should_stop():
     over = s.max_train_seconds and (time.perf_counter() - began - hooks.hook_seconds
                                     >= s.max_train_seconds)
-    return _stop_reason(stop.stop_requested(), bool(over))
+    return _stop_reason(*preemption.agreed_flags([stop.signalled(), bool(over)]))
 
-  return step_loop.run_steps(
+  result = step_loop.run_steps(
       run.driver, state, run.driver.put_data(run.data.train),
       _index_source(s, run.data), rng, start_step=start_step,
       boundaries=step_loop.Boundaries(hooks.every, run.total_steps),
       steps_per_dispatch=s.steps_per_dispatch, on_boundary=hooks,
       should_stop=should_stop, skip_nonfinite=family.config.optimizer.skip_nonfinite,
       progress=s.progress)
+  run.skipped_steps = hooks.skipped_steps
+  return result
 
 
 def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
@@ -342,7 +347,8 @@ def _final(family: Family, run: Run, result: step_loop.LoopResult) -> dict[str, 
   final = family.report(run, result.state)
   final.update(steps=result.step, parameters=run.param_counts,
                train_history=run.history, train_seconds=result.train_seconds,
-               train_examples_per_second=run.examples_per_second, stopped=result.stopped)
+               train_examples_per_second=run.examples_per_second, stopped=result.stopped,
+               skipped_steps=run.skipped_steps)
   run.write(result.step, 'final', final)
   path = run.path('final_metrics.json')
   if path is not None:

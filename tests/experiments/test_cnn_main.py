@@ -12,7 +12,7 @@ import pytest
 
 from experiments.cnn.configs import default
 from research.errors import UserInputError
-from research.recipes import cnn_classifier
+from research import families
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,7 +41,7 @@ def final_params(workdir):
 
 def test_end_to_end_writes_checkpoints_metrics_and_report(offline_data_dir, tmp_path):
   lines = []
-  final = cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir),
+  final = families.train_and_evaluate('cnn', tiny_config(offline_data_dir),
                                             str(tmp_path), log=lines.append)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
   for name in ('manifest.json', 'metrics.jsonl', 'classification_report.txt',
@@ -49,7 +49,8 @@ def test_end_to_end_writes_checkpoints_metrics_and_report(offline_data_dir, tmp_
     assert (tmp_path / name).stat().st_size > 0, name
   assert os.listdir(tmp_path / 'tensorboard')
   records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['split'] for r in records] == ['train', 'train', 'test']
+  assert [r['split'] for r in records] == ['train', 'epoch', 'train', 'epoch', 'final']
+  assert all('learning_rate' in r and 'grad_norm' in r for r in records[::2][:2])
   manifest = json.loads((tmp_path / 'manifest.json').read_text())
   assert manifest['data']['name'] == 'mnist_offline' and manifest['data']['version']
   assert manifest['config']['batch_size'] == 32 and 'jax' in manifest['packages']
@@ -66,10 +67,10 @@ def test_end_to_end_writes_checkpoints_metrics_and_report(offline_data_dir, tmp_
 def test_resume_ends_with_the_same_parameters(offline_data_dir, tmp_path):
   straight, split = str(tmp_path / 'straight'), str(tmp_path / 'split')
   quiet = lambda _: None
-  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 2), straight, log=quiet)
-  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 1), split, log=quiet)
+  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 2), straight, log=quiet)
+  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 1), split, log=quiet)
   lines = []
-  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 2), split,
+  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 2), split,
                                     resume=True, log=lines.append)
   assert 'Resumed from the checkpoint at step 3.' in lines
   (s1, p1), (s2, p2) = final_params(straight), final_params(split)
@@ -79,17 +80,17 @@ def test_resume_ends_with_the_same_parameters(offline_data_dir, tmp_path):
 
 
 def test_a_used_workdir_needs_resume_and_keeps_its_files(offline_data_dir, tmp_path):
-  cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 1), str(tmp_path),
+  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 1), str(tmp_path),
                                     log=lambda _: None)
   before = sorted(os.listdir(tmp_path / 'checkpoints'))
   with pytest.raises(UserInputError, match='--resume'):
-    cnn_classifier.train_and_evaluate(tiny_config(offline_data_dir, 1), str(tmp_path))
+    families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 1), str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
 
 
 @pytest.mark.parametrize('override,message', [
     ('--config.no_such_field=1', 'the config has no such field'),
-    ('--config.batch_size=0', 'batch size must be a positive multiple'),
+    ('--config.batch_size=0', 'batch_size must be >= 1'),
     ('--config.dataset=not_a_dataset', "unknown data set 'not_a_dataset'"),
     ('--config.image_size=30', 'image_size must be a positive multiple of 4'),
     ('--config.optimizer.name=adagrad', "unknown optimizer 'adagrad'"),

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.lm.configs import tiny
 from research.errors import UserInputError
-from research.recipes import char_lm
+from research import families
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXT = ''.join(f'The cat sat on the mat number {i}.\nThe dog did not.\n' for i in range(60))
@@ -47,54 +47,31 @@ def test_main_runs_end_to_end(tmp_path, text_file):
   assert final['bigram_bits_per_char'] > 0
   assert final['samples'][0].startswith('The cat sat on the')
   assert 'bits/char' in run.stdout and 'Sample:' in run.stdout
-  for name in ('manifest.json', 'vocab.json', 'metrics.jsonl', 'samples.txt'):
+  for name in ('manifest.json', 'metrics.jsonl', 'samples.txt'):
     assert (tmp_path / 'w' / name).exists()
+  manifest = json.loads((tmp_path / 'w' / 'manifest.json').read_text())
+  assert manifest['experiment'] == 'lm' and 'T' in manifest['data']['chars']
 
 
 def test_bad_input_is_one_line_and_exit_1(tmp_path, text_file):
   run = _main('--config=experiments/lm/configs/tiny.py', f'--workdir={tmp_path / "w"}',
               f'--config.text_file={text_file}', '--config.model.cell=rnn')
   assert run.returncode == 1
-  assert run.stderr.strip().splitlines()[-1].startswith("error: unknown cell 'rnn'")
+  assert run.stderr.strip().splitlines()[-1].startswith("error: unknown model.cell 'rnn'")
   assert 'Traceback' not in run.stderr
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, text_file):
   log = lambda _: None
-  straight = char_lm.train_and_evaluate(_config(text_file), str(tmp_path / 'a'), log=log)
+  straight = families.train_and_evaluate('lm', _config(text_file), str(tmp_path / 'a'), log=log)
   interrupted = _config(text_file, num_steps=3)
   interrupted.optimizer.total_steps = 6  # The same lr schedule as the full run.
-  char_lm.train_and_evaluate(interrupted, str(tmp_path / 'b'), log=log)
-  resumed = char_lm.train_and_evaluate(_config(text_file), str(tmp_path / 'b'),
+  families.train_and_evaluate('lm', interrupted, str(tmp_path / 'b'), log=log)
+  resumed = families.train_and_evaluate('lm', _config(text_file), str(tmp_path / 'b'),
                                        resume=True, log=log)
   assert resumed['steps'] == straight['steps'] == 6
   np.testing.assert_allclose(resumed['validation_loss'], straight['validation_loss'],
                              rtol=1e-5)
   assert resumed['samples'] == straight['samples']
   with pytest.raises(UserInputError, match='already holds checkpoints'):
-    char_lm.train_and_evaluate(_config(text_file), str(tmp_path / 'a'), log=log)
-
-
-def test_stop_request_evaluates_checkpoints_and_raises_preempted():
-  import jax  # pylint: disable=g-import-not-at-top
-  from research.data import text as text_lib  # pylint: disable=g-import-not-at-top
-  from research.tasks import language_model  # pylint: disable=g-import-not-at-top
-  from research.train import loop  # pylint: disable=g-import-not-at-top
-  from research.train import state as state_lib  # pylint: disable=g-import-not-at-top
-
-  config = tiny.get_config()
-  vocab = text_lib.build_vocab(TEXT)
-  model, tx, driver = char_lm.build(config, vocab.size)
-  init = lambda k: model.init(k, np.zeros((1, 4), np.int32), train=False)['params']
-  state = driver.put_replicated(state_lib.init_train_state(init, model.apply, tx,
-                                                           jax.random.key(0)))
-  tokens = vocab.encode(TEXT)
-  offsets = language_model.train_offsets(len(tokens), config.seq_len)
-  data = driver.put_replicated(language_model.window_data(tokens, offsets,
-                                                          config.seq_len))
-  evals = []
-  with pytest.raises(loop.Preempted, match='step 1'):
-    char_lm.train_steps(driver, state, data, len(offsets), config, jax.random.key(1),
-                        on_eval=lambda step, *_: evals.append(step),
-                        stop_requested=lambda: True, log=lambda _: None)
-  assert evals == [1]
+    families.train_and_evaluate('lm', _config(text_file), str(tmp_path / 'a'), log=log)

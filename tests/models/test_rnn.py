@@ -1,6 +1,8 @@
-"""LSTM/GRU layers and the character LM: scan vs loop, counts, padding, sampling."""
+"""LSTM/GRU layers and the character LM: scan vs loop, counts, padding, sampling,
+and our cells inside `flax.linen.RNN`."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,6 +114,88 @@ def test_gradient_reaches_the_first_time_step(cell):
   g = jax.grad(lambda x: layer.apply({'params': params}, x)[0][:, -1].sum())(x)
   assert float(jnp.abs(g[:, 0]).min()) > 0.0
   chex.assert_tree_all_finite(g)
+
+
+def _nonzero(params, seed=9):
+  """Params with every entry perturbed, so that zero-initialised biases count too."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32), params)
+
+
+def _flax_rnn(cell, **kw):
+  """`nn.RNN` over our cell; its params are {'cell': <Recurrent's params>}."""
+  return nn.RNN(rnn.RecurrentCell(cell, H), **kw)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_flax_rnn_with_our_cell_equals_our_scan(cell):
+  layer, params, x = _layer(cell)
+  flax_rnn = _flax_rnn(cell, return_carry=True)
+  own = jax.eval_shape(flax_rnn.init, jax.random.key(1), x)['params']
+  assert list(own) == ['cell']
+  chex.assert_trees_all_equal_shapes_and_dtypes(own['cell'], params)
+  params = _nonzero(params)
+  variables = {'params': {'cell': params}}
+  y_scan, carry_scan = layer.apply({'params': params}, x)
+  carry, y = flax_rnn.apply(variables, x)
+  chex.assert_trees_all_close(y, y_scan, atol=1e-5)
+  chex.assert_trees_all_close(carry, carry_scan, atol=1e-5)
+  # From a given carry (truncated BPTT), and with an extra batch axis.
+  carry0 = _nonzero(carry_scan, seed=7)
+  chex.assert_trees_all_close(
+      flax_rnn.apply(variables, x, initial_carry=carry0)[::-1],
+      layer.apply({'params': params}, x, carry=carry0), atol=1e-5)
+  chex.assert_trees_all_close(flax_rnn.apply(variables, x[None])[1][0], y_scan,
+                              atol=1e-5)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_flax_rnn_with_our_cell_has_our_scans_gradients(cell):
+  layer, params, x = _layer(cell)
+  params = _nonzero(params)
+  w_BxTxH = jax.random.normal(jax.random.key(8), (B, T, H))
+
+  def loss(apply_fn):
+    def f(p, x):
+      y, carry = apply_fn(p, x)
+      return jnp.sum(y * w_BxTxH) + jnp.sum(carry[0])  # c for the LSTM, h for the GRU.
+    return jax.jit(jax.grad(f, argnums=(0, 1)))
+
+  g_scan = loss(lambda p, x: layer.apply({'params': p}, x))(params, x)
+  flax_rnn = _flax_rnn(cell, return_carry=True)
+  g_flax = loss(lambda p, x: flax_rnn.apply({'params': {'cell': p}}, x)[::-1])(params, x)
+  chex.assert_trees_all_equal_structs(g_flax, g_scan)
+  chex.assert_trees_all_close(g_flax, g_scan, atol=1e-5)
+
+
+@pytest.mark.parametrize('cell', CELLS)
+def test_flax_bidirectional_with_seq_lengths_equals_our_masked_layer(cell):
+  bi = rnn.Bidirectional(cell, H)
+  x = jax.random.normal(jax.random.key(0), (B, T, D))
+  params = _nonzero(bi.init(jax.random.key(1), x)['params'])
+  lengths = np.array([T, 4])
+  mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)
+  y, (fwd, bwd) = bi.apply({'params': params}, x, mask)
+  flax_bi = nn.Bidirectional(_flax_rnn(cell), _flax_rnn(cell), return_carry=True)
+  (fwd_f, bwd_f), y_f = flax_bi.apply(
+      {'params': {'forward_rnn': {'cell': params['forward']},
+                  'backward_rnn': {'cell': params['backward']}}},
+      x, seq_lengths=lengths)
+  # nn.RNN does not zero the outputs of padded steps; ours does.
+  chex.assert_trees_all_close(y_f * mask[..., None], y, atol=1e-5)
+  chex.assert_trees_all_close((fwd_f, bwd_f), (fwd, bwd), atol=1e-5)
+
+
+def test_cell_carry_and_feature_axes_follow_flax_protocol():
+  lstm, gru = rnn.RecurrentCell('lstm', H), rnn.RecurrentCell('gru', H)
+  assert isinstance(lstm, nn.RNNCellBase) and lstm.num_feature_axes == 1
+  carry = lstm.initialize_carry(jax.random.key(0), (3, B, D))
+  chex.assert_trees_all_equal(carry, (jnp.zeros((3, B, H)),) * 2)
+  chex.assert_trees_all_equal(gru.initialize_carry(jax.random.key(0), (B, D)),
+                              rnn.zero_carry('gru', B, H))
+  with pytest.raises(ValueError, match='unknown cell'):
+    rnn.RecurrentCell('rnn', H).initialize_carry(jax.random.key(0), (B, D))
 
 
 def _lm(cell='lstm', layers=2):

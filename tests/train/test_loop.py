@@ -4,7 +4,9 @@ import jax
 import numpy as np
 import pytest
 
+from research.errors import NonFiniteLossError
 from research.train import loop
+from research.train import step_loop
 from research.train import metrics as metrics_lib
 from research.train import parallel
 from tests import helpers
@@ -44,8 +46,11 @@ def test_non_finite_loss_names_the_step():
   _, loss_fn, state = helpers.tiny_classifier()
   nan_state = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
   driver = parallel.DataParallel(loss_fn)
-  cfg = loop.LoopConfig(num_epochs=1, batch_size=8, eval_batch_size=8, progress=False)
-  with pytest.raises(loop.NonFiniteLossError, match='loss is nan at step 1 '):
-    loop.train_epoch(driver, driver.put_replicated(nan_state),
-                     driver.put_replicated(helpers.tiny_data(16)), 16, cfg, 0,
-                     jax.random.key(0))
+  source = step_loop.IndexSource(16, 8)
+  with pytest.raises(NonFiniteLossError, match='loss is nan at step 1$'):
+    step_loop.run_steps(driver, driver.put_replicated(nan_state),
+                        driver.put_replicated(helpers.tiny_data(16)), source,
+                        jax.random.key(0), start_step=0,
+                        boundaries=step_loop.Boundaries((2,), 2), steps_per_dispatch=1,
+                        on_boundary=lambda *_: None, should_stop=lambda: None,
+                        progress=False)

@@ -1,4 +1,11 @@
-"""Optimisers: update rules written out in NumPy, schedules and bad settings."""
+"""Optimisers: several steps against PyTorch's update rules written out in NumPy,
+schedules and bad settings.
+
+One Adam step moves every weight by about lr * sign(g), whatever the decay, so only
+several steps with changing gradients and a large decay tell the rules apart. The
+references follow the algorithms in PyTorch's documentation of `torch.optim.Adam`,
+`AdamW`, `SGD` (dampening 0, no Nesterov) and `RMSprop` (alpha 0.99, not centred).
+"""
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,52 +15,140 @@ import pytest
 from research.errors import UserInputError
 from research.train import optimizers
 
-P = np.array([0.5, -1.0, 2.0], np.float32)
-G = np.array([0.1, 0.3, -0.2], np.float32)
+P = np.array([0.5, -1.0, 2.0, -3.0, 0.25], np.float32)
+STEPS = 8
+WD = 0.1  # Large enough that the decay term rivals the gradients.
+# Changing gradients, some changing sign, of the size of the decay term.
+GRADS = (np.random.default_rng(0).normal(size=(STEPS, P.size)) * 0.3).astype(np.float32)
 
 
-def _one_step(cfg, params=P, grads=G):
+def _run(cfg, grads=GRADS, params=P):
+  """Applies `cfg`'s optimiser to the gradient sequence; returns the final params."""
   tx = optimizers.make_optimizer(cfg)
   p = {'w': jnp.asarray(params)}
-  updates, _ = tx.update({'w': jnp.asarray(grads)}, tx.init(p), p)
-  return np.asarray(optax.apply_updates(p, updates)['w'])
+  opt_state = tx.init(p)
+  for g in grads:
+    updates, opt_state = tx.update({'w': jnp.asarray(g)}, opt_state, p)
+    p = optax.apply_updates(p, updates)
+  return np.asarray(p['w'])
 
 
-def test_adam_adds_l2_to_the_gradient_like_pytorch():
-  lr, wd, b1, b2, eps = 1e-3, 1e-2, 0.9, 0.999, 1e-8
-  g = G + wd * P  # PyTorch Adam(weight_decay): decay enters the moments.
-  m, v = (1 - b1) * g, (1 - b2) * g**2
-  m_hat, v_hat = m / (1 - b1), v / (1 - b2)
-  expected = P - lr * m_hat / (np.sqrt(v_hat) + eps)
-  actual = _one_step(optimizers.OptimizerConfig(learning_rate=lr, weight_decay=wd))
-  np.testing.assert_allclose(actual, expected, rtol=1e-6)
+# PyTorch's algorithms in float64, one function per optimiser; `lrs` is the learning
+# rate of each step.
 
 
-def test_adamw_decouples_decay():
-  lr, wd = 1e-2, 0.1
-  expected = P - lr * (np.sign(G) + wd * P)  # First Adam step is lr * sign(g).
-  actual = _one_step(optimizers.OptimizerConfig(name='adamw', learning_rate=lr,
-                                                weight_decay=wd))
-  np.testing.assert_allclose(actual, expected, rtol=1e-5)
+def _torch_adam(lrs, wd, b1=0.9, b2=0.999, eps=1e-8, decoupled=False):
+  p, m, v = P.astype(np.float64), 0.0, 0.0
+  for t, (g, lr) in enumerate(zip(GRADS.astype(np.float64), lrs), start=1):
+    if decoupled:
+      p = p * (1 - lr * wd)  # AdamW: decay the weights, not the gradient.
+    else:
+      g = g + wd * p  # Adam(weight_decay): L2 enters both moments.
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g**2
+    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+    p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+  return p
 
 
-def test_sgd_and_rmsprop_first_steps():
-  lr, wd = 0.1, 0.01
-  g = G + wd * P
-  sgd = _one_step(optimizers.OptimizerConfig(name='sgd', learning_rate=lr,
-                                             weight_decay=wd))
-  np.testing.assert_allclose(sgd, P - lr * g, rtol=1e-6)
-  rms = _one_step(optimizers.OptimizerConfig(name='rmsprop', learning_rate=lr,
-                                             weight_decay=wd))
-  v = 0.01 * g**2  # alpha = 0.99, as PyTorch.
-  np.testing.assert_allclose(rms, P - lr * g / (np.sqrt(v) + 1e-8), rtol=1e-5)
+def _torch_sgd(lrs, wd, momentum):
+  p, buf = P.astype(np.float64), None
+  for g, lr in zip(GRADS.astype(np.float64), lrs):
+    g = g + wd * p
+    if momentum:
+      buf = g if buf is None else momentum * buf + g  # dampening 0.
+      g = buf
+    p = p - lr * g
+  return p
+
+
+def _torch_rmsprop(lrs, wd, alpha=0.99, eps=1e-8):
+  p, v = P.astype(np.float64), 0.0
+  for g, lr in zip(GRADS.astype(np.float64), lrs):
+    g = g + wd * p
+    v = alpha * v + (1 - alpha) * g**2
+    p = p - lr * g / (np.sqrt(v) + eps)  # eps outside the square root.
+  return p
+
+
+LR = {'adam': 0.05, 'adamw': 0.05, 'sgd': 0.1, 'rmsprop': 0.01}
+
+
+def _reference(name, wd, lrs=None):
+  lrs = [LR[name]] * STEPS if lrs is None else lrs
+  if name in ('adam', 'adamw'):
+    return _torch_adam(lrs, wd, decoupled=name == 'adamw')
+  if name == 'sgd':
+    return _torch_sgd(lrs, wd, momentum=0.9)
+  return _torch_rmsprop(lrs, wd)
+
+
+def _cfg(name, wd, **kw):
+  return optimizers.OptimizerConfig(name=name, learning_rate=LR[name], weight_decay=wd,
+                                    **kw)
+
+
+@pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
+@pytest.mark.parametrize('wd', [0.0, WD])
+def test_several_steps_follow_pytorchs_rule(name, wd):
+  np.testing.assert_allclose(_run(_cfg(name, wd)), _reference(name, wd),
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
+def test_weight_decay_changes_the_trajectory(name):
+  # Guards the test above: were decay too small to matter, a rule that drops it
+  # would still pass there.
+  gap = np.abs(_reference(name, WD) - _reference(name, 0.0)).max()
+  assert gap > 1e3 * 1e-5 * np.abs(P).max(), gap
+  assert np.abs(_run(_cfg(name, WD)) - _run(_cfg(name, 0.0))).max() > 0.5 * gap
+
+
+def test_adam_decay_is_coupled_and_adamw_decay_is_not():
+  adam, adamw = _run(_cfg('adam', WD)), _run(_cfg('adamw', WD))
+  assert np.abs(adam - adamw).max() > 1e-2
+  np.testing.assert_allclose(adam, _torch_adam([LR['adam']] * STEPS, WD), rtol=1e-5)
+
+
+def test_sgd_without_momentum_is_plain_gradient_descent():
+  cfg = _cfg('sgd', WD, momentum=0.0)
+  p = P.astype(np.float64)
+  for g in GRADS:
+    p = p - LR['sgd'] * (g + WD * p)
+  np.testing.assert_allclose(_run(cfg), p, rtol=1e-5, atol=1e-6)
+
+
+def test_the_schedule_sets_each_steps_learning_rate():
+  cfg = optimizers.OptimizerConfig(name='adam', learning_rate=0.05, weight_decay=WD,
+                                   schedule='warmup_cosine', warmup_steps=3,
+                                   total_steps=STEPS)
+  lrs = [float(optimizers.make_schedule(cfg)(t)) for t in range(STEPS)]
+  assert lrs[0] == 0.0 and max(lrs) == pytest.approx(0.05)
+  np.testing.assert_allclose(_run(cfg), _torch_adam(lrs, WD), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
+def test_agrees_with_torch_itself(name):
+  torch = pytest.importorskip('torch')
+  w = torch.nn.Parameter(torch.tensor(P, dtype=torch.float64))
+  lr = LR[name]
+  opt = {
+      'adam': lambda: torch.optim.Adam([w], lr=lr, weight_decay=WD),
+      'adamw': lambda: torch.optim.AdamW([w], lr=lr, weight_decay=WD),
+      'sgd': lambda: torch.optim.SGD([w], lr=lr, momentum=0.9, weight_decay=WD),
+      'rmsprop': lambda: torch.optim.RMSprop([w], lr=lr, weight_decay=WD),
+  }[name]()
+  for g in GRADS:
+    w.grad = torch.tensor(g, dtype=torch.float64)
+    opt.step()
+  np.testing.assert_allclose(_run(_cfg(name, WD)), w.detach().numpy(), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_clipping_bounds_the_global_norm():
-  big = G * 1e3
   cfg = optimizers.OptimizerConfig(name='sgd', learning_rate=1.0, weight_decay=0.0,
                                    momentum=0.0, clip_grad_norm=1.0)
-  step = P - _one_step(cfg, grads=big)
+  step = P - _run(cfg, grads=GRADS[:1] * 1e3)
   np.testing.assert_allclose(np.linalg.norm(step), 1.0, rtol=1e-5)
 
 

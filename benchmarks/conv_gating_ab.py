@@ -1,0 +1,106 @@
+r"""A/B on CPU: the seed CNN's train step before and after gating its conv gradient.
+
+`layers.conv3x3` takes its im2col kernel gradient (a custom VJP) on CPU only, chosen
+in the traced program by `lax.platform_dependent`. Before, the custom VJP applied on
+every backend. On CPU the two programs should run at the same speed; this measures
+it on the benchmark's CNN train step (batch 64, 48x48x3, `benchmarks.jax_models`).
+The variants are timed in interleaved repetitions (A B C, C B A, ...) so that noise
+on a shared machine hits them alike; the table gives median, min and max.
+
+Run:
+  python -m benchmarks.conv_gating_ab               # ~1-2 min on 2 cores
+  python -m benchmarks.conv_gating_ab --reps=15 --no-native
+"""
+
+import argparse
+import contextlib
+from typing import Callable
+
+import jax
+
+from benchmarks import jax_models
+from benchmarks import measure
+from research.models import layers
+
+GATED = layers.conv3x3
+
+
+def _xla_conv3x3(x_BxHxWxC, kernel_3x3xCxO):
+  """XLA's own convolution and autodiff gradient (what cuda and tpu now get)."""
+  return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_3x3xCxO, (1, 1), 'SAME',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+VARIANTS = {
+    'before: custom VJP on every platform': layers.conv3x3_im2col_grad,
+    'after: platform_dependent (cpu branch)': GATED,
+    'XLA native gradient (cuda/tpu branch)': _xla_conv3x3,
+}
+
+
+@contextlib.contextmanager
+def _conv3x3_as(conv_fn: Callable):
+  """Traces `layers.Conv3x3` with `conv_fn` in place of `layers.conv3x3`."""
+  saved = layers.conv3x3
+  layers.conv3x3 = conv_fn
+  try:
+    yield
+  finally:
+    layers.conv3x3 = saved
+
+
+def _compiled(conv_fn: Callable, quick: bool) -> jax_models.JaxBench:
+  with _conv3x3_as(conv_fn):
+    bench = jax_models.build('cnn_train', quick)
+    bench.compile()  # Traces (and compiles) here, inside the context.
+  return bench
+
+
+def measure_variants(names: list[str], reps: int, rep_seconds: float, quick: bool
+                     ) -> dict[str, measure.Summary]:
+  """Seconds per train step of each variant, over `reps` interleaved repetitions."""
+  benches = {n: _compiled(VARIANTS[n], quick) for n in names}
+  for bench in benches.values():
+    bench.run(3)  # Warm-up.
+  probe = measure.timed_repetition(benches[names[0]].run, 3)
+  num_steps = measure.steps_for(probe, rep_seconds)
+  times: dict[str, list[float]] = {n: [] for n in names}
+  for r in range(reps):
+    for n in (names if r % 2 == 0 else names[::-1]):
+      times[n].append(measure.timed_repetition(benches[n].run, num_steps))
+  return {n: measure.Summary.of(t) for n, t in times.items()}
+
+
+def format_table(results: dict[str, measure.Summary], batch: int) -> str:
+  """Markdown table: ms/step median (min-max), examples/s, ratio to the first row."""
+  base = next(iter(results.values())).median
+  rows = ['| variant | ms/step median | min | max | examples/s | vs first |',
+          '|---|---:|---:|---:|---:|---:|']
+  for name, s in results.items():
+    rows.append(f'| {name} | {s.median * 1e3:.1f} | {s.min * 1e3:.1f} | '
+                f'{s.max * 1e3:.1f} | {batch / s.median:.0f} | {s.median / base:.3f} |')
+  return '\n'.join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--reps', type=int, default=9, help='interleaved repetitions')
+  p.add_argument('--rep_seconds', type=float, default=2.0,
+                 help='target length of one repetition of one variant')
+  p.add_argument('--no-native', dest='native', action='store_false',
+                 help="leave out XLA's native gradient (the slow one on CPU)")
+  p.add_argument('--quick', action='store_true', help='tiny sizes (smoke test)')
+  args = p.parse_args(argv)
+  if args.reps < 1 or args.rep_seconds <= 0:
+    p.error('--reps must be >= 1 and --rep_seconds > 0')
+  names = list(VARIANTS)[:3 if args.native else 2]
+  spec = measure.spec('cnn_train', args.quick)
+  results = measure_variants(names, args.reps, args.rep_seconds, args.quick)
+  print(f"CNN train step, batch {spec['batch']}, {spec['image']}x{spec['image']}x"
+        f"{spec['channels']}, {jax.devices()[0].device_kind}, "
+        f"{jax.device_count()} device(s), {args.reps} interleaved repetitions")
+  print(format_table(results, spec['batch']))
+
+
+if __name__ == '__main__':
+  main()
