@@ -221,15 +221,22 @@ def run_row(family: str, dtype_name: str, *, tiny: bool, num_steps: int,
           'step_ms': 1e3 * seconds / (num_chunks * s), 'flops_per_step': flops,
           'compile_s': max(first_s - steady_chunk_s, 0.0),
           'peak_memory_bytes': _peak_memory_bytes(),
-          'loss': float(np.sum(loss_sum) / max(np.sum(count), 1.0))}
+          'loss': float(np.sum(loss_sum) / max(np.sum(count), 1.0)),
+          'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count()}
 
 
-def _row_in_subprocess(family: str, dtype_name: str, args) -> dict[str, Any]:
+def _row_in_subprocess(family: str, dtype_name: str, args, timeout_s: float
+                       ) -> dict[str, Any]:
   cmd = [sys.executable, '-m', 'benchmarks.accelerator_check', f'--row={family}:{dtype_name}',
          f'--steps={args.steps}', f'--steps_per_dispatch={args.steps_per_dispatch}']
-  out = subprocess.run(cmd + (['--tiny'] if args.tiny else []), capture_output=True,
-                       text=True, timeout=args.row_timeout_s,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  cmd += ['--tiny'] * args.tiny + ['--allow_cpu'] * args.allow_cpu
+  try:
+    out = subprocess.run(cmd, capture_output=True,
+                         text=True, timeout=timeout_s,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  except subprocess.TimeoutExpired:
+    return {'family': family, 'dtype': dtype_name,
+            'error': f'stopped after {timeout_s:.0f} s (--budget_s)'}
   if out.returncode:
     return {'family': family, 'dtype': dtype_name, 'error': out.stderr.strip()[-300:]}
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,8 +247,11 @@ def _fmt(x, spec: str, scale: float = 1.0) -> str:
       x * scale, spec)
 
 
-def format_table(rows: list[dict[str, Any]], device_kind: str, num_devices: int) -> str:
-  """Markdown table of the rows, MFU against `device_kind`'s dense bf16 peak."""
+def format_table(rows: list[dict[str, Any]]) -> str:
+  """Markdown table of the rows, MFU against their device's dense bf16 peak."""
+  ran = [r for r in rows if 'device_kind' in r]
+  device_kind = ran[0]['device_kind'] if ran else 'unknown device'
+  num_devices = ran[0]['num_devices'] if ran else 1
   peak = peak_flops(device_kind)
   peak_txt = 'unknown peak' if peak is None else f'peak {peak / 1e12:.0f} TFLOP/s bf16'
   lines = [f'{device_kind} x {num_devices} ({peak_txt})', '',
@@ -273,8 +283,11 @@ def _parse(argv):
                  help='steps per compiled call (default 10; 1 with --tiny)')
   p.add_argument('--tiny', action='store_true', help='tiny sizes: a CPU smoke test')
   p.add_argument('--isolate', choices=('auto', 'yes', 'no'), default='auto',
-                 help='one process per row (auto: on accelerators, for peak memory)')
-  p.add_argument('--row_timeout_s', type=float, default=240.0)
+                 help='one process per row, so that its peak memory is its own '
+                 '(auto: unless --tiny); this process then never opens the device')
+  p.add_argument('--budget_s', type=float, default=450.0,
+                 help='no row starts after this many seconds (a row in its own '
+                 'process is stopped there), so the check ends in time')
   p.add_argument('--allow_cpu', action='store_true',
                  help='run full sizes on CPU (slow; --tiny is the CPU smoke test)')
   p.add_argument('--row', help=argparse.SUPPRESS)  # family:dtype, one row as JSON.
@@ -284,28 +297,45 @@ def _parse(argv):
   fams, dts = args.families.split(','), args.dtypes.split(',')
   if not set(fams) <= set(FAMILIES) or not set(dts) <= set(DTYPES):
     p.error(f'families must be among {FAMILIES} and dtypes among {tuple(DTYPES)}')
-  if args.steps < 1 or args.steps_per_dispatch < 1:
-    p.error('--steps and --steps_per_dispatch must be >= 1')
-  if jax.default_backend() == 'cpu' and not (args.tiny or args.allow_cpu or args.row):
-    p.error('no accelerator found: use --tiny (or --allow_cpu for full sizes)')
+  if args.steps < 1 or args.steps_per_dispatch < 1 or args.budget_s <= 0:
+    p.error('--steps and --steps_per_dispatch must be >= 1, --budget_s > 0')
   return args, fams, dts
+
+
+_NO_ACCELERATOR = 'no accelerator found: use --tiny (or --allow_cpu for full sizes)'
+
+
+def _check_platform(args) -> None:
+  if not (args.tiny or args.allow_cpu) and jax.default_backend() == 'cpu':
+    sys.exit(_NO_ACCELERATOR)
 
 
 def main(argv: list[str] | None = None) -> None:
   args, families, dtypes = _parse(argv)
   kw = dict(tiny=args.tiny, num_steps=args.steps,
             steps_per_dispatch=args.steps_per_dispatch)
+  isolate = args.isolate == 'yes' or (args.isolate == 'auto' and not args.tiny)
+  if args.row or not isolate:
+    _check_platform(args)
   if args.row:
     print(json.dumps(run_row(*args.row.split(':'), **kw)))
     return
-  isolate = {'yes': True, 'no': False}.get(args.isolate, jax.default_backend() != 'cpu')
+  deadline = time.monotonic() + args.budget_s
   rows = []
   for family in families:
     for dtype_name in dtypes:
-      rows.append(_row_in_subprocess(family, dtype_name, args) if isolate
-                  else run_row(family, dtype_name, **kw))
+      left_s = deadline - time.monotonic()
+      if left_s <= 0:
+        rows.append({'family': family, 'dtype': dtype_name,
+                     'error': 'not run: --budget_s spent'})
+      elif isolate:
+        rows.append(_row_in_subprocess(family, dtype_name, args, left_s))
+        if _NO_ACCELERATOR in rows[-1].get('error', ''):
+          sys.exit(_NO_ACCELERATOR)
+      else:
+        rows.append(run_row(family, dtype_name, **kw))
       print(f'[accelerator_check] {family} {dtype_name} done', file=sys.stderr)
-  print(format_table(rows, jax.devices()[0].device_kind, jax.device_count()))
+  print(format_table(rows))
 
 
 if __name__ == '__main__':

@@ -58,7 +58,7 @@ class CNNClassifier:
     t = self.train_set
     return trainer.TrainData(t.arrays(), len(t), facts={
         'name': t.name, 'version': t.version, 'train_split': c.train_split,
-        'test_split': c.test_split, 'train_examples': len(t),
+        'test_split': self.test_set.split, 'train_examples': len(t),
         'test_examples': len(self.test_set), 'num_classes': t.num_classes})
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
@@ -88,7 +88,7 @@ class CNNClassifier:
     names = self.test_set.class_names
     text, matrix = classification_report.report(labels, outputs['prediction'], names)
     run.log(f'Test loss = {values["loss"]:.4f} | test accuracy = '
-            f'{100 * values["accuracy"]:.2f}% ({self.config.test_split} split)')
+            f'{100 * values["accuracy"]:.2f}% ({self.test_set.split} split)')
     run.log(text)
     run.log('Confusion matrix (rows: true class, columns: predicted class):')
     run.log(str(matrix))
@@ -96,8 +96,8 @@ class CNNClassifier:
       files.write_text(run.path('classification_report.txt'), f'{text}\n{matrix}\n')
       png = classification_report.save_confusion_matrix_png(
           matrix, names, run.path('confusion_matrix.png'),
-          title=f'{self.test_set.name} {self.config.test_split}: confusion matrix')
+          title=f'{self.test_set.name} {self.test_set.split}: confusion matrix')
       run.log(f'Saved {png}')
     return {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
-            'test_split': self.config.test_split, 'test_examples': int(matrix.sum()),
+            'test_split': self.test_set.split, 'test_examples': int(matrix.sum()),
             'confusion_matrix': matrix.tolist()}

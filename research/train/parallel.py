@@ -39,7 +39,9 @@ def _stack(trees):
 # On CPU the S steps of a chunk are traced one after another: inside an XLA:CPU while
 # loop (even a fully unrolled scan keeps one) convolutions lose their fast kernels,
 # measured 80x slower for the CNN. Elsewhere they are a `lax.scan`, which compiles
-# the step once. The choice is made in the traced program, when it is lowered.
+# the step once. `platform_dependent` makes the choice in the traced program, when it
+# is lowered for a platform (both branches are traced, S + 1 steps; a chunk of one
+# step needs no loop anywhere and is traced once).
 def _train_chunk(state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn,
                  axis_name, microbatches):
   def step(state, idx_B, mask_B):
@@ -57,6 +59,8 @@ def _train_chunk(state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn,
   def scanned(state, idx_SxB, mask_SxB):
     return jax.lax.scan(lambda st, xs: step(st, *xs), state, (idx_SxB, mask_SxB))
 
+  if idx_SxB.shape[0] == 1:
+    return flat(state, idx_SxB, mask_SxB)
   return jax.lax.platform_dependent(state, idx_SxB, mask_SxB, cpu=flat,
                                     default=scanned)
 

@@ -116,3 +116,22 @@ def test_unwritable_workdir_is_rejected(tmp_path):
   assert out.returncode == 1 and 'Traceback' not in out.stderr
   assert out.stderr.strip().splitlines()[-1].startswith('error: workdir')
   assert blocker.read_text() == 'keep me'
+
+
+def test_readme_gtsrb_command_runs_under_tfds_mock_data(tmp_path):
+  """`--config.dataset=visual_domain_decathlon/gtsrb` as the README gives it: 43
+  classes, evaluated on the labelled validation split (tfds's test split is not)."""
+  from research.data import tfds_io  # pylint: disable=g-import-not-at-top
+  from tests.data import test_image_classification as mocked  # pylint: disable=g-import-not-at-top
+  c = tiny_config('', epochs=1)
+  c.dataset = 'visual_domain_decathlon/gtsrb'
+  c.augment.mean, c.augment.std = (0.5,), (0.25,)
+  c.batch_size = c.eval_batch_size = 2
+  c.train_split, c.test_split = 'train', 'test'  # As the README command leaves them.
+  lines = []
+  with tfds_io.import_tfds().testing.mock_data(as_dataset_fn=mocked._gtsrb_as_dataset):  # pylint: disable=protected-access
+    final = families.train_and_evaluate('cnn', c, str(tmp_path), log=lines.append)
+  assert final['test_split'] == 'validation' and final['parameters']['fc2'] == (c.model.hidden_dim + 1) * 43
+  assert np.array(final['confusion_matrix']).shape == (43, 43)
+  assert final['test_examples'] == mocked.SPLITS['validation'][0]
+  assert any('(validation split)' in l for l in lines)
