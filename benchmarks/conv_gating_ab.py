@@ -3,7 +3,8 @@ r"""A/B on CPU: the seed CNN's train step before and after gating its conv gradi
 `layers.conv3x3` takes its im2col kernel gradient (a custom VJP) on CPU only, chosen
 in the traced program by `lax.platform_dependent`. Before, the custom VJP applied on
 every backend. On CPU the two programs should run at the same speed; this measures
-it on the benchmark's CNN train step (batch 64, 48x48x3, `benchmarks.jax_models`).
+it on the benchmark's CNN train step (batch 64, 48x48x3, `benchmarks.jax_models`),
+and compares the two optimised XLA programs (instruction opcodes and shapes).
 The variants are timed in interleaved repetitions (A B C, C B A, ...) so that noise
 on a shared machine hits them alike; the table gives median, min and max.
 
@@ -13,7 +14,9 @@ Run:
 """
 
 import argparse
+import collections
 import contextlib
+import re
 from typing import Callable
 
 import jax
@@ -56,10 +59,16 @@ def _compiled(conv_fn: Callable, quick: bool) -> jax_models.JaxBench:
   return bench
 
 
-def measure_variants(names: list[str], reps: int, rep_seconds: float, quick: bool
-                     ) -> dict[str, measure.Summary]:
+def instruction_histogram(hlo_text: str) -> collections.Counter:
+  """(result shape, opcode) counts of an optimised HLO module, names dropped."""
+  return collections.Counter(
+      re.findall(r'= (\S+\[[^\]]*\](?:\{[^}]*\})?) ([a-z-]+)\(', hlo_text))
+
+
+def measure_variants(benches: dict[str, jax_models.JaxBench], reps: int,
+                     rep_seconds: float) -> dict[str, measure.Summary]:
   """Seconds per train step of each variant, over `reps` interleaved repetitions."""
-  benches = {n: _compiled(VARIANTS[n], quick) for n in names}
+  names = list(benches)
   for bench in benches.values():
     bench.run(3)  # Warm-up.
   probe = measure.timed_repetition(benches[names[0]].run, 3)
@@ -95,10 +104,17 @@ def main(argv: list[str] | None = None) -> None:
     p.error('--reps must be >= 1 and --rep_seconds > 0')
   names = list(VARIANTS)[:3 if args.native else 2]
   spec = measure.spec('cnn_train', args.quick)
-  results = measure_variants(names, args.reps, args.rep_seconds, args.quick)
+  benches = {n: _compiled(VARIANTS[n], args.quick) for n in names}
+  # pylint: disable-next=protected-access
+  before, after = (instruction_histogram(benches[n]._compiled.as_text())
+                   for n in names[:2])
+  results = measure_variants(benches, args.reps, args.rep_seconds)
   print(f"CNN train step, batch {spec['batch']}, {spec['image']}x{spec['image']}x"
         f"{spec['channels']}, {jax.devices()[0].device_kind}, "
         f"{jax.device_count()} device(s), {args.reps} interleaved repetitions")
+  print(f'compiled before and after: {sum(before.values())} and '
+        f'{sum(after.values())} instructions, same opcodes and shapes: '
+        f'{before == after}')
   print(format_table(results, spec['batch']))
 
 

@@ -2,7 +2,7 @@
 # Train every family (CNN, LSTM, GRU, transformer, DDPM U-Net) for a few hundred steps
 # in fp32 and bf16 on this machine's accelerator and print a table: examples/s, MFU
 # against the device's dense bf16 peak, compile time and peak device memory
-# (~4-6 min on one H100). Set RESEARCH_JAX_EXTRA=cuda12 (or tpu) so that the first
+# (under 8 min: --budget_s). Set RESEARCH_JAX_EXTRA=cuda12 (or tpu) so that the first
 # set-up installs JAX for the accelerator. Extra arguments go to
 # benchmarks/accelerator_check.py, e.g.
 #   RESEARCH_JAX_EXTRA=cuda12 scripts/accelerator_check.sh

@@ -64,7 +64,8 @@ def test_table_computes_mfu_against_the_bf16_peak():
          'device_kind': 'NVIDIA H100 80GB HBM3', 'num_devices': 1}
   table = accelerator_check.format_table([row])
   # 1,000 steps/s x 98.9 GFLOP = 98.9 TFLOP/s = 10% of 989.
-  assert '| cnn | bfloat16 | 64 | 300 | 64000 | 98.90 | 10.0% | 2.0 | 3.00 | 2.300 |' in table
+  assert ('| cnn | bfloat16 | 64 | 300 | 64000 | 98.90 | 10.0% | 2.0 | 3.00 | 2.300 |'
+          in table)
   failed = accelerator_check.format_table(
       [{'family': 'gru', 'dtype': 'float32', 'error': 'out of memory'}])
   assert 'error: out of memory' in failed

@@ -11,13 +11,16 @@ needs no accelerator, and for cpu. The assertions read the StableHLO text:
 - a single-platform export holds no live platform dispatch (and a two-platform
   export does, so the check can fail);
 - sharded programs keep the collectives of the gradient sums (8 forced CPU devices,
-  in a subprocess: `python -m tests.test_lowering` is that subprocess).
+  in a subprocess: `python -m tests.test_lowering` is that subprocess);
+- and the accelerator branch, run on CPU, computes what the CPU branch does.
 
 What a single-platform export looks like (JAX 0.10): each `platform_dependent`
 leaves a `stablehlo.case` whose index is a constant and whose only region is the
 platform's branch, plus a tiny case that maps the constant platform index to 0.
 XLA folds both away (checked on the compiled CPU program).
 """
+# The tests lower the drivers' private chunk functions.
+# pylint: disable=protected-access
 
 import dataclasses
 import functools
@@ -211,7 +214,7 @@ def program_and_args(name: str, program: str) -> tuple[Any, tuple[Any, ...]]:
     return (jax.jit(functools.partial(steps.train_step, loss_fn=f.loss_fn)),
             (f.state, _batch(f), rng))
   if program == 'chunk':
-    chunk = functools.partial(parallel._train_chunk, loss_fn=f.loss_fn,  # pylint: disable=protected-access
+    chunk = functools.partial(parallel._train_chunk, loss_fn=f.loss_fn,
                               gather_fn=f.gather_fn, axis_name=None, microbatches=1)
     idx, mask = jnp.zeros((2, B), jnp.int32), jnp.ones((2, B))
     return jax.jit(chunk), (f.state, f.data, idx, mask, rng)
@@ -304,7 +307,8 @@ def test_multi_platform_module_keeps_both_paths():
 
 def test_decoding_and_sampling_loops_lower_off_cpu():
   for platform in ACCELERATORS:
-    assert count(lowered('transformer', 'eval', (platform,)), 'while') == 2  # Greedy, beam.
+    decode = lowered('transformer', 'eval', (platform,))
+    assert count(decode, 'while') == 2  # Greedy and beam search.
     for sampler in ('ddpm', 'ddim'):
       text = lowered('ddpm', f'sample_{sampler}', (platform,))
       assert count(text, 'while') == 1 and count(text, 'convolution') > 0
@@ -320,18 +324,20 @@ def _noisy_regression_loss(params, batch, rng, train):
 def test_scanned_chunk_equals_flat_chunk(monkeypatch):
   """The accelerator branch (a scan), run on CPU, trains exactly like the CPU one."""
   rs = np.random.default_rng(0)
-  data = {'x': rs.normal(size=(B, 3)).astype(np.float32),
-          'y': rs.normal(size=B).astype(np.float32)}
+  data = {'x': rs.normal(size=(3 * B, 3)).astype(np.float32),
+          'y': rs.normal(size=3 * B).astype(np.float32)}
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig())
   state = state_lib.init_train_state(lambda _: {'w': jnp.zeros(3)}, None, tx,
                                      jax.random.key(0))
-  idx = np.stack([np.arange(B), np.arange(B)[::-1], np.arange(B)]).astype(np.int32)
+  idx = rs.permutation(3 * B).reshape(3, B).astype(np.int32)  # A different batch each.
+  mask = np.ones((3, B), np.float32)
+  mask[2, B // 2:] = 0.0
 
   def run():
     chunk = jax.jit(functools.partial(
-        parallel._train_chunk, loss_fn=_noisy_regression_loss,  # pylint: disable=protected-access
+        parallel._train_chunk, loss_fn=_noisy_regression_loss,
         gather_fn=parallel.take_examples, axis_name=None, microbatches=1))
-    return chunk(state, data, idx, np.ones((3, B), np.float32), jax.random.key(3))
+    return chunk(state, data, idx, mask, jax.random.key(3))
 
   flat = run()
   monkeypatch.setattr(jax.lax, 'platform_dependent',
@@ -339,7 +345,7 @@ def test_scanned_chunk_equals_flat_chunk(monkeypatch):
   scanned = run()
   chex.assert_trees_all_close(scanned, flat, rtol=1e-5)
   assert int(scanned[0].step) == 3
-  chex.assert_shape(scanned[1]['loss'][0], (3,))
+  np.testing.assert_array_equal(scanned[1]['loss'][1], [B, B, B // 2])
 
 
 # ---------------------------------------------------------------------------
@@ -359,22 +365,23 @@ def _sharded_report() -> dict[str, Any]:
   f = _cnn(size=16)
   num_grads = len(jax.tree.leaves(f.state.params))
   jit = parallel.DataParallel(f.loss_fn)
-  jit._compile(f.state)  # pylint: disable=protected-access
+  jit._compile(f.state)
   batch = lambda dtype: jax.ShapeDtypeStruct((2, 16), dtype, sharding=jit.batch_sharded)
   args = (_abstract(f.state, jit.replicated), _abstract(f.data, jit.data_sharding),
           batch(jnp.int32), batch(jnp.float32), jax.random.key(0))
-  compiled = jit._train.lower(*args, microbatches=1).compile().as_text()  # pylint: disable=protected-access
+  compiled = jit._train.lower(*args, microbatches=1).compile().as_text()
   report = {'num_grads': num_grads, 'jit': {}, 'pmap': {},
             'jit_cpu_compiled': compiled.count('all-reduce(')}
-  pmap_fn = jax.jit(parallel.PmapDataParallel(f.loss_fn)._train_fn(np.zeros((2, 16))))  # pylint: disable=protected-access
+  pmap = parallel.PmapDataParallel(f.loss_fn)
+  pmap_fn = jax.jit(pmap._train_fn(np.zeros((2, 16))))
   per_device = lambda tree: jax.tree.map(
       lambda x: jax.ShapeDtypeStruct((8,) + np.shape(x), x.dtype), tree)
   pmap_args = (per_device(f.state), per_device(f.data),
                jax.ShapeDtypeStruct((8, 2, 2), jnp.int32),
                jax.ShapeDtypeStruct((8, 2, 2), jnp.float32), jax.random.key(0))
   for platform in PLATFORMS:
-    text = jax.export.export(jit._train, platforms=[platform])(*args, microbatches=1  # pylint: disable=protected-access
-                                                               ).mlir_module()
+    exported = jax.export.export(jit._train, platforms=[platform])
+    text = exported(*args, microbatches=1).mlir_module()
     main = function_body(text, 'main')
     report['jit'][platform] = {
         'partitions': int(re.search(r'mhlo.num_partitions = (\d+)', text).group(1)),

@@ -65,7 +65,7 @@ def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
 @jax.custom_vjp
 def conv3x3_im2col_grad(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray
                         ) -> jnp.ndarray:
-  """`conv3x3` with XLA:CPU's fast backward pass on every backend.
+  """`conv3x3` with the backward pass that is fast on XLA:CPU, on every platform.
 
   Same values and gradients as `lax.conv_general_dilated` (up to float summation
   order): the input gradient is a forward convolution with the flipped kernel and
@@ -96,11 +96,12 @@ conv3x3_im2col_grad.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
   """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
 
-  On CPU its gradient is `conv3x3_im2col_grad`'s; on every other platform (cuda,
-  rocm, tpu) it is XLA's own convolution gradient, which cuDNN and the TPU compiler
-  run best. The choice is made in the traced program (`lax.platform_dependent`) and
-  resolved when it is lowered, so one jitted function serves every backend and an
-  exported module holds only its platform's path.
+  On CPU its gradient is `conv3x3_im2col_grad`'s, a workaround for XLA:CPU's slow
+  kernel gradient; on every other platform (cuda, rocm, tpu) it is XLA's own
+  convolution gradient, left to the platform's convolution kernels. The choice is
+  made in the traced program (`lax.platform_dependent`) and resolved when it is
+  lowered, so one jitted function serves every backend and a module lowered for one
+  platform holds only that platform's path (see tests/test_lowering.py).
 
   Args:
     x_BxHxWxC: input, any float dtype.

@@ -34,7 +34,7 @@ def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path)
   assert lines[1].startswith('[Epoch 1] loss = ')
   assert any(l.startswith('Samples classified as their prompt: ') for l in lines)
   records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['split'] for r in records] == ['train', 'train', 'samples']
+  assert [r['split'] for r in records] == ['train', 'epoch', 'train', 'epoch', 'final']
 
 
 @pytest.mark.parametrize('override,message', [

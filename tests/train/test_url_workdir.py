@@ -44,6 +44,9 @@ class FakeGcs:
 @pytest.fixture
 def fake_gcs(tmp_path, monkeypatch):
   monkeypatch.setenv('EPATH_USE_TF', 'false')  # Else gs:// goes to tf.io.gfile.
+  # epath caches whether TensorFlow is there on first use: forget an earlier answer.
+  from etils.epath import gpath  # pylint: disable=g-import-not-at-top
+  gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
   # A cwd of its own: nothing may land there (no '<cwd>/gs:/...').
   cwd = tmp_path / 'cwd'
   cwd.mkdir()
@@ -65,6 +68,7 @@ def fake_gcs(tmp_path, monkeypatch):
       open=opener, exists=one, isdir=one, listdir=one, makedirs=one, mkdir=one,
       remove=one, rmtree=one, stat=one, rename=two, replace=two, copy=two):
     yield fake
+  gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
   assert not os.listdir(cwd)
 
 
