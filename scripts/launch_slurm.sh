@@ -13,32 +13,14 @@
 set -euo pipefail
 HERE="$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname -- "$HERE")"
-DRY_RUN="${DRY_RUN:-0}"
+ARGS_HELP='NODES GPUS_PER_NODE'
+# shellcheck source=scripts/launch_common.sh
+source "$HERE/launch_common.sh"
 if [ "${1:-}" = --dry_run ]; then DRY_RUN=1; shift; fi
-
-usage() {
-  local names
-  names="$("$HERE/run_experiment.sh" --list | paste -sd '|' -)"
-  echo "usage: $0 [--dry_run] {$names} NODES GPUS_PER_NODE [flags...]${1:+ ($1)}" >&2
-  exit 2
-}
-# One word for a POSIX shell (sbatch --wrap runs /bin/sh): single-quoted if needed.
-quote() {
-  case "$1" in
-    ''|*[!A-Za-z0-9_./=:@%+,-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-quote_all() {
-  local out=() word
-  for word in "$@"; do out+=("$(quote "$word")"); done
-  echo "${out[*]}"
-}
 
 [ $# -ge 3 ] || usage "missing arguments"
 EXPERIMENT="$1"; NODES="$2"; GPUS="$3"; shift 3
-"$HERE/run_experiment.sh" --list | grep -xF -- "$EXPERIMENT" >/dev/null \
-  || usage "unknown experiment '$EXPERIMENT'"
+check_experiment "$EXPERIMENT"
 case "$NODES$GPUS" in ''|*[!0-9]*) usage "NODES and GPUS_PER_NODE must be numbers" ;; esac
 
 EXTRA="${RESEARCH_JAX_EXTRA:-cuda12}"

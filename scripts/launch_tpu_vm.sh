@@ -11,32 +11,14 @@
 # --dry_run (or DRY_RUN=1) prints the gcloud commands instead of running them.
 set -euo pipefail
 HERE="$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
-DRY_RUN="${DRY_RUN:-0}"
+ARGS_HELP='TPU_NAME ZONE'
+# shellcheck source=scripts/launch_common.sh
+source "$HERE/launch_common.sh"
 if [ "${1:-}" = --dry_run ]; then DRY_RUN=1; shift; fi
-
-usage() {
-  local names
-  names="$("$HERE/run_experiment.sh" --list | paste -sd '|' -)"
-  echo "usage: $0 [--dry_run] {$names} TPU_NAME ZONE [flags...]${1:+ ($1)}" >&2
-  exit 2
-}
-# One word for the workers' shell: single-quoted if needed.
-quote() {
-  case "$1" in
-    ''|*[!A-Za-z0-9_./=:@%+,-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-quote_all() {
-  local out=() word
-  for word in "$@"; do out+=("$(quote "$word")"); done
-  echo "${out[*]}"
-}
 
 [ $# -ge 3 ] || usage "missing arguments"
 EXPERIMENT="$1"; TPU_NAME="$2"; ZONE="$3"; shift 3
-"$HERE/run_experiment.sh" --list | grep -xF -- "$EXPERIMENT" >/dev/null \
-  || usage "unknown experiment '$EXPERIMENT'"
+check_experiment "$EXPERIMENT"
 REPO_URL="${REPO_URL:-$(git -C "$HERE" config --get remote.origin.url || true)}"
 [ -n "$REPO_URL" ] || usage "no git remote 'origin': set REPO_URL"
 

@@ -78,7 +78,7 @@ class CNNClassifier:
     return values
 
   def _test(self, run: trainer.Run, state: Any):
-    data = run.driver.put_data(self.test_set.arrays())
+    data = run.placed('test', self.test_set.arrays())
     return loop.evaluate(run.driver, state, data, len(self.test_set),
                          run.settings.eval_batch_size)
 

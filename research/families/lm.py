@@ -11,11 +11,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from research.data import shard
 from research.data import text as text_lib
 from research.errors import UserInputError
 from research.models import rnn
 from research.tasks import language_model as lm
-from research.train import distributed
 from research.train import files
 from research.train import loop
 from research.train import settings
@@ -41,8 +41,8 @@ class CharLanguageModel:
     self.bigram_bpc = text_lib.bigram_bits_per_char(
         corpus.train, corpus.validation, corpus.vocab.size, c.bigram_smoothing)
     # Each process trains on (and evaluates) its own contiguous share of the text.
-    train = corpus.train[distributed.shard_for_process(len(corpus.train))]
-    valid = corpus.validation[distributed.shard_for_process(len(corpus.validation))]
+    train = corpus.train[shard.process_slice(len(corpus.train))]
+    valid = corpus.validation[shard.process_slice(len(corpus.validation))]
     offsets = lm.train_offsets(len(train), c.seq_len)
     self.eval_offsets = lm.eval_offsets(len(valid), c.seq_len)
     self.eval_arrays = lm.window_data(valid, self.eval_offsets, c.seq_len)
@@ -69,7 +69,7 @@ class CharLanguageModel:
                          lm.make_window_gather(c.seq_len))
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
-    values, _ = loop.evaluate(run.driver, state, run.driver.put_data(self.eval_arrays),
+    values, _ = loop.evaluate(run.driver, state, run.placed('validation', self.eval_arrays),
                               len(self.eval_offsets), run.settings.eval_batch_size)
     values.update(lm.perplexity_and_bpc(values['loss']))
     run.log(f'[Step {step}] validation loss = {values["loss"]:.4f} | bits/char = '

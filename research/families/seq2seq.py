@@ -56,6 +56,7 @@ class Seq2Seq:
     self.train_set, self.test_set, self.references = load_splits(self.config)
     # Each process trains on (and evaluates) its own contiguous share of the splits.
     local = self.train_set.process_shard()
+    self.test_local = self.test_set.process_shard()
     t = self.train_set
     return trainer.TrainData(local.arrays(), len(local), facts={
         'name': t.name, 'task': self.config.task, 'train_examples': len(t),
@@ -78,8 +79,8 @@ class Seq2Seq:
         module, label_smoothing=self.config.label_smoothing))
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
-    local = self.test_set.process_shard()
-    values, _ = loop.evaluate(run.driver, state, run.driver.put_data(local.arrays()),
+    local = self.test_local
+    values, _ = loop.evaluate(run.driver, state, run.placed('test', local.arrays()),
                               len(local), run.settings.eval_batch_size)
     run.log(f'  held-out (teacher-forced) {loop.format_metrics(values)}')
     return values
@@ -88,7 +89,7 @@ class Seq2Seq:
     c = self.config
     driver = parallel.make_driver(c.driver, seq2seq.make_decode_eval_fn(
         run.model.module, beam_size=c.beam_size, alpha=c.length_penalty))
-    local = self.test_set.process_shard()
+    local = self.test_local
     data = driver.put_data(local.arrays())
     # One batch per dispatch: a first batch compiles, the timed pass only decodes.
     decode = lambda n: loop.evaluate(driver, state, data, n, c.eval_batch_size,

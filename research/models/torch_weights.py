@@ -107,6 +107,31 @@ def _size_hint(image_size: Any) -> str:
           'the network was built for?)')
 
 
+def _validated(arrays: Mapping[str, Any], shapes_fn, dense: tuple[str, str],
+               out_axis: int, what: str, image_size: Any) -> tuple[dict[str, Any], int]:
+  """Float32 copies of `arrays` once their keys and shapes fit the seed CNN.
+
+  Args:
+    arrays: flat {key: array} in one layout.
+    shapes_fn: (D, K, Hp, Wp) -> {key: shape} of that layout.
+    dense: the keys of fc1's and fc2's weights.
+    out_axis: the axis of a dense weight that holds its outputs (D, K).
+    what: names `arrays` in messages.
+    image_size: as given by the caller, for fc1's message.
+
+  Returns:
+    the float32 arrays and D, fc1's width.
+  """
+  hp, wp = _pooled_size(image_size)
+  _check_keys(arrays, shapes_fn(0, 0, hp, wp), what)
+  arrays = {k: _as_float32(k, v) for k, v in arrays.items()}
+  d, k = (_dims(key, arrays[key], 2)[out_axis] for key in dense)
+  for name, shape in shapes_fn(d, k, hp, wp).items():
+    _check_shape(name, arrays[name], shape,
+                 _size_hint(image_size) if name == dense[0] else '')
+  return arrays, d
+
+
 def cnn_params_from_torch(state_dict: Mapping[str, Any],
                           image_size: int | tuple[int, int] = 48) -> dict[str, Any]:
   """Converts a PyTorch `MY_NET` state_dict into `cnn.CNN` parameters.
@@ -132,13 +157,8 @@ def cnn_params_from_torch(state_dict: Mapping[str, Any],
   hp, wp = _pooled_size(image_size)
   if not isinstance(state_dict, Mapping):
     raise UserInputError(f'state_dict must be a mapping, got {type(state_dict).__name__}')
-  _check_keys(state_dict, _torch_shapes(0, 0, hp, wp), 'the state_dict')
-  sd = {k: _as_float32(k, v) for k, v in state_dict.items()}
-  d = _dims('fc1.weight', sd['fc1.weight'], 2)[0]
-  k = _dims('fc2.weight', sd['fc2.weight'], 2)[0]
-  for name, shape in _torch_shapes(d, k, hp, wp).items():
-    _check_shape(name, sd[name], shape, _size_hint(image_size) if name == 'fc1.weight'
-                 else '')
+  sd, d = _validated(state_dict, _torch_shapes, ('fc1.weight', 'fc2.weight'), 0,
+                     'the state_dict', image_size)
   params = {name: {'kernel': sd[f'{name}.weight'].transpose(2, 3, 1, 0),
                    'bias': sd[f'{name}.bias']} for name, _, _ in _CONVS}
   # (D, C*Hp*Wp) in C-H-W order -> (Hp*Wp*C, D) in H-W-C order.
@@ -195,13 +215,8 @@ def cnn_params_to_torch(params: Mapping[str, Any],
   if not isinstance(params, Mapping):
     raise UserInputError(f'params must be a mapping, got {type(params).__name__}')
   flat = _flatten(params)
-  _check_keys(flat, _flax_shapes(0, 0, hp, wp), 'the params tree')
-  flat = {k: _as_float32(k, v) for k, v in flat.items()}
-  d = _dims('fc1/kernel', flat['fc1/kernel'], 2)[1]
-  k = _dims('fc2/kernel', flat['fc2/kernel'], 2)[1]
-  for name, shape in _flax_shapes(d, k, hp, wp).items():
-    _check_shape(name, flat[name], shape, _size_hint(image_size) if name == 'fc1/kernel'
-                 else '')
+  flat, d = _validated(flat, _flax_shapes, ('fc1/kernel', 'fc2/kernel'), 1,
+                       'the params tree', image_size)
   sd = {}
   for name, _, _ in _CONVS:
     sd[f'{name}.weight'] = flat[f'{name}/kernel'].transpose(3, 2, 0, 1)

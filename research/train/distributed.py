@@ -2,8 +2,6 @@
 
 import jax
 
-from research.data import shard
-
 from research.errors import UserInputError
 
 
@@ -35,11 +33,6 @@ def initialize(coordinator_address: str = '', num_processes: int = 1,
 def is_primary() -> bool:
   """True on the process that logs, writes summaries and the manifest (process 0)."""
   return jax.process_index() == 0
-
-
-def shard_for_process(num_examples: int) -> slice:
-  """This process's contiguous, equal share (see `research.data.shard`)."""
-  return shard.process_slice(num_examples)
 
 
 def allgather_rows(tree):

@@ -25,6 +25,10 @@ class MetricSums:
       acc[0] += float(np.sum(s))
       acc[1] += float(np.sum(c))
 
+  def merge(self, other: 'MetricSums') -> None:
+    """Adds every pair accumulated by `other`."""
+    self.add({k: tuple(v) for k, v in other._sums.items()})  # pylint: disable=protected-access
+
   def result(self) -> dict[str, float]:
     """{name: sum / count} (NaN where the count is 0)."""
     return {k: (s / c if c else math.nan) for k, (s, c) in self._sums.items()}

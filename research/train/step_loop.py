@@ -8,6 +8,7 @@ host, and calls the hooks at the boundaries they asked for.
 """
 
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -58,9 +59,13 @@ class IndexSource:
           0, self.num_examples, self.local_batch) for s in range(step, step + num)])
       return idx.astype(np.int32), np.ones(idx.shape, np.float32)
     epoch, first = divmod(step, self.steps_per_epoch)
-    idx, mask = loop.batch_plan(self.num_examples, self.local_batch, shuffle=True,
-                                seed=self.seed, epoch=epoch, process=self.process)
+    idx, mask = self._epoch_plan(epoch)
     return idx[first:first + num], mask[first:first + num]
+
+  @functools.lru_cache(maxsize=1)  # Chunks of one epoch share its plan.
+  def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    return loop.batch_plan(self.num_examples, self.local_batch, shuffle=True,
+                           seed=self.seed, epoch=epoch, process=self.process)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,8 @@ budget, non-finite handling and `final_metrics.json`.
 """
 
 import dataclasses
+import json
+import sys
 import time
 from typing import Any, Callable, Protocol
 
@@ -23,6 +25,7 @@ from research.errors import UserInputError
 from research.train import checkpoint as checkpoint_lib
 from research.train import distributed
 from research.train import files
+from research.train import loop
 from research.train import manifest
 from research.train import metrics as metrics_lib
 from research.train import optimizers
@@ -102,7 +105,8 @@ class Run:
   data: TrainData
   model: Model
   driver: Any
-  steps_per_epoch: int
+  source: step_loop.IndexSource  # Which examples each step trains on.
+  optimizer: optimizers.OptimizerConfig
   total_steps: int
   log: Log
   writer: metrics_lib.MetricWriter | None = None
@@ -111,6 +115,18 @@ class Run:
   history: list[dict[str, float]] = dataclasses.field(default_factory=list)
   examples_per_second: float | None = None  # Training throughput, set before `report`.
   skipped_steps: int = 0  # Non-finite steps skipped (optimizer.skip_nonfinite).
+  _placed: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+  def placed(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """`arrays` (this process's share) on the run's devices, put there on the first
+    call for `name` and reused after (evaluation data, evaluated many times)."""
+    if name not in self._placed:
+      self._placed[name] = self.driver.put_data(arrays)
+    return self._placed[name]
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.source.steps_per_epoch
 
   def write(self, step: int, split: str, scalars: dict[str, Any], **extra) -> None:
     """Scalars to metrics.jsonl and TensorBoard (no-op without a workdir)."""
@@ -139,8 +155,9 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
            else settings.num_steps)
   driver = parallel.make_driver(settings.driver, model.loss_fn, model.gather_fn,
                                 fsdp=settings.fsdp, microbatches=settings.microbatches)
+  optimizer = settings_lib.optimizer_config(family.config.optimizer, total)
   return Run(settings=settings, workdir=workdir, data=data, model=model, driver=driver,
-             steps_per_epoch=source.steps_per_epoch, total_steps=total, log=log)
+             source=source, optimizer=optimizer, total_steps=total, log=log)
 
 
 def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
@@ -153,15 +170,14 @@ def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
       settings.seed, jax.process_index() if jax.process_count() > 1 else None)
 
 
-def _optimizer(family: Family, run: Run) -> optax.GradientTransformation:
-  cfg = settings_lib.optimizer_config(family.config.optimizer, run.total_steps)
-  tx = optimizers.make_optimizer(cfg)
+def _optimizer(run: Run) -> optax.GradientTransformation:
+  tx = optimizers.make_optimizer(run.optimizer)
   return run.model.wrap_optimizer(tx) if run.model.wrap_optimizer else tx
 
 
 def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> Any:
   """Counts parameters, writes the manifest, initialises or restores the state."""
-  tx = _optimizer(family, run)
+  tx = _optimizer(run)
   m = run.model
   run.param_counts = state_lib.count_params(
       state_lib.abstract_train_state(m.init_params, m.module.apply, tx).params)
@@ -193,7 +209,6 @@ def _restore(run: Run, state: Any) -> Any:
 
 
 def _to_dict(config: Any) -> dict[str, Any]:
-  import json  # pylint: disable=g-import-not-at-top
   config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
   return json.loads(json.dumps(config, default=str))
 
@@ -204,8 +219,7 @@ class _Hooks:
   def __init__(self, family: Family, run: Run, start_step: int):
     self.family, self.run, s = family, run, run.settings
     self.epoch_sums = metrics_lib.MetricSums()
-    self.schedule = optimizers.make_schedule(settings_lib.optimizer_config(
-        family.config.optimizer, run.total_steps))
+    self.schedule = optimizers.make_schedule(run.optimizer)
     self.eval_every = s.eval_every_steps or s.eval_every_epochs * run.steps_per_epoch
     self.epoch_every = run.steps_per_epoch if s.num_epochs else 0
     self.every = (self.epoch_every, self.eval_every, s.checkpoint_every_steps,
@@ -213,20 +227,19 @@ class _Hooks:
     self.last = {'step': start_step, 'time': time.perf_counter(), 'epoch_time':
                  time.perf_counter(), 'epoch_step': start_step}
     self.hook_seconds = 0.0
-    self.skipped_steps = 0
 
   def __call__(self, step: int, state: Any, sums: metrics_lib.MetricSums) -> None:
     t0 = time.perf_counter()
     run, s = self.run, self.run.settings
     values = sums.result()
-    self.skipped_steps += int(values.get('skipped_steps', 0))
-    _merge(self.epoch_sums, sums)
+    run.skipped_steps += int(values.get('skipped_steps', 0))
+    self.epoch_sums.merge(sums)
     due = lambda every: every and step % every == 0
     self._scalars(step, values)
     if due(self.epoch_every):
       self._end_epoch(step)
-    elif due(s.log_every_steps) and (s.progress and not _on_terminal()):
-      run.log(f'[Step {step}/{run.total_steps}] {_format(values)}')
+    elif due(s.log_every_steps) and s.progress and not sys.stderr.isatty():
+      run.log(f'[Step {step}/{run.total_steps}] {loop.format_metrics(values)}')
     if due(self.eval_every) and step < run.total_steps:  # `report` covers the end.
       self._evaluate(step, state)
     if run.checkpointer is not None and run.checkpointer.latest_step() != step:
@@ -249,7 +262,7 @@ class _Hooks:
     examples = min((step - self.last['epoch_step']) * run.settings.batch_size,
                    run.data.num_train * jax.process_count())
     shown = {k: v for k, v in values.items() if k == 'loss' or 'accuracy' in k}
-    run.log(f'[Epoch {epoch}] {_format(shown)} ({seconds:.1f} s, '
+    run.log(f'[Epoch {epoch}] {loop.format_metrics(shown)} ({seconds:.1f} s, '
             f'{examples / seconds:.0f} examples/s)')
     run.history.append(dict(values, epoch=epoch, epoch_seconds=seconds,
                             examples_per_second=examples / seconds))
@@ -263,22 +276,8 @@ class _Hooks:
       self.run.write(step, self.family.eval_split, values)
 
 
-def _merge(into: metrics_lib.MetricSums, sums: metrics_lib.MetricSums) -> None:
-  into.add({k: tuple(v) for k, v in sums._sums.items()})  # pylint: disable=protected-access
-
-
-def _on_terminal() -> bool:
-  import sys  # pylint: disable=g-import-not-at-top
-  return sys.stderr.isatty()
-
-
-def _format(values: dict[str, float]) -> str:
-  from research.train import loop  # pylint: disable=g-import-not-at-top
-  return loop.format_metrics(values)
-
-
 def _stop_reason(requested: bool, over_budget: bool) -> str | None:
-  """'preempted', 'time_budget' or None, agreed by every process."""
+  """'preempted', 'time_budget' or None, from flags already agreed by all processes."""
   if requested:
     return 'preempted'
   return 'time_budget' if over_budget else None
@@ -296,15 +295,13 @@ def _train(family: Family, run: Run, state: Any, rng: jax.Array,
                                     >= s.max_train_seconds)
     return _stop_reason(*preemption.agreed_flags([stop.signalled(), bool(over)]))
 
-  result = step_loop.run_steps(
+  return step_loop.run_steps(
       run.driver, state, run.driver.put_data(run.data.train),
-      _index_source(s, run.data), rng, start_step=start_step,
+      run.source, rng, start_step=start_step,
       boundaries=step_loop.Boundaries(hooks.every, run.total_steps),
       steps_per_dispatch=s.steps_per_dispatch, on_boundary=hooks,
       should_stop=should_stop, skip_nonfinite=family.config.optimizer.skip_nonfinite,
       progress=s.progress)
-  run.skipped_steps = hooks.skipped_steps
-  return result
 
 
 def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
@@ -327,8 +324,7 @@ def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
   try:
     with preemption.StopOnSignal() as stop:
       result = _train(family, run, state, train_key, stop)
-    if result.stopped == 'preempted':
-      run.checkpointer.wait()
+    if result.stopped == 'preempted':  # Its checkpoint is awaited below.
       raise Preempted(result.step)
     if result.stopped == 'time_budget':
       log(f'Stopped at step {result.step}: max_train_seconds = '

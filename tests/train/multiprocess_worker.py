@@ -13,6 +13,7 @@ import sys
 import jax
 import numpy as np
 
+from research.data import shard
 from research.train import checkpoint as checkpoint_lib
 from research.train import distributed
 from research.train import loop
@@ -32,7 +33,7 @@ def plans(process, num_processes, n_local):
 def train_transformer(pid):
   """STEPS steps of the tiny transformer on this process's half of its 40 pairs."""
   loss_fn, _, state, data = family_setups.transformer_seq2seq()
-  local = {k: v[distributed.shard_for_process(len(v))] for k, v in data.items()}
+  local = {k: v[shard.process_slice(len(v))] for k, v in data.items()}
   driver = parallel.DataParallel(loss_fn)
   state = driver.put_replicated(state)
   device_data = driver.put_data(local)
@@ -49,8 +50,8 @@ def main():
   distributed.initialize(f'localhost:{port}', 2, pid)
   assert jax.process_count() == 2 and len(jax.devices()) == 4
   data = helpers.tiny_data(32)
-  shard = distributed.shard_for_process(32)
-  local = {k: v[shard] for k, v in data.items()}
+  part = shard.process_slice(32)
+  local = {k: v[part] for k, v in data.items()}
   _, loss_fn, state = helpers.tiny_classifier()
   driver = parallel.DataParallel(loss_fn)
   state = driver.put_replicated(state)
