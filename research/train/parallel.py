@@ -293,7 +293,7 @@ DRIVERS = {'jit': DataParallel, 'pmap': PmapDataParallel}
 
 def make_driver(name: str, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
                 devices: list[Any] | None = None, fsdp: bool = False,
-                microbatches: int = 1):
+                microbatches: int = 1, fsdp_min_size: int = 2 ** 14):
   """Returns the data-parallel driver called `name` ('jit' or 'pmap').
 
   `fsdp` (jit only) shards the train state's large arrays over all devices;
@@ -305,5 +305,6 @@ def make_driver(name: str, loss_fn: steps.LossFn, gather_fn: GatherFn = take_exa
   if fsdp and name != 'jit':
     raise UserInputError('fsdp needs the jit driver')
   if name == 'jit':
-    return DataParallel(loss_fn, gather_fn, devices, fsdp=fsdp, microbatches=microbatches)
+    return DataParallel(loss_fn, gather_fn, devices, fsdp=fsdp,
+                        fsdp_min_size=fsdp_min_size, microbatches=microbatches)
   return PmapDataParallel(loss_fn, gather_fn, devices, microbatches=microbatches)

@@ -51,6 +51,7 @@ class TrainSettings:
     progress: a progress bar on a terminal (a line per log interval otherwise).
     driver: 'jit' (one program over a device mesh) or 'pmap'.
     fsdp: shard parameters and optimiser state over the devices (jit only).
+    fsdp_min_size: under fsdp, arrays with fewer elements stay replicated.
     microbatches: independent parts per device train batch (0: automatic).
   """
   seed: int = 0
@@ -67,6 +68,7 @@ class TrainSettings:
   progress: bool = True
   driver: str = 'jit'
   fsdp: bool = False
+  fsdp_min_size: int = 2 ** 14
   microbatches: int = 0
 
   def __post_init__(self):
@@ -77,7 +79,7 @@ class TrainSettings:
     for name in ('batch_size', 'eval_batch_size', 'steps_per_dispatch'):
       _at_least(name, getattr(self, name), 1)
     for name in ('eval_every_steps', 'eval_every_epochs', 'checkpoint_every_steps',
-                 'log_every_steps', 'max_train_seconds', 'microbatches'):
+                 'log_every_steps', 'max_train_seconds', 'microbatches', 'fsdp_min_size'):
       _at_least(name, getattr(self, name), 0)
     if self.driver not in DRIVERS:
       raise UserInputError(f'unknown driver {self.driver!r}: use one of {DRIVERS}')

@@ -154,7 +154,8 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
   total = (settings.num_epochs * source.steps_per_epoch if settings.num_epochs
            else settings.num_steps)
   driver = parallel.make_driver(settings.driver, model.loss_fn, model.gather_fn,
-                                fsdp=settings.fsdp, microbatches=settings.microbatches)
+                                fsdp=settings.fsdp, fsdp_min_size=settings.fsdp_min_size,
+                                microbatches=settings.microbatches)
   optimizer = settings_lib.optimizer_config(family.config.optimizer, total)
   return Run(settings=settings, workdir=workdir, data=data, model=model, driver=driver,
              source=source, optimizer=optimizer, total_steps=total, log=log)

@@ -40,6 +40,10 @@ def test_every_layout_and_fault(name, offline_data_dir, tmp_path):
   r = _run_matrix(name, offline_data_dir, tmp_path)
   # Layouts.
   assert r['base_finite'] and r['steps'] == STEPS[name]
+  # The options reached the driver (equality alone would pass if one were ignored).
+  assert r['pmap_layout']['driver'] == 'PmapDataParallel'
+  assert r['fsdp_layout'] == {'driver': 'DataParallel', 'microbatches': 1, 'sharded': True}
+  assert r['micro2_layout']['microbatches'] == 2
   assert r['fsdp'] < 1e-4, 'fsdp must equal replicated parameters'
   if name in DETERMINISTIC:
     assert r['pmap'] < 1e-5, 'the pmap driver must equal the jit driver'

@@ -65,7 +65,8 @@ def tiny_config(name: str, tmp: str, data_dir: str):
     c = ddpm_tiny.get_config()
     c.update(data_dir=data_dir, train_split='train[:32]', batch_size=16,
              eval_every_epochs=0)
-  c.update(progress=False, microbatches=1, log_every_steps=0)
+  # fsdp_min_size: the tiny models' arrays are small; shard them all the same.
+  c.update(progress=False, microbatches=1, log_every_steps=0, fsdp_min_size=64)
   # SGD: Adam divides near-zero gradients by their own size, which turns the
   # summation-order round-off of another layout into lr-sized differences.
   c.optimizer.update(name='sgd', learning_rate=0.05, schedule='constant')
@@ -117,6 +118,11 @@ class Probe:
 
   def report(self, run, state):
     params = run.driver.host_state(state).params
+    # What the layout options reached: the driver, its micro-batches, the sharding.
+    self.layout = {'driver': type(run.driver).__name__,
+                   'microbatches': run.driver.microbatches,
+                   'sharded': any(not x.sharding.is_fully_replicated
+                                  for x in jax.tree.leaves(state.params))}
     self.params = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
     self.dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
     return {}
@@ -169,6 +175,7 @@ def main(name: str, tmp: str, data_dir: str, out: str) -> None:
     probe, _ = run(name, *v(tag, **kw))
     result[tag] = max_diff(base, probe)
     result[f'{tag}_dtypes'] = probe.dtypes
+    result[f'{tag}_layout'] = probe.layout
   cfg, workdir = v('resume', checkpoint_every_steps=2, eval_every_steps=2)
   try:
     run(name, cfg, workdir, sigterm_at=2)
