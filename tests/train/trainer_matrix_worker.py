@@ -108,7 +108,9 @@ class Probe:
       bad = (batch.pop('poison') * batch['mask']).sum() > 0
       metrics, out = loss_fn(params, batch, rng, train)
       s, n = metrics['loss']
-      return dict(metrics, loss=(jnp.where(bad, jnp.nan, s), n)), out
+      # Times NaN, not replaced by NaN: the gradient must be NaN too, as it is when
+      # a real example blows up (else the optimizer's skip would never be tested).
+      return dict(metrics, loss=(s * jnp.where(bad, jnp.nan, 1.0), n)), out
     return dataclasses.replace(model, gather_fn=gather_fn, loss_fn=poisoned)
 
   def evaluate(self, run, state, step):
