@@ -94,10 +94,11 @@ class CNNClassifier:
     run.log(str(matrix))
     if run.path('') is not None:
       files.write_text(run.path('classification_report.txt'), f'{text}\n{matrix}\n')
-      png = classification_report.save_confusion_matrix_png(
-          matrix, names, run.path('confusion_matrix.png'),
-          title=f'{self.test_set.name} {self.test_set.split}: confusion matrix')
-      run.log(f'Saved {png}')
+      png = classification_report.confusion_matrix_png(
+          matrix, names, title=f'{self.test_set.name} {self.test_set.split}: '
+          'confusion matrix')
+      run.log(f'Saved {files.write_bytes(run.path("confusion_matrix.png"), png)}')
+      run.image(run.total_steps, 'test/confusion_matrix', png)
     return {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
             'test_split': self.test_set.split, 'test_examples': int(matrix.sum()),
             'confusion_matrix': matrix.tolist()}

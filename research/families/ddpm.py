@@ -109,19 +109,20 @@ class PromptDDPM:
         module, init, task.make_loss_fn(module, self.sched, self.tokens, c.cond_drop_rate),
         wrap_optimizer=lambda tx: task.with_parameter_ema(tx, c.ema_decay))
 
-  def _grid(self, run: trainer.Run, state: Any, name: str) -> None:
+  def _grid(self, run: trainer.Run, state: Any, name: str, step: int) -> None:
     params = task.ema_params(run.driver.host_state(state).opt_state)
     png = self.sampler.grid(params, self.config.samples_per_prompt,
                             jax.random.key(self.config.seed + 4))
     if run.path('') is not None:
       run.log(f'Saved {files.write_bytes(run.path(name), png)}')
+      run.image(step, 'samples', png)
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
-    self._grid(run, state, f'samples_step{step}.png')
+    self._grid(run, state, f'samples_step{step}.png', step)
     return {}
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
-    self._grid(run, state, 'samples_final.png')
+    self._grid(run, state, 'samples_final.png', run.total_steps)
     params = task.ema_params(run.driver.host_state(state).opt_state)
     result = self._judge(run, params)
     result['prompts'] = self.prompts

@@ -88,6 +88,7 @@ class CharLanguageModel:
       run.log(f'Sample: {sample!r}')
     if run.path('') is not None:
       files.write_text(run.path('samples.txt'), '\n\n'.join(samples) + '\n')
+      run.text(step, 'samples', '\n\n'.join(samples))
     return {'validation_loss': v['loss'], 'validation_perplexity': v['perplexity'],
             'validation_bits_per_char': v['bits_per_char'],
             'validation_accuracy': v['accuracy'], 'bigram_bits_per_char': self.bigram_bpc,

@@ -127,4 +127,5 @@ class Seq2Seq:
     run.log('Decoded test examples:\n' + text)
     if run.path('') is not None:
       files.write_text(run.path('examples.txt'), text + '\n')
+      run.text(run.total_steps, 'test/decoded_examples', text)
     return final

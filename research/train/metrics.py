@@ -106,6 +106,34 @@ class MetricWriter:
       self._tb.add_scalar(f'{split}/{k}', float(v), int(step))
     self._tb.flush()
 
+  def hparams(self, values: Mapping[str, Any]) -> None:
+    """The run's settings on TensorBoard's HParams tab (other types as text)."""
+    if not self.enabled:
+      return
+    from tensorboardX.summary import hparams  # pylint: disable=g-import-not-at-top
+    plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+             for k, v in values.items()}
+    writer = self._tb._get_file_writer()  # pylint: disable=protected-access
+    for summary in hparams(plain, {}):
+      writer.add_summary(summary)
+    self._tb.flush()
+
+  def image(self, step: int, tag: str, png: bytes) -> None:
+    """A PNG (e.g. a confusion matrix or sample grid) as a TensorBoard image."""
+    if not self.enabled:
+      return
+    import io  # pylint: disable=g-import-not-at-top
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
+    self._tb.add_image(tag, pixels, int(step), dataformats='HWC')
+    self._tb.flush()
+
+  def text(self, step: int, tag: str, text: str) -> None:
+    """Text (samples, decoded examples) on TensorBoard's Text tab."""
+    if self.enabled:
+      self._tb.add_text(tag, text, int(step))
+      self._tb.flush()
+
   def close(self) -> None:
     if self.enabled:
       self._jsonl.close()

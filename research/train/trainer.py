@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Callable, Protocol
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import numpy as np
@@ -134,6 +135,16 @@ class Run:
       self.writer.write(step, split, {k: v for k, v in scalars.items()
                                       if isinstance(v, (int, float))}, **extra)
 
+  def image(self, step: int, tag: str, png: bytes) -> None:
+    """A PNG on TensorBoard (no-op without a workdir)."""
+    if self.writer is not None:
+      self.writer.image(step, tag, png)
+
+  def text(self, step: int, tag: str, text: str) -> None:
+    """Text on TensorBoard (no-op without a workdir)."""
+    if self.writer is not None:
+      self.writer.text(step, tag, text)
+
   def path(self, name: str) -> str | None:
     """`<workdir>/<name>`, or None without a workdir or off the primary process."""
     if self.workdir is None or not distributed.is_primary():
@@ -193,6 +204,7 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
                             run.data.facts, {'parameters': run.param_counts})
   run.checkpointer = checkpoint_lib.Checkpointer(run.workdir)
   run.writer = metrics_lib.MetricWriter(run.workdir, enabled=distributed.is_primary())
+  run.writer.hparams(traverse_util.flatten_dict(_to_dict(family.config), sep='.'))
   if resume:
     state = _restore(run, state)
   return run.driver.put_replicated(state)

@@ -32,6 +32,29 @@ def tiny_config(data_dir, epochs=2):
   return c
 
 
+def tensorboard_events(logdir):
+  """{'scalars', 'images', 'hparams': tag/name sets, 'scalar_steps': tag -> steps}
+  read back from the event files under `logdir`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=g-import-not-at-top
+  out = {'scalars': set(), 'images': set(), 'hparams': set(), 'scalar_steps': {}}
+  for path in sorted(logdir.rglob('events.out.tfevents.*')):
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+      event = event_pb2.Event.FromString(record)
+      for v in event.summary.value:
+        if v.HasField('simple_value'):
+          out['scalars'].add(v.tag)
+          out['scalar_steps'].setdefault(v.tag, []).append(event.step)
+        elif v.HasField('image'):
+          out['images'].add(v.tag)
+        elif v.metadata.plugin_data.plugin_name == 'hparams':
+          data = plugin_hparams_pb2.HParamsPluginData.FromString(
+              v.metadata.plugin_data.content)
+          out['hparams'] |= set(data.session_start_info.hparams)
+  return out
+
+
 def final_params(workdir):
   ckpt = os.path.join(workdir, 'checkpoints')
   step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
@@ -50,6 +73,12 @@ def test_end_to_end_writes_checkpoints_metrics_and_report(offline_data_dir, tmp_
   assert os.listdir(tmp_path / 'tensorboard')
   records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [r['split'] for r in records] == ['train', 'epoch', 'train', 'epoch', 'final']
+  events = tensorboard_events(tmp_path / 'tensorboard')
+  assert {'train/loss', 'train/learning_rate', 'train/grad_norm',
+          'train/examples_per_second'} <= events['scalars']
+  assert events['scalar_steps']['train/loss'] == [3, 6]  # Per boundary, not per epoch.
+  assert 'test/confusion_matrix' in events['images']
+  assert {'batch_size', 'optimizer.weight_decay', 'model.dtype'} <= events['hparams']
   assert all('learning_rate' in r and 'grad_norm' in r for r in records[::2][:2])
   manifest = json.loads((tmp_path / 'manifest.json').read_text())
   assert manifest['data']['name'] == 'mnist_offline' and manifest['data']['version']
