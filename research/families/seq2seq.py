@@ -12,7 +12,6 @@ from research.data import translation
 from research.errors import UserInputError
 from research.models import transformer
 from research.tasks import seq2seq
-from research.train import distributed
 from research.train import files
 from research.train import loop
 from research.train import parallel
@@ -98,7 +97,8 @@ class Seq2Seq:
     t0 = time.perf_counter()
     values, outputs = decode(len(local))
     seconds = time.perf_counter() - t0
-    return self._summarise(run, values, distributed.allgather_rows(outputs), seconds)
+    # `outputs` holds every process's rows already (loop.evaluate gathers them).
+    return self._summarise(run, values, outputs, seconds)
 
   def _summarise(self, run, values, outputs, seconds) -> dict[str, Any]:
     c, n = self.config, len(outputs['greedy'])

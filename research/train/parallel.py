@@ -178,7 +178,14 @@ class DataParallel:
         state)
 
   def put_replicated(self, tree):
-    """Places a pytree (state or small data) on every device, per `state_sharding`."""
+    """Places a pytree (state or small data) on every device, per `state_sharding`.
+
+    Every process must pass the same values. In a multi-process run the tree goes
+    through host memory first: arrays committed to one local device cannot be
+    transferred to other hosts' devices (each process supplies its own copy).
+    """
+    if jax.process_count() > 1:
+      tree = jax.device_get(tree)
     return jax.device_put(tree, self.state_sharding(tree))
 
   def put_data(self, local_arrays: dict[str, np.ndarray]):
