@@ -30,6 +30,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.generated = ml_collections.ConfigDict()
   c.generated.num_train = 40_000  # Generated training examples.
   c.generated.num_test = 1_000  # Held-out examples (inputs never in training).
+  # 'stratified': held-out strings of the training lengths (each test length is also
+  # a training length); 'length' (reverse): test lengths test_min..test_max_length.
+  c.generated.split = 'stratified'
+  c.generated.test_min_length = 0  # split 'length': shortest test string (else 0).
+  c.generated.test_max_length = 0  # split 'length': longest test string (else 0).
   c.generated.min_length = 1  # reverse: shortest string.
   c.generated.max_length = 16  # reverse: longest string (= max input length).
   c.generated.num_letters = 26  # reverse: alphabet, the first letters of a-z.
