@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from experiments.seq2seq.configs import default
 from experiments.seq2seq.configs import length_generalisation
 from research.families import seq2seq as seq2seq_family
 
@@ -43,7 +45,14 @@ def test_trains_decodes_and_reports(tmp_path, task):
   assert final['test_examples'] == 20
   assert (tmp_path / 'examples.txt').exists() and (tmp_path / 'manifest.json').exists()
   assert 'Exact sequences per input length' in run.stdout
-  _check_by_length(final)
+  by_length = _check_by_length(final)
+  config = default.get_config()
+  config.task, g = task, config.generated
+  g.num_train, g.num_test, g.max_length = 48, 20, 5  # As in TINY.
+  _, test, _ = seq2seq_family.load_splits(config)
+  lengths, counts = np.unique((test.inputs != 0).sum(-1), return_counts=True)
+  assert {k: v['examples'] for k, v in by_length.items()} == {
+      str(n): c for n, c in zip(lengths, counts)}  # Bucketed the test set's lengths.
 
 
 def _check_by_length(final):
