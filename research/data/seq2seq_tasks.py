@@ -5,8 +5,13 @@ positions that move with the input's length):
   reverse:  'hello'     -> 'olleh'
   addition: '123+4567'  -> '4690'   (operands of 1 to `num_digits` digits)
 
-Examples are drawn without repetition and the first `num_test` go to the held-out
-test set, so no test input is ever seen in training.
+Inputs are drawn without repetition. The default split ('stratified') holds out
+strings, not lengths: each input length (reverse) or operand-length pattern
+(addition, e.g. 2-digit + 3-digit) gives the test set a share proportional to its
+number of drawn inputs and keeps most of them in training (`research.data.holdout`),
+so every test length is also a training length and no test input is in training.
+The 'length' split (reverse only) tests on lengths disjoint from training ones:
+length generalisation.
 
 Token ids: 0 padding, 1 beginning of sequence (decoder start), 2 end of sequence,
 then the characters. Sources are padded with 0; targets end with EOS, then 0.
@@ -18,11 +23,13 @@ import string
 import numpy as np
 
 from research.errors import UserInputError
+from research.data import holdout
 from research.data import shard
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 NUM_SPECIAL = 3
 TASKS = ('reverse', 'addition')
+SPLITS = ('stratified', 'length')
 
 
 class CharVocab:
@@ -124,6 +131,11 @@ class TaskConfig:
     max_length: reverse: longest string.
     num_letters: reverse: alphabet size (the first letters of a-z).
     num_digits: addition: longest operand.
+    split: 'stratified' (held-out inputs drawn like the training ones, every test
+      length also in training) or 'length' (reverse only: test strings have
+      lengths test_min_length..test_max_length, disjoint from min_length..max_length).
+    test_min_length: split 'length': shortest test string (0 with 'stratified').
+    test_max_length: split 'length': longest test string (0 with 'stratified').
   """
   name: str = 'reverse'
   num_train: int = 20_000
@@ -133,11 +145,16 @@ class TaskConfig:
   max_length: int = 16
   num_letters: int = 26
   num_digits: int = 3
+  split: str = 'stratified'
+  test_min_length: int = 0
+  test_max_length: int = 0
 
   def lengths(self) -> tuple[int, int]:
-    """(max_input_length, max_target_length); targets have room for EOS."""
+    """(max_input_length, max_target_length) of both splits; targets have room for
+    EOS."""
     if self.name == 'reverse':
-      return self.max_length, self.max_length + 1
+      longest = max(self.max_length, self.test_max_length)
+      return longest, longest + 1
     return 2 * self.num_digits + 1, self.num_digits + 2
 
   def vocab(self) -> CharVocab:
@@ -161,14 +178,39 @@ def _check(cfg: TaskConfig) -> None:
     raise UserInputError(f'num_digits must be in 1..9, got {cfg.num_digits}')
 
 
-def _distinct_pairs(cfg: TaskConfig) -> list[tuple[str, str]]:
-  rng = np.random.default_rng([cfg.seed, TASKS.index(cfg.name)])
+def _check_split(cfg: TaskConfig) -> None:
+  if cfg.split not in SPLITS:
+    raise UserInputError(f'unknown split {cfg.split!r}: use one of {SPLITS}')
+  test_range = (cfg.test_min_length, cfg.test_max_length)
+  if cfg.split == 'stratified':
+    if test_range != (0, 0):
+      raise UserInputError(f'test_min_length and test_max_length ({test_range}) apply '
+                           "to split='length' only: leave them 0 with 'stratified'")
+    return
+  if cfg.name != 'reverse':
+    raise UserInputError(f"split='length' is for the reverse task, not {cfg.name!r}: "
+                         "use split='stratified'")
+  if not 1 <= cfg.test_min_length <= cfg.test_max_length:
+    raise UserInputError('the length split needs 1 <= test_min_length <= '
+                         f'test_max_length, got {test_range}')
+  if (cfg.test_min_length <= cfg.max_length
+      and cfg.min_length <= cfg.test_max_length):
+    raise UserInputError(
+        f'test lengths {cfg.test_min_length}..{cfg.test_max_length} overlap the '
+        f'training lengths {cfg.min_length}..{cfg.max_length}: the length split '
+        'needs them disjoint')
+
+
+def _distinct_pairs(cfg: TaskConfig, wanted: int, lengths: tuple[int, int],
+                    stream: tuple[int, ...]) -> list[tuple[str, str]]:
+  """`wanted` pairs with distinct inputs (reverse: of lengths `lengths`), drawn
+  from the numpy stream (seed, task, *stream)."""
+  rng = np.random.default_rng([cfg.seed, TASKS.index(cfg.name), *stream])
   letters = string.ascii_lowercase[:cfg.num_letters]
-  wanted = cfg.num_train + cfg.num_test
   seen, pairs = set(), []
   for _ in range(20 * wanted):  # Gives up on task spaces too small for `wanted`.
     if cfg.name == 'reverse':
-      src, tgt = _reverse_example(rng, cfg.min_length, cfg.max_length, letters)
+      src, tgt = _reverse_example(rng, *lengths, letters)
     else:
       src, tgt = _addition_example(rng, cfg.num_digits)
     if src not in seen:
@@ -176,20 +218,46 @@ def _distinct_pairs(cfg: TaskConfig) -> list[tuple[str, str]]:
       pairs.append((src, tgt))
       if len(pairs) == wanted:
         return pairs
-  raise UserInputError(f'the {cfg.name} task has fewer than {wanted} distinct inputs '
-                       'with these settings: ask for fewer examples or longer inputs')
+  where = f' of lengths {lengths[0]}..{lengths[1]}' if cfg.name == 'reverse' else ''
+  raise UserInputError(f'the {cfg.name} task has fewer than {wanted} distinct inputs'
+                       f'{where} with these settings: ask for fewer examples or '
+                       'longer inputs')
+
+
+def _stratum(name: str, src: str):
+  """What the stratified split keeps in training: the input length (reverse), the
+  operand lengths (addition), which fix the input length."""
+  return len(src) if name == 'reverse' else tuple(len(p) for p in src.split('+'))
+
+
+def split_pairs(cfg: TaskConfig) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+  """(train, test) (source, target) texts of a checked config (see the module
+  docstring for the splits); deterministic given `cfg.seed`."""
+  train_lengths = (cfg.min_length, cfg.max_length)
+  if cfg.split == 'length':
+    return (_distinct_pairs(cfg, cfg.num_train, train_lengths, ()),
+            _distinct_pairs(cfg, cfg.num_test,
+                            (cfg.test_min_length, cfg.test_max_length), (1,)))
+  pairs = _distinct_pairs(cfg, cfg.num_train + cfg.num_test, train_lengths, ())
+  train, test = holdout.stratified_split([_stratum(cfg.name, src) for src, _ in pairs],
+                                         cfg.num_test,
+                                         [cfg.seed, TASKS.index(cfg.name), 2])
+  return [pairs[i] for i in train], [pairs[i] for i in test]
 
 
 def make_task(cfg: TaskConfig) -> tuple[Seq2SeqDataset, Seq2SeqDataset]:
-  """The (train, test) splits of the task; same config, same arrays.
+  """The (train, test) splits of the task; same config, same arrays. Both splits
+  are padded to `cfg.lengths()`.
 
   Raises:
-    UserInputError: for an unknown task, bad sizes, or too small a task space.
+    UserInputError: for an unknown task or split, bad sizes or test lengths, or
+      too small a task space.
   """
   _check(cfg)
-  pairs = _distinct_pairs(cfg)
+  _check_split(cfg)
+  train, test = split_pairs(cfg)
   vocab = cfg.vocab()
   max_in, max_out = cfg.lengths()
   split = lambda p: Seq2SeqDataset(cfg.name, *encode_pairs(p, vocab, max_in, max_out),
                                    vocab)
-  return split(pairs[cfg.num_test:]), split(pairs[:cfg.num_test])
+  return split(train), split(test)

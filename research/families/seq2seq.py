@@ -39,7 +39,8 @@ def load_splits(config: Any):
   train, test = seq2seq_tasks.make_task(seq2seq_tasks.TaskConfig(
       name=config.task, num_train=g.num_train, num_test=g.num_test, seed=config.seed,
       min_length=g.min_length, max_length=g.max_length, num_letters=g.num_letters,
-      num_digits=g.num_digits))
+      num_digits=g.num_digits, split=g.split, test_min_length=g.test_min_length,
+      test_max_length=g.test_max_length))
   return train, test, None
 
 
@@ -121,6 +122,8 @@ class Seq2Seq:
         final[f'test_bleu_{name}'] = translation.corpus_bleu(hyps, self.references[:n])
       run.log(f'BLEU: greedy = {final["test_bleu_greedy"]:.2f}, beam = '
               f'{final["test_bleu_beam"]:.2f}')
+    else:  # Generated tasks have a few input lengths: each is reported.
+      final.update(self._by_length(run, outputs, n))
     text = seq2seq.examples_text(vocab, self.test_set.inputs, self.test_set.targets,
                                  outputs['greedy'], outputs['beam'],
                                  c.num_examples_to_print)
@@ -129,3 +132,10 @@ class Seq2Seq:
       files.write_text(run.path('examples.txt'), text + '\n')
       run.text(run.total_steps, 'test/decoded_examples', text)
     return final
+
+  def _by_length(self, run, outputs, n) -> dict[str, Any]:
+    """Exact match per input length of the first `n` test examples (those decoded)."""
+    t = self.test_set
+    metrics, table = seq2seq.length_summary(t.inputs[:n], t.targets[:n], outputs)
+    run.log('Exact sequences per input length (held-out):\n' + table)
+    return metrics

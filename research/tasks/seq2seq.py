@@ -11,6 +11,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from research import decoding
@@ -115,6 +116,60 @@ def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
       metrics[f'{name}_exact_accuracy'] = ((exact * mask).sum(), mask.sum())
     return metrics, outputs
   return decode_eval_fn
+
+
+DECODERS = ('greedy', 'beam')
+
+
+def exact_by_length(inputs_NxS, targets_NxT, decoded_NxT,
+                    pad_id: int = SpecialTokens.pad_id) -> dict[int, tuple[int, int]]:
+  """Exact decoded sequences per input length, on the host.
+
+  Args:
+    inputs_NxS: int (N, S) sources, `pad_id`-padded; an example's length is its
+      number of non-padding tokens.
+    targets_NxT: int (N, T) targets, EOS, then padding.
+    decoded_NxT: int (N, >= T) decoded tokens; exact means the first T equal the
+      target (as 'greedy_exact_accuracy' of `make_decode_eval_fn`).
+
+  Returns:
+    {length: (exact sequences, examples)} for the lengths present, ascending.
+  """
+  targets_NxT = np.asarray(targets_NxT)
+  lengths_N = (np.asarray(inputs_NxS) != pad_id).sum(-1)
+  exact_N = (np.asarray(decoded_NxT)[:, :targets_NxT.shape[1]] == targets_NxT).all(-1)
+  return {int(n): (int(exact_N[lengths_N == n].sum()), int((lengths_N == n).sum()))
+          for n in np.unique(lengths_N)}
+
+
+def length_summary(inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray],
+                   pad_id: int = SpecialTokens.pad_id) -> tuple[dict, str]:
+  """Per-length exact match of greedy and beam decoding.
+
+  Args:
+    inputs_NxS, targets_NxT: as in `exact_by_length`.
+    decoded: 'greedy' and 'beam' int (N, >= T) decoded tokens.
+
+  Returns:
+    (metrics, table): metrics 'test_exact_accuracy_by_length' ({str(length):
+    {'examples', 'greedy_exact_accuracy', 'beam_exact_accuracy'}}) and
+    'test_{greedy,beam}_exact_accuracy_min_over_lengths'; the same as a text table.
+  """
+  counts = {d: exact_by_length(inputs_NxS, targets_NxT, decoded[d], pad_id)
+            for d in DECODERS}
+  by_length = {str(n): {'examples': total} | {
+      f'{d}_exact_accuracy': counts[d][n][0] / total for d in DECODERS}
+               for n, (_, total) in counts['greedy'].items()}
+  metrics = {'test_exact_accuracy_by_length': by_length} | {
+      f'test_{d}_exact_accuracy_min_over_lengths':
+          min(v[f'{d}_exact_accuracy'] for v in by_length.values()) for d in DECODERS}
+  rows = ['  length  examples   greedy     beam'] + [
+      f'  {n:>6}  {v["examples"]:>8}  {100 * v["greedy_exact_accuracy"]:6.2f}%  '
+      f'{100 * v["beam_exact_accuracy"]:6.2f}%' for n, v in by_length.items()]
+  rows.append(f'  {"min":>6}  {"":>8}  '
+              f'{100 * metrics["test_greedy_exact_accuracy_min_over_lengths"]:6.2f}%  '
+              f'{100 * metrics["test_beam_exact_accuracy_min_over_lengths"]:6.2f}%')
+  return metrics, '\n'.join(rows)
 
 
 def examples_text(vocab, inputs_NxS, targets_NxT, greedy_NxT, beam_NxT, num: int) -> str:

@@ -1,8 +1,11 @@
 """Generated seq2seq tasks and the tfds translation path (on mock data)."""
 
+import collections
+
 import numpy as np
 import pytest
 
+from research.data import holdout
 from research.data import seq2seq_tasks
 from research.data import translation
 from research.errors import UserInputError
@@ -49,11 +52,83 @@ def test_addition_targets_are_the_sums():
     assert len(a) <= 4 and len(b) <= 4
 
 
+def _strata(name, pairs):
+  """Per stratum: reverse by input length, addition by operand lengths."""
+  key = (lambda src: len(src)) if name == 'reverse' else (
+      lambda src: tuple(len(p) for p in src.split('+')))
+  return collections.Counter(key(src) for src, _ in pairs)
+
+
+@pytest.mark.parametrize('name, kw', [
+    # 3 + 9 + 27 + 81 strings of lengths 1-4: lengths 1 and 2 saturate early, so
+    # the first drawn strings are mostly short ones.
+    ('reverse', dict(min_length=1, max_length=4, num_letters=3, num_train=90,
+                     num_test=24)),
+    ('addition', dict(num_digits=2, num_train=300, num_test=60))])
+def test_stratified_split_holds_out_strings_not_lengths(name, kw):
+  cfg = seq2seq_tasks.TaskConfig(name=name, **kw)
+  train, test = seq2seq_tasks.split_pairs(cfg)
+  assert (len(train), len(test)) == (cfg.num_train, cfg.num_test)
+  assert not {s for s, _ in train} & {s for s, _ in test}
+  train_n, test_n = _strata(name, train), _strata(name, test)
+  total = len(train) + len(test)
+  for key in train_n | test_n:  # Proportional share, most of each in training.
+    pool = train_n[key] + test_n[key]
+    assert test_n[key] < train_n[key], (key, test_n[key], train_n[key])
+    assert abs(test_n[key] - cfg.num_test * pool / total) < 1, (key, test_n, train_n)
+  lengths = lambda pairs: {len(s) for s, _ in pairs}
+  assert lengths(test) <= lengths(train)
+  assert seq2seq_tasks.split_pairs(cfg) == (train, test)  # Deterministic.
+
+
+def test_length_split_tests_on_unseen_lengths_only():
+  train, test = _make(name='reverse', num_letters=4, min_length=2, max_length=4,
+                      split='length', test_min_length=6, test_max_length=7,
+                      num_train=100, num_test=30)
+  assert train.inputs.shape[1] == test.inputs.shape[1] == 7  # Padded to the longest.
+  assert train.targets.shape[1] == test.targets.shape[1] == 8
+  length = lambda d: set((d.inputs != 0).sum(-1).tolist())
+  assert length(train) == {2, 3, 4} and length(test) == {6, 7}
+  for src, tgt in zip(test.inputs, test.targets):
+    n = int((src != 0).sum())
+    np.testing.assert_array_equal(tgt[:n], src[:n][::-1])
+    assert tgt[n] == EOS
+
+
+def test_test_quotas_are_proportional_and_keep_most_of_each_stratum_in_training():
+  sizes = {1: 1, 2: 2, 3: 3, 4: 14, 5: 30}  # 50 examples.
+  assert holdout.test_quotas(sizes, 10) == {1: 0, 2: 0, 3: 1, 4: 3, 5: 6}
+  # Caps: 0, 0, 1, 6, 14: a share taken from a capped stratum goes elsewhere.
+  assert holdout.test_quotas(sizes, 21) == {1: 0, 2: 0, 3: 1, 4: 6, 5: 14}
+  with pytest.raises(UserInputError, match='keeping most of every stratum'):
+    holdout.test_quotas(sizes, 22)
+  strata = [5, 4, 5, 1, 5, 4, 5, 5, 4]  # Caps: 5 -> 2, 4 -> 1, 1 -> 0.
+  train, test = holdout.stratified_split(strata, 3, [0])
+  assert sorted(np.concatenate([train, test]).tolist()) == list(range(9))
+  assert sorted(test.tolist()) == test.tolist()
+  assert sorted(strata[i] for i in test) == [4, 5, 5]
+
+
 def test_bad_settings_are_rejected():
   with pytest.raises(UserInputError, match='unknown task'):
     _make(name='sort')
   with pytest.raises(UserInputError, match='distinct'):
     _make(name='addition', num_digits=1, num_train=500)
+  with pytest.raises(UserInputError, match='overlap the training lengths 1..16'):
+    _make(split='length', test_min_length=16, test_max_length=24)
+  with pytest.raises(UserInputError, match="apply to split='length' only"):
+    _make(test_min_length=17, test_max_length=24)
+  with pytest.raises(UserInputError, match='for the reverse task'):
+    _make(name='addition', split='length', test_min_length=9, test_max_length=9)
+  with pytest.raises(UserInputError, match='test_min_length <= test_max_length'):
+    _make(split='length', test_min_length=24, test_max_length=17)
+  with pytest.raises(UserInputError, match='unknown split'):
+    _make(split='random')
+  with pytest.raises(UserInputError, match='than 50 distinct inputs of lengths 1..2'):
+    _make(split='length', num_letters=3, min_length=3, max_length=6,
+          test_min_length=1, test_max_length=2)  # 3 + 9 strings to test on.
+  with pytest.raises(UserInputError, match='keeping most of every stratum'):
+    _make(num_train=40, num_test=60)
   with pytest.raises(UserInputError, match='not in the vocabulary'):
     seq2seq_tasks.CharVocab('ab').encode('abc')
 
