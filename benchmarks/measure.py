@@ -60,12 +60,13 @@ _FULL = {
     'matmul': dict(n=MATMUL_N),
     'cnn_train': dict(batch=64, image=48, channels=3, hidden=512, classes=10),
     'cnn_eval': dict(batch=64, image=48, channels=3, hidden=512, classes=10),
-    # Vocabulary of the offline pydoc text (~98 characters incl. the reserved id).
-    'lstm': dict(batch=64, seq=128, embed=128, hidden=512, vocab=98),
-    'gru': dict(batch=64, seq=128, embed=128, hidden=512, vocab=98),
-    # Byte-level vocabulary (256 bytes + pad/BOS/EOS), as the translation path.
+    # Vocabulary of the offline pydoc text: its 103 training characters plus the 4
+    # special ids of `research.data.tokenizers`.
+    'lstm': dict(batch=64, seq=128, embed=128, hidden=512, vocab=107),
+    'gru': dict(batch=64, seq=128, embed=128, hidden=512, vocab=107),
+    # Byte-level vocabulary (256 bytes + PAD/BOS/EOS/UNK), as the translation path.
     'transformer': dict(batch=64, src_len=64, tgt_len=64, d=256, heads=4, enc_layers=3,
-                        dec_layers=3, ff=1024, vocab=259),
+                        dec_layers=3, ff=1024, vocab=260),
     # The DDPM experiment's default U-Net (its prompt encoder, ~5% of the FLOPs, left out).
     'unet': dict(batch=64, image=28, channels=1, widths=(32, 64, 64), num_res_blocks=1,
                  attention_resolutions=(7,), heads=4, groups=8, timesteps=1000),

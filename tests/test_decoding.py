@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from research import decoding
+from research.data import tokenizers
 from research.models import transformer
 from research.tasks import seq2seq
 
-BOS, EOS, PAD = 1, 2, 0
+BOS, EOS, PAD = tokenizers.BOS_ID, tokenizers.EOS_ID, tokenizers.PAD_ID
 
 
 def _table_step(log_probs_VxV):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from research import diffusion
+from research.data import tokenizers
 from research.models import text_encoder
 from research.models import unet
 from research.tasks import diffusion as task
@@ -129,14 +130,14 @@ def test_guidance_scale_0_is_unconditional_and_1_conditional():
 
 SIZE = 8
 PROMPTS = task.class_prompts('mnist', [str(i) for i in range(10)])
-VOCAB = text_encoder.build_vocabulary(PROMPTS)
+VOCAB = tokenizers.WordTokenizer.from_prompts(PROMPTS)
 
 
 def _tiny_model():
   return task.Denoiser(
       unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
                       num_groups=4),
-      text_encoder.TextEncoderConfig(vocab_size=text_encoder.vocab_size(VOCAB),
+      text_encoder.TextEncoderConfig(vocab_size=VOCAB.size,
                                      max_length=4, emb_dim=16, num_heads=2,
                                      num_layers=1, mlp_dim=32))
 
@@ -149,7 +150,7 @@ def _init(model, tokens):
 
 def test_guidance_scale_0_samples_ignore_the_prompt():
   model = _tiny_model()
-  tokens = text_encoder.tokenize(PROMPTS, VOCAB, 4)
+  tokens = VOCAB.encode_batch(PROMPTS, 4)
   params = _init(model, tokens)
   # A non-zero output layer, so the network's prediction matters.
   params = jax.tree.map(lambda p: p + 0.05, params)
@@ -164,7 +165,7 @@ def test_guidance_scale_0_samples_ignore_the_prompt():
 
 def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
   model = _tiny_model()
-  tokens = text_encoder.tokenize(PROMPTS, VOCAB, 4)
+  tokens = VOCAB.encode_batch(PROMPTS, 4)
   sched = diffusion.make_schedule('linear', 100)
   loss_fn = task.make_loss_fn(model, sched, tokens, cond_drop_rate=0.1)
   tx = task.with_parameter_ema(optimizers.make_optimizer(optimizers.OptimizerConfig(

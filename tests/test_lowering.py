@@ -39,6 +39,7 @@ import pytest
 
 from research import diffusion
 from research.data import augment
+from research.data import tokenizers
 from research.models import cnn
 from research.models import layers
 from research.models import rnn
@@ -167,14 +168,14 @@ def _transformer() -> Family:
 
 def _ddpm() -> Family:
   prompts = ddpm.class_prompts('mnist', [str(i) for i in range(10)])
-  vocab = text_encoder.build_vocabulary(prompts)
-  tokens = text_encoder.tokenize(prompts, vocab, 4)
+  vocab = tokenizers.WordTokenizer.from_prompts(prompts)
+  tokens = vocab.encode_batch(prompts, 4)
   model = ddpm.Denoiser(
       # No U-Net attention: it is the transformer's `dot_product_attention`, lowered
       # above, and would double the time to trace.
       unet.UNetConfig(widths=(8,), attention_resolutions=(), num_heads=2,
                       num_groups=4),
-      text_encoder.TextEncoderConfig(vocab_size=text_encoder.vocab_size(vocab),
+      text_encoder.TextEncoderConfig(vocab_size=vocab.size,
                                      max_length=4, emb_dim=8, num_heads=2, num_layers=1,
                                      mlp_dim=8))
   sched = diffusion.make_schedule('linear', 10)

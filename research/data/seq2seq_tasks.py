@@ -13,8 +13,8 @@ so every test length is also a training length and no test input is in training.
 The 'length' split (reverse only) tests on lengths disjoint from training ones:
 length generalisation.
 
-Token ids: 0 padding, 1 beginning of sequence (decoder start), 2 end of sequence,
-then the characters. Sources are padded with 0; targets end with EOS, then 0.
+Token ids are those of `research.data.tokenizers` (a strict `CharTokenizer`):
+sources are padded with PAD_ID; targets end with EOS_ID, then PAD_ID.
 """
 
 import dataclasses
@@ -22,43 +22,13 @@ import string
 
 import numpy as np
 
-from research.errors import UserInputError
 from research.data import holdout
 from research.data import shard
+from research.data import tokenizers
+from research.errors import UserInputError
 
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-NUM_SPECIAL = 3
 TASKS = ('reverse', 'addition')
 SPLITS = ('stratified', 'length')
-
-
-class CharVocab:
-  """Characters <-> token ids, after the three special ids."""
-
-  def __init__(self, chars: str):
-    self.chars = chars
-    self._ids = {c: i + NUM_SPECIAL for i, c in enumerate(chars)}
-
-  @property
-  def size(self) -> int:
-    return len(self.chars) + NUM_SPECIAL
-
-  def encode(self, text: str) -> list[int]:
-    try:
-      return [self._ids[c] for c in text]
-    except KeyError as e:
-      raise UserInputError(f'character {e.args[0]!r} is not in the vocabulary '
-                           f'{self.chars!r}') from None
-
-  def decode(self, ids) -> str:
-    """Text of `ids` up to the first EOS, special ids dropped."""
-    out = []
-    for i in np.asarray(ids).tolist():
-      if i == EOS_ID:
-        break
-      if i >= NUM_SPECIAL:
-        out.append(self.chars[i - NUM_SPECIAL])
-    return ''.join(out)
 
 
 @dataclasses.dataclass
@@ -67,14 +37,14 @@ class Seq2SeqDataset:
 
   Attributes:
     name: task name.
-    inputs: int32 (N, S) source tokens, 0-padded.
-    targets: int32 (N, T) target tokens followed by EOS, then 0-padded.
-    vocab: shared by sources and targets (`encode`, `decode`, `size`).
+    inputs: int32 (N, S) source tokens, PAD_ID-padded.
+    targets: int32 (N, T) target tokens followed by EOS_ID, then PAD_ID-padded.
+    vocab: the tokenizer shared by sources and targets.
   """
   name: str
   inputs: np.ndarray
   targets: np.ndarray
-  vocab: object
+  vocab: tokenizers.Tokenizer
 
   def __len__(self) -> int:
     return len(self.inputs)
@@ -90,18 +60,24 @@ class Seq2SeqDataset:
 
   def num_target_tokens(self) -> int:
     """Real target tokens (EOS included) of the split."""
-    return int((self.targets != PAD_ID).sum())
+    return int((self.targets != tokenizers.PAD_ID).sum())
 
 
-def encode_pairs(pairs: list[tuple[str, str]], vocab, max_input_length: int,
-                 max_target_length: int) -> tuple[np.ndarray, np.ndarray]:
-  """Pads (source, target) texts to int32 arrays. Sources are cut to
-  `max_input_length` tokens, targets to `max_target_length` - 1, then EOS."""
-  inputs = np.zeros((len(pairs), max_input_length), np.int32)
-  targets = np.zeros((len(pairs), max_target_length), np.int32)
+def encode_pairs(pairs: list[tuple[str, str]], vocab: tokenizers.Tokenizer,
+                 max_input_length: int, max_target_length: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Pads (source, target) texts to int32 arrays.
+
+  Returns:
+    int32 (N, max_input_length) sources cut to that length, and int32
+    (N, max_target_length) targets cut to max_target_length - 1, then EOS_ID;
+    both padded with PAD_ID.
+  """
+  inputs = np.full((len(pairs), max_input_length), tokenizers.PAD_ID, np.int32)
+  targets = np.full((len(pairs), max_target_length), tokenizers.PAD_ID, np.int32)
   for n, (src, tgt) in enumerate(pairs):
     s = vocab.encode(src)[:max_input_length]
-    t = vocab.encode(tgt)[:max_target_length - 1] + [EOS_ID]
+    t = np.append(vocab.encode(tgt)[:max_target_length - 1], tokenizers.EOS_ID)
     inputs[n, :len(s)] = s
     targets[n, :len(t)] = t
   return inputs, targets
@@ -157,10 +133,12 @@ class TaskConfig:
       return longest, longest + 1
     return 2 * self.num_digits + 1, self.num_digits + 2
 
-  def vocab(self) -> CharVocab:
+  def vocab(self) -> tokenizers.CharTokenizer:
+    """The task's characters; encoding any other character is an error."""
     if self.name == 'reverse':
-      return CharVocab(string.ascii_lowercase[:self.num_letters])
-    return CharVocab(string.digits + '+')
+      return tokenizers.CharTokenizer(string.ascii_lowercase[:self.num_letters],
+                                      strict=True)
+    return tokenizers.CharTokenizer(string.digits + '+', strict=True)
 
 
 def _check(cfg: TaskConfig) -> None:

@@ -1,12 +1,12 @@
-"""Character-level text corpora: loading, vocabulary, and a bigram baseline.
+"""Character-level text corpora: loading, splitting, and a bigram baseline.
 
 A corpus is a train and a validation text. It comes from a tfds data set whose
 splits hold 'text' features (tfds's `tiny_shakespeare`, or the offline
 `text_offline`, see `research.data.text_offline`), or from any UTF-8 text file,
 split the same deterministic way as `text_offline`.
 
-The vocabulary is built from the training text only; id 0 is reserved for
-characters it has not seen.
+The corpus is encoded by a `research.data.tokenizers.CharTokenizer` built from
+the training text only; characters it has not seen get `UNK_ID`.
 """
 
 import dataclasses
@@ -16,11 +16,10 @@ import os
 import numpy as np
 
 from research.data import tfds_io
+from research.data import tokenizers
 from research.errors import UserInputError
 
 VALIDATION_FRACTION = 0.1
-UNK_ID = 0
-UNK = '\ufffd'  # How the unknown id prints.
 
 
 def pydoc_topics_text() -> str:
@@ -53,49 +52,19 @@ def split_text(text: str, validation_fraction: float = VALIDATION_FRACTION
 
 
 @dataclasses.dataclass(frozen=True)
-class Vocab:
-  """Characters <-> ids; id 0 (`UNK_ID`) is every character not in `chars`.
-
-  Attributes:
-    chars: the known characters; character chars[i] has id i + 1.
-  """
-  chars: tuple[str, ...]
-
-  @property
-  def size(self) -> int:
-    """V, including the unknown id."""
-    return len(self.chars) + 1
-
-  def encode(self, text: str) -> np.ndarray:
-    """int32 ids (len(text),); unknown characters map to UNK_ID."""
-    table = {c: i + 1 for i, c in enumerate(self.chars)}
-    return np.fromiter((table.get(c, UNK_ID) for c in text), np.int32, len(text))
-
-  def decode(self, ids) -> str:
-    """The text of a sequence of ids (UNK_ID prints as U+FFFD)."""
-    return ''.join(self.chars[i - 1] if 0 < i <= len(self.chars) else UNK
-                   for i in np.asarray(ids).tolist())
-
-
-def build_vocab(text: str) -> Vocab:
-  """The sorted set of characters of `text` (the training split)."""
-  return Vocab(tuple(sorted(set(text))))
-
-
-@dataclasses.dataclass(frozen=True)
 class TextCorpus:
   """A character corpus, encoded.
 
   Attributes:
     train: int32 (N_train,) ids of the training text.
     validation: int32 (N_val,) ids of the validation text.
-    vocab: built from the training text.
+    vocab: the character tokenizer, built from the training text.
     name: data set name (tfds name or the file's path).
     version: tfds version, or the file's size and mtime.
   """
   train: np.ndarray
   validation: np.ndarray
-  vocab: Vocab
+  vocab: tokenizers.CharTokenizer
   name: str
   version: str
 
@@ -152,7 +121,7 @@ def load_corpus(name: str, *, train_split: str = 'train',
     if len(t) < 2:
       raise UserInputError(f'the {split} text of {name!r} has {len(t)} characters; '
                            'it needs at least 2')
-  vocab = build_vocab(train)
+  vocab = tokenizers.CharTokenizer.from_text(train)
   return TextCorpus(train=vocab.encode(train), validation=vocab.encode(validation),
                     vocab=vocab, name=name, version=version)
 

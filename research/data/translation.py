@@ -1,36 +1,17 @@
 """Translation pairs from tensorflow-datasets, byte-level tokens, and BLEU.
 
 The default is TED talks Portuguese -> English (`ted_hrlr_translate/pt_to_en`).
-Text becomes UTF-8 bytes shifted past the three special ids (so no tokenizer has
-to be trained or downloaded); sequences are truncated to the maximal lengths.
+Text becomes UTF-8 bytes (`research.data.tokenizers.ByteTokenizer`, so no
+tokenizer has to be trained or downloaded); sequences are truncated to the
+maximal lengths.
 """
 
 import dataclasses
 
-import numpy as np
-
 from research.data import seq2seq_tasks
 from research.data import tfds_io
+from research.data import tokenizers
 from research.errors import UserInputError
-
-
-class ByteVocab:
-  """UTF-8 bytes <-> ids 3..258, after the special ids of `seq2seq_tasks`."""
-
-  size = 256 + seq2seq_tasks.NUM_SPECIAL
-
-  def encode(self, text: str) -> list[int]:
-    return [b + seq2seq_tasks.NUM_SPECIAL for b in text.encode('utf-8')]
-
-  def decode(self, ids) -> str:
-    """Text up to the first EOS; truncated multi-byte characters become U+FFFD."""
-    out = bytearray()
-    for i in np.asarray(ids).tolist():
-      if i == seq2seq_tasks.EOS_ID:
-        break
-      if i >= seq2seq_tasks.NUM_SPECIAL:
-        out.append(i - seq2seq_tasks.NUM_SPECIAL)
-    return out.decode('utf-8', errors='replace')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +57,7 @@ def load_split(cfg: TranslationConfig, split: str) -> tuple[
       raise UserInputError(f'{cfg.dataset} has no language {e.args[0]!r}: it has '
                            f'{sorted(ex)}') from None
     pairs.append((src.decode('utf-8'), tgt.decode('utf-8')))
-  vocab = ByteVocab()
+  vocab = tokenizers.ByteTokenizer()
   inputs, targets = seq2seq_tasks.encode_pairs(pairs, vocab, cfg.max_input_length,
                                                cfg.max_target_length)
   return (seq2seq_tasks.Seq2SeqDataset(cfg.dataset, inputs, targets, vocab),

@@ -17,6 +17,7 @@ import numpy as np
 
 from research import diffusion
 from research import sample_quality
+from research.data import tokenizers
 from research.errors import UserInputError
 from research.families import cnn
 from research.models import text_encoder
@@ -73,18 +74,18 @@ class PromptDDPM:
       raise UserInputError(f'data set {c.dataset!r} has {self.train_set.image.shape[-1]} '
                            'channels; set image_channels to it')
     self.prompts = task.class_prompts(c.dataset, self.train_set.class_names)
-    vocabulary = text_encoder.build_vocabulary(self.prompts)
+    tokenizer = tokenizers.WordTokenizer.from_prompts(self.prompts)
     try:
-      self.tokens = text_encoder.tokenize(self.prompts, vocabulary, c.text.max_length)
+      self.tokens = tokenizer.encode_batch(self.prompts, c.text.max_length)
     except ValueError as e:
       raise UserInputError(f'{e}: raise text.max_length') from None
-    self.vocab_size = text_encoder.vocab_size(vocabulary)
+    self.vocab_size = tokenizer.size
     t = self.train_set
     return trainer.TrainData(t.arrays(), len(t), facts={
         'name': t.name, 'version': t.version, 'train_split': c.train_split,
         'test_split': c.test_split, 'train_examples': len(t),
         'test_examples': len(self.test_set), 'prompts': self.prompts,
-        'prompt_vocabulary': vocabulary})
+        'prompt_vocabulary': tokenizer.words})
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config

@@ -13,6 +13,7 @@ import numpy as np
 
 from research.data import shard
 from research.data import text as text_lib
+from research.data import tokenizers
 from research.errors import UserInputError
 from research.models import rnn
 from research.tasks import language_model as lm
@@ -55,7 +56,7 @@ class CharLanguageModel:
         'name': corpus.name, 'version': corpus.version, 'text_file': c.text_file,
         'train_characters': len(corpus.train), 'vocab_size': corpus.vocab.size,
         'validation_characters': len(corpus.validation), 'chars': ''.join(
-            corpus.vocab.chars), 'unknown_id': text_lib.UNK_ID})
+            corpus.vocab.chars), 'unknown_id': tokenizers.UNK_ID})
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config

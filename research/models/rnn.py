@@ -253,7 +253,7 @@ class CharLMConfig:
   """Hyperparameters of the character-level recurrent language model.
 
   Attributes:
-    vocab_size: V, including the reserved unknown-character id.
+    vocab_size: V, including the special ids of `research.data.tokenizers`.
     embed_dim: width of the character embedding.
     hidden_dim: H of every recurrent layer.
     num_layers: stacked recurrent layers.

@@ -2,9 +2,9 @@
 
 Dimension key: B batch, L prompt length in tokens, D width, V vocabulary.
 
-Prompts are split into lower-case words and each word is looked up in a
-vocabulary built from the prompts the model is trained on (ids from 3; 0 pads,
-1 ends every prompt, 2 stands for a word outside the vocabulary). The encoder
+Prompts are tokenized by `research.data.tokenizers.WordTokenizer`: lower-case
+words looked up in a vocabulary built from the prompts the model is trained on,
+then EOS_ID, then PAD_ID (unknown words are UNK_ID). The encoder
 layers are those of `research.models.transformer`; the output is the mean of
 the words' final (layer-normed) vectors.
 
@@ -18,60 +18,14 @@ word vectors. A word vocabulary gives each digit word its own embedding.
 """
 
 import dataclasses
-import math
-import re
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from research.data import tokenizers
 from research.models import transformer
-
-PAD, END, UNKNOWN = 0, 1, 2
-NUM_SPECIAL_TOKENS = 3
-
-
-def split_words(prompt: str) -> list[str]:
-  """Lower-case words (runs of letters, digits or apostrophes) of a prompt."""
-  return re.findall(r"[a-z0-9']+", prompt.lower())
-
-
-def build_vocabulary(prompts: Sequence[str]) -> tuple[str, ...]:
-  """The sorted distinct words of `prompts`; word i gets token id i + 3."""
-  return tuple(sorted({w for p in prompts for w in split_words(p)}))
-
-
-def vocab_size(vocabulary: Sequence[str]) -> int:
-  """Number of token ids: the words plus padding, end and unknown."""
-  return len(vocabulary) + NUM_SPECIAL_TOKENS
-
-
-def tokenize(prompts: Sequence[str], vocabulary: Sequence[str], max_length: int
-             ) -> np.ndarray:
-  """Word ids of each prompt followed by the end token, zero padded.
-
-  Words missing from `vocabulary` become UNKNOWN.
-
-  Returns:
-    int32 (len(prompts), max_length).
-
-  Raises:
-    ValueError: for a prompt of more than max_length - 1 words (one place is the
-      end token's) or with no word at all.
-  """
-  index = {w: i + NUM_SPECIAL_TOKENS for i, w in enumerate(vocabulary)}
-  out = np.zeros((len(prompts), max_length), np.int32)
-  for i, p in enumerate(prompts):
-    words = split_words(p)
-    if not words:
-      raise ValueError(f'prompt {p!r} has no words')
-    if len(words) + 1 > max_length:
-      raise ValueError(f'prompt {p!r} has {len(words)} words; at most {max_length - 1} '
-                       f'fit in max_length {max_length} (which includes the end token)')
-    out[i, :len(words) + 1] = [index.get(w, UNKNOWN) for w in words] + [END]
-  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +33,8 @@ class TextEncoderConfig:
   """Hyperparameters of the prompt encoder.
 
   Attributes:
-    vocab_size: token ids, `vocab_size(vocabulary)`.
-    max_length: longest tokenised prompt L (words plus the end token).
+    vocab_size: token ids, `WordTokenizer.size`.
+    max_length: longest tokenised prompt L (words plus EOS).
     emb_dim: width D (also the output vector's width).
     num_heads: attention heads (must divide D).
     num_layers: transformer encoder layers.
@@ -106,14 +60,16 @@ class TextEncoderConfig:
 
 
 class TextEncoder(nn.Module):
-  """Encodes (B, L) token ids (from `tokenize`) into (B, D) float32 vectors."""
+  """Encodes int32 (B, L) token ids (from `WordTokenizer.encode_batch`) into (B, D)
+  float32 vectors: PAD_ID positions are ignored, EOS_ID is attended to but left
+  out of the pooled mean."""
   config: TextEncoderConfig
 
   @nn.compact
   def __call__(self, tokens_BxL: jax.Array, *, train: bool) -> jax.Array:
     cfg = self.config
     tcfg = cfg.transformer_config()
-    attend_BxL = tokens_BxL != PAD
+    attend_BxL = tokens_BxL != tokenizers.PAD_ID
     # Unit-variance word vectors, as large as the sinusoidal positions.
     words = nn.Embed(cfg.vocab_size, cfg.emb_dim, embedding_init=nn.initializers.normal(1.0),
                      name='embed')(tokens_BxL)
@@ -123,7 +79,7 @@ class TextEncoder(nn.Module):
     for i in range(cfg.num_layers):
       x = transformer.EncoderLayer(tcfg, name=f'layer{i}')(x, mask, train=train)
     x = nn.LayerNorm(dtype=cfg.dtype, name='norm')(x).astype(jnp.float32)
-    w_BxL = (attend_BxL & (tokens_BxL != END)).astype(jnp.float32)
+    w_BxL = (attend_BxL & (tokens_BxL != tokenizers.EOS_ID)).astype(jnp.float32)
     mean = lambda v: (v * w_BxL[..., None]).sum(1) / jnp.maximum(w_BxL.sum(1, keepdims=True), 1.0)
     # The bag of word vectors bypasses the layers, so prompts stay distinct while
     # the layers learn (without it their pooled outputs drifted to cosine 0.98).

@@ -119,7 +119,7 @@ def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: 
     model: the Denoiser.
     params: its parameters (e.g. the EMA).
     sched: the noise schedule it was trained with.
-    tokens_BxL: prompt character ids.
+    tokens_BxL: int32 prompt token ids (`WordTokenizer.encode_batch`).
     rng: sampling key.
     image_shape: (H, W, C).
     sampler: 'ddim' (deterministic, `num_steps` steps) or 'ddpm' (ancestral, all T).

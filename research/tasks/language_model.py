@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from research.data import tokenizers
+
 
 def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int
                 ) -> dict[str, np.ndarray]:
@@ -24,16 +26,16 @@ def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int
     seq_len: T.
 
   Returns:
-    {'tokens': int32 (N + T + 1,) ids padded with zeros so every window fits,
+    {'tokens': int32 (N + T + 1,) ids padded with PAD_ID so every window fits,
      'real': float32 (N + T + 1,), 1 where `tokens` holds the text, 0 after it,
      'offsets': int32 (W,)}. Every array has a leading axis (no scalars), as the
     drivers' per-device gathers need.
   """
   tokens = np.asarray(tokens_N, np.int32)
-  pad = np.zeros(seq_len + 1, np.int32)
+  pad = np.full(seq_len + 1, tokenizers.PAD_ID, np.int32)
   return {'tokens': np.concatenate([tokens, pad]),
           'real': np.concatenate([np.ones(len(tokens), np.float32),
-                                  pad.astype(np.float32)]),
+                                  np.zeros(seq_len + 1, np.float32)]),
           'offsets': np.asarray(offsets_W, np.int32)}
 
 
@@ -102,14 +104,14 @@ def perplexity_and_bpc(loss_nats: float) -> dict[str, float]:
 
 
 
-def complete_prompts(model: nn.Module, params, vocab, prompts, rng, *, length: int,
-                     temperature: float, top_k: int) -> list[str]:
+def complete_prompts(model: nn.Module, params, vocab: tokenizers.CharTokenizer, prompts,
+                     rng, *, length: int, temperature: float, top_k: int) -> list[str]:
   """Each prompt followed by `length` sampled characters (one compiled scan).
 
   Args:
     model: a `research.models.rnn.CharLM`.
     params: its parameters.
-    vocab: has `encode(str) -> ids` and `decode(ids) -> str`.
+    vocab: the corpus's character tokenizer (a sampled EOS_ID ends a completion).
     prompts: non-empty strings.
     rng: sampling key.
     length: characters to sample after each prompt.
@@ -120,7 +122,7 @@ def complete_prompts(model: nn.Module, params, vocab, prompts, rng, *, length: i
   if not prompts or not length:
     return []
   ids = [vocab.encode(p) for p in prompts]
-  prompt = np.zeros((len(ids), max(len(i) for i in ids)), np.int32)
+  prompt = np.full((len(ids), max(len(i) for i in ids)), tokenizers.PAD_ID, np.int32)
   mask = np.zeros(prompt.shape, np.float32)
   for row, i in enumerate(ids):
     prompt[row, :len(i)], mask[row, :len(i)] = i, 1.0

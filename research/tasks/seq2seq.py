@@ -1,11 +1,11 @@
 """Loss and decoding evaluation of sequence-to-sequence models (see
 `research.train.steps` for the loss-function contract).
 
-Batches hold 'inputs' int32 (B, S) and 'targets' int32 (B, T) (tokens, EOS, then
-padding 0) and 'mask' float32 (B,). Dimension key as in `research.models.transformer`.
+Batches hold 'inputs' int32 (B, S) and 'targets' int32 (B, T) (tokens, EOS_ID, then
+PAD_ID) and 'mask' float32 (B,); token ids follow `research.data.tokenizers`.
+Dimension key as in `research.models.transformer`.
 """
 
-import dataclasses
 import functools
 from typing import Callable
 
@@ -15,14 +15,8 @@ import numpy as np
 import optax
 
 from research import decoding
+from research.data import tokenizers
 from research.models import transformer
-
-
-@dataclasses.dataclass(frozen=True)
-class SpecialTokens:
-  pad_id: int = 0
-  bos_id: int = 1
-  eos_id: int = 2
 
 
 def shift_right(targets_BxT: jax.Array, bos_id: int) -> jax.Array:
@@ -47,8 +41,8 @@ def _token_metrics(logits_BxTxV, targets_BxT, mask_B, pad_id, label_smoothing):
   return metrics, prediction_BxT
 
 
-def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0,
-                 tokens: SpecialTokens = SpecialTokens()) -> Callable:
+def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
+                 ) -> Callable:
   """Teacher-forced cross-entropy per target token.
 
   Returns:
@@ -59,17 +53,16 @@ def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
   def loss_fn(params, batch, rng, train):
     rngs = {'dropout': rng} if train else {}
     logits = model.apply({'params': params}, batch['inputs'],
-                         shift_right(batch['targets'], tokens.bos_id), train=train,
+                         shift_right(batch['targets'], tokenizers.BOS_ID), train=train,
                          rngs=rngs)
     metrics, prediction = _token_metrics(logits, batch['targets'], batch['mask'],
-                                         tokens.pad_id, label_smoothing)
+                                         tokenizers.PAD_ID, label_smoothing)
     return metrics, {'prediction': prediction}
   return loss_fn
 
 
 def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
-             beam_size: int = 1, alpha: float = 0.0,
-             tokens: SpecialTokens = SpecialTokens()) -> jax.Array:
+             beam_size: int = 1, alpha: float = 0.0) -> jax.Array:
   """Decodes int32 sources (B, S): `beam_size` 0 runs the greedy loop, K >= 1 beam
   search with K beams (K = 1 gives the greedy result).
 
@@ -83,7 +76,7 @@ def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
   def step_fn(cache, token_B, index):
     return model.apply(variables, cache, token_B, index, method=model.decode_step)
 
-  kw = dict(bos_id=tokens.bos_id, eos_id=tokens.eos_id, pad_id=tokens.pad_id)
+  kw = dict(bos_id=tokenizers.BOS_ID, eos_id=tokenizers.EOS_ID, pad_id=tokenizers.PAD_ID)
   b, max_len = inputs_BxS.shape[0], model.config.max_target_length
   if beam_size == 0:
     return decoding.greedy(step_fn, cache, b, max_len, **kw)
@@ -92,8 +85,7 @@ def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
 
 
 def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
-                        alpha: float = 0.0, tokens: SpecialTokens = SpecialTokens()
-                        ) -> Callable:
+                        alpha: float = 0.0) -> Callable:
   """An evaluation-only loss function that also decodes (greedy and beam search).
 
   Returns:
@@ -102,8 +94,8 @@ def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
     'beam_exact_accuracy' (whole decoded sequence equals the target); outputs
     'greedy' and 'beam' int32 (B, T).
   """
-  loss_fn = make_loss_fn(model, tokens=tokens)
-  gen = functools.partial(generate, model, alpha=alpha, tokens=tokens)
+  loss_fn = make_loss_fn(model)
+  gen = functools.partial(generate, model, alpha=alpha)
 
   def decode_eval_fn(params, batch, rng, train):
     del rng, train  # Always deterministic.
@@ -122,7 +114,7 @@ DECODERS = ('greedy', 'beam')
 
 
 def exact_by_length(inputs_NxS, targets_NxT, decoded_NxT,
-                    pad_id: int = SpecialTokens.pad_id) -> dict[int, tuple[int, int]]:
+                    pad_id: int = tokenizers.PAD_ID) -> dict[int, tuple[int, int]]:
   """Exact decoded sequences per input length, on the host.
 
   Args:
@@ -143,7 +135,7 @@ def exact_by_length(inputs_NxS, targets_NxT, decoded_NxT,
 
 
 def length_summary(inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray],
-                   pad_id: int = SpecialTokens.pad_id) -> tuple[dict, str]:
+                   pad_id: int = tokenizers.PAD_ID) -> tuple[dict, str]:
   """Per-length exact match of greedy and beam decoding.
 
   Args:
@@ -172,8 +164,13 @@ def length_summary(inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray],
   return metrics, '\n'.join(rows)
 
 
-def examples_text(vocab, inputs_NxS, targets_NxT, greedy_NxT, beam_NxT, num: int) -> str:
-  """The first `num` decoded examples next to their references, marked ok/WRONG."""
+def examples_text(vocab: tokenizers.Tokenizer, inputs_NxS, targets_NxT, greedy_NxT,
+                  beam_NxT, num: int) -> str:
+  """The first `num` decoded examples next to their references, marked ok/WRONG.
+
+  Args:
+    vocab: decodes the int32 (N, S) `inputs_NxS` and the int32 (N, T) others.
+  """
   lines = []
   for i in range(min(num, len(inputs_NxS))):
     ref, greedy, beam = (vocab.decode(a[i]) for a in (targets_NxT, greedy_NxT, beam_NxT))

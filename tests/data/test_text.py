@@ -1,4 +1,4 @@
-"""Character corpora: the deterministic split, the vocabulary, loaders, the bigram."""
+"""Character corpora: the deterministic split, loaders, the bigram."""
 
 import math
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from research.data import text
+from research.data import tokenizers
 from research.errors import UserInputError
 
 
@@ -25,23 +26,12 @@ def test_split_rejects_what_cannot_be_split():
     text.split_text('abc\ndef', 1.5)
 
 
-def test_vocab_round_trip_and_unknown_characters():
-  vocab = text.build_vocab('hello world')
-  assert vocab.size == len(set('hello world')) + 1
-  ids = vocab.encode('hello')
-  assert ids.dtype == np.int32 and ids.min() > 0
-  assert vocab.decode(ids) == 'hello'
-  unk = vocab.encode('help!')
-  assert unk[3] == text.UNK_ID and unk[4] == text.UNK_ID  # 'p' and '!' unseen.
-  assert vocab.decode(unk) == 'hel' + text.UNK * 2
-
-
 def test_text_file_corpus_builds_the_vocab_from_training_text_only(tmp_path):
   path = tmp_path / 'tiny.txt'
   path.write_text('abcab\n' * 50 + 'xyz\n' * 5, encoding='utf-8')
   corpus = text.load_corpus('ignored', text_file=str(path))
   assert set(corpus.vocab.chars) == set('abc\n')
-  assert (corpus.validation == text.UNK_ID).sum() == 15  # x, y, z of 5 lines.
+  assert (corpus.validation == tokenizers.UNK_ID).sum() == 15  # x, y, z of 5 lines.
   assert len(corpus.train) + len(corpus.validation) == 320
 
 
@@ -69,7 +59,7 @@ def test_pydoc_topics_ship_with_python():
 def test_offline_builder_splits_the_pydoc_text(tmp_path):
   corpus = text.load_corpus('text_offline', data_dir=str(tmp_path))
   train, val = text.split_text(text.pydoc_topics_text())
-  assert corpus.vocab == text.build_vocab(train)
+  assert corpus.vocab == tokenizers.CharTokenizer.from_text(train)
   np.testing.assert_array_equal(corpus.validation, corpus.vocab.encode(val))
   assert len(corpus.train) == len(train) and corpus.version == '1.0.0'
 

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from research.data import tokenizers
 from research.models import text_encoder
 from research.models import unet
 from research.tasks import diffusion as task
@@ -77,14 +78,14 @@ DIGIT_PROMPTS = [f'a handwritten {w}' for w in task.DIGIT_WORDS]
 
 
 def _encoder(max_length, **kw):
-  vocab = text_encoder.build_vocabulary(DIGIT_PROMPTS)
+  vocab = tokenizers.WordTokenizer.from_prompts(DIGIT_PROMPTS)
   return text_encoder.TextEncoder(text_encoder.TextEncoderConfig(
-      vocab_size=text_encoder.vocab_size(vocab), max_length=max_length, **kw)), vocab
+      vocab_size=vocab.size, max_length=max_length, **kw)), vocab
 
 
 def test_text_encoder_padding_invariance_and_prompt_dependence():
   enc, vocab = _encoder(8, emb_dim=16, num_heads=2, num_layers=1, mlp_dim=32)
-  toks = text_encoder.tokenize(['a handwritten seven', 'a handwritten one'], vocab, 8)
+  toks = vocab.encode_batch(['a handwritten seven', 'a handwritten one'], 8)
   params = enc.init(jax.random.key(0), toks, train=False)['params']
   out = enc.apply({'params': params}, toks, train=False)
   chex.assert_shape(out, (2, 16))
@@ -99,20 +100,23 @@ def test_digit_prompts_start_far_from_parallel():
   # Prompts of one template must not start (near-)parallel, or the denoiser learns
   # to ignore them (character-level encodings of these started at cosine > 0.98).
   enc, vocab = _encoder(8)
-  toks = text_encoder.tokenize(DIGIT_PROMPTS, vocab, 8)
+  toks = vocab.encode_batch(DIGIT_PROMPTS, 8)
   out = enc.apply(enc.init(jax.random.key(0), toks, train=False), toks, train=False)
   unit = out / np.linalg.norm(out, axis=1, keepdims=True)
   mean_cos = ((unit @ unit.T).sum() - 10) / 90
   assert mean_cos < 0.9, mean_cos
 
 
-def test_tokenize():
-  vocab = text_encoder.build_vocabulary(['A cat', 'a dog.'])
-  assert vocab == ('a', 'cat', 'dog')
-  toks = text_encoder.tokenize(['a Dog', 'a cow'], vocab, 4)
-  np.testing.assert_array_equal(toks, [[3, 5, text_encoder.END, 0],
-                                       [3, text_encoder.UNKNOWN, text_encoder.END, 0]])
-  with pytest.raises(ValueError, match='at most 2'):
-    text_encoder.tokenize(['a cat dog'], vocab, 3)
-  with pytest.raises(ValueError, match='no words'):
-    text_encoder.tokenize(['...'], vocab, 3)
+def test_text_encoder_pools_only_the_words():
+  # With no layers the output is the pooled word vectors alone: the PAD_ID and
+  # EOS_ID embeddings, however large, must not reach it.
+  enc, vocab = _encoder(6, emb_dim=8, num_heads=2, num_layers=0, mlp_dim=8)
+  toks = vocab.encode_batch(DIGIT_PROMPTS[:2], 6)
+  assert (toks == tokenizers.PAD_ID).any() and (toks == tokenizers.EOS_ID).any()
+  params = enc.init(jax.random.key(0), toks, train=False)['params']
+  out = enc.apply({'params': params}, toks, train=False)
+  table = params['embed']['embedding']
+  for special in (tokenizers.PAD_ID, tokenizers.EOS_ID):
+    loud = {**params, 'embed': {'embedding': table.at[special].set(1e3)}}
+    chex.assert_trees_all_close(enc.apply({'params': loud}, toks, train=False), out,
+                                atol=1e-4)

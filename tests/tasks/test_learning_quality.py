@@ -16,6 +16,7 @@ import pytest
 from research import diffusion
 from research.data import seq2seq_tasks
 from research.data import text as text_lib
+from research.data import tokenizers
 from research.models import rnn
 from research.models import text_encoder
 from research.models import transformer
@@ -70,10 +71,10 @@ def _train(model, example_args, loss_fn, data, *, num_steps, batch_size, lr,
 
 def _reversed_with_eos(inputs_NxS, target_length):
   """The expected targets, made here rather than by the task generator."""
-  targets = np.zeros((len(inputs_NxS), target_length), np.int32)
+  targets = np.full((len(inputs_NxS), target_length), tokenizers.PAD_ID, np.int32)
   for row, src in zip(targets, inputs_NxS):
-    letters = src[src != seq2seq_tasks.PAD_ID][::-1]
-    row[:len(letters) + 1] = np.append(letters, seq2seq_tasks.EOS_ID)
+    letters = src[src != tokenizers.PAD_ID][::-1]
+    row[:len(letters) + 1] = np.append(letters, tokenizers.EOS_ID)
   return targets
 
 
@@ -114,12 +115,12 @@ def _half_images(labels, rng):
 
 def test_denoiser_uses_its_prompt():
   prompts = ddpm.class_prompts('halves', SIDES)
-  vocab = text_encoder.build_vocabulary(prompts)
-  tokens = text_encoder.tokenize(prompts, vocab, 6)
+  vocab = tokenizers.WordTokenizer.from_prompts(prompts)
+  tokens = vocab.encode_batch(prompts, 6)
   model = ddpm.Denoiser(
       unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
                       num_groups=4),
-      text_encoder.TextEncoderConfig(vocab_size=text_encoder.vocab_size(vocab),
+      text_encoder.TextEncoderConfig(vocab_size=vocab.size,
                                      max_length=6, emb_dim=16, num_heads=2,
                                      num_layers=1, mlp_dim=32))
   # Cosine: its last steps leave little of the image, so only the prompt tells
@@ -170,7 +171,7 @@ def test_char_lm_beats_the_bigram_baseline(cell):
   rng = np.random.default_rng(0)
   train_text, _ = _grammar_text(800, rng)
   valid_text, entropy = _grammar_text(200, rng)
-  vocab = text_lib.build_vocab(train_text)
+  vocab = tokenizers.CharTokenizer.from_text(train_text)
   train_ids, valid_ids = vocab.encode(train_text), vocab.encode(valid_text)
   seq_len = 32
   model = rnn.CharLM(rnn.CharLMConfig(vocab_size=vocab.size, embed_dim=16,

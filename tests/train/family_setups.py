@@ -7,6 +7,7 @@ import numpy as np
 
 from research import diffusion
 from research.models import rnn
+from research.data import tokenizers
 from research.models import text_encoder
 from research.models import transformer
 from research.models import unet
@@ -55,12 +56,12 @@ def transformer_seq2seq():
 def ddpm_denoiser():
   """A two-level U-Net + one-layer prompt encoder on 40 random 8x8 digits, T = 50."""
   prompts = ddpm.class_prompts('mnist', [str(i) for i in range(10)])
-  vocab = text_encoder.build_vocabulary(prompts)
-  tokens = text_encoder.tokenize(prompts, vocab, 4)
+  vocab = tokenizers.WordTokenizer.from_prompts(prompts)
+  tokens = vocab.encode_batch(prompts, 4)
   model = ddpm.Denoiser(
       unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
                       num_groups=4),
-      text_encoder.TextEncoderConfig(vocab_size=text_encoder.vocab_size(vocab),
+      text_encoder.TextEncoderConfig(vocab_size=vocab.size,
                                      max_length=4, emb_dim=16, num_heads=2, num_layers=1,
                                      mlp_dim=32))
   rng = np.random.default_rng(0)

@@ -1,0 +1,188 @@
+"""Tokenizers of every text model: characters, UTF-8 bytes and prompt words.
+
+One convention for all of them. The first `NUM_SPECIAL` ids are shared:
+
+  PAD_ID 0  padding; losses and the prompt encoder mask it out.
+  BOS_ID 1  beginning of sequence: the seq2seq decoder's first input.
+  EOS_ID 2  end of sequence: ends seq2seq targets and prompts.
+  UNK_ID 3  a character or word outside the vocabulary.
+
+A tokenizer's own symbols follow, symbol i having id NUM_SPECIAL + i. `encode`
+returns int32 ids of the symbols only (no BOS or EOS; callers add them where
+their format needs them). `decode` reads ids up to the first EOS, drops PAD and
+BOS, and prints UNK (and any id past the vocabulary) as U+FFFD.
+"""
+
+import dataclasses
+import re
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+from research.errors import UserInputError
+
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
+UNK_ID = 3
+NUM_SPECIAL = 4
+UNK_TEXT = '\ufffd'  # How UNK_ID decodes.
+
+
+class Tokenizer(Protocol):
+  """Text <-> int32 token ids under the convention above."""
+
+  @property
+  def size(self) -> int:
+    """V: the number of ids, special ids included."""
+
+  def encode(self, text: str) -> np.ndarray:
+    """int32 (len,) ids of `text`."""
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """The text of `ids` up to the first EOS."""
+
+
+def _symbols(ids: Iterable[int], size: int) -> list[int]:
+  """Symbol indices (id - NUM_SPECIAL) of `ids` up to the first EOS, PAD and BOS
+  dropped; -1 for UNK_ID and for ids >= `size`."""
+  out = []
+  for i in np.asarray(ids).reshape(-1).tolist():
+    if i == EOS_ID:
+      break
+    if i in (PAD_ID, BOS_ID):
+      continue
+    out.append(i - NUM_SPECIAL if NUM_SPECIAL <= i < size else -1)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CharTokenizer:
+  """Characters <-> ids: chars[i] has id NUM_SPECIAL + i.
+
+  Attributes:
+    chars: the known characters, each once.
+    strict: encoding an unknown character raises UserInputError (naming it)
+      instead of giving UNK_ID.
+  """
+  chars: str
+  strict: bool = False
+  _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
+
+  def __post_init__(self):
+    if len(set(self.chars)) != len(self.chars):
+      raise ValueError(f'characters repeat in {self.chars!r}')
+    object.__setattr__(self, '_ids', {c: NUM_SPECIAL + i for i, c in enumerate(self.chars)})
+
+  @classmethod
+  def from_text(cls, text: str, *, strict: bool = False) -> 'CharTokenizer':
+    """The sorted distinct characters of `text` (e.g. a training split)."""
+    return cls(''.join(sorted(set(text))), strict=strict)
+
+  @property
+  def size(self) -> int:
+    """V = len(chars) + NUM_SPECIAL."""
+    return len(self.chars) + NUM_SPECIAL
+
+  def encode(self, text: str) -> np.ndarray:
+    """int32 (len(text),) ids; unknown characters give UNK_ID (or raise if strict).
+
+    Raises:
+      UserInputError: if `strict` and `text` has a character outside `chars`.
+    """
+    if self.strict:
+      unknown = next((c for c in text if c not in self._ids), None)
+      if unknown is not None:
+        raise UserInputError(f'character {unknown!r} is not in the vocabulary '
+                             f'{self.chars!r}')
+    return np.fromiter((self._ids.get(c, UNK_ID) for c in text), np.int32, len(text))
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """The text of int ids up to the first EOS (PAD, BOS dropped; UNK as U+FFFD)."""
+    return ''.join(self.chars[s] if s >= 0 else UNK_TEXT
+                   for s in _symbols(ids, self.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class ByteTokenizer:
+  """UTF-8 bytes <-> ids: byte b has id NUM_SPECIAL + b. Nothing is unknown, so
+  no tokenizer has to be trained or downloaded."""
+
+  @property
+  def size(self) -> int:
+    """V = 256 + NUM_SPECIAL."""
+    return 256 + NUM_SPECIAL
+
+  def encode(self, text: str) -> np.ndarray:
+    """int32 (number of UTF-8 bytes of `text`,) ids."""
+    return np.frombuffer(text.encode('utf-8'), np.uint8).astype(np.int32) + NUM_SPECIAL
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """The text of int ids up to the first EOS; bytes that do not form UTF-8 (such
+    as a multi-byte character cut by truncation) and UNK become U+FFFD."""
+    unk = UNK_TEXT.encode('utf-8')
+    return b''.join(bytes([s]) if s >= 0 else unk for s in _symbols(ids, self.size)
+                    ).decode('utf-8', errors='replace')
+
+
+def split_words(prompt: str) -> list[str]:
+  """Lower-case words (runs of letters, digits or apostrophes) of a prompt."""
+  return re.findall(r"[a-z0-9']+", prompt.lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class WordTokenizer:
+  """Prompt words <-> ids: words[i] has id NUM_SPECIAL + i.
+
+  Attributes:
+    words: the known words (as `split_words` gives them), each once.
+  """
+  words: tuple[str, ...]
+  _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
+
+  def __post_init__(self):
+    if len(set(self.words)) != len(self.words):
+      raise ValueError(f'words repeat in {self.words!r}')
+    object.__setattr__(self, '_ids', {w: NUM_SPECIAL + i for i, w in enumerate(self.words)})
+
+  @classmethod
+  def from_prompts(cls, prompts: Sequence[str]) -> 'WordTokenizer':
+    """The sorted distinct words of `prompts`."""
+    return cls(tuple(sorted({w for p in prompts for w in split_words(p)})))
+
+  @property
+  def size(self) -> int:
+    """V = len(words) + NUM_SPECIAL."""
+    return len(self.words) + NUM_SPECIAL
+
+  def encode(self, text: str) -> np.ndarray:
+    """int32 (number of words,) ids of the words of `text`; unknown ones UNK_ID."""
+    words = split_words(text)
+    return np.fromiter((self._ids.get(w, UNK_ID) for w in words), np.int32, len(words))
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """The words of int ids up to the first EOS, space-separated (UNK as U+FFFD)."""
+    return ' '.join(self.words[s] if s >= 0 else UNK_TEXT
+                    for s in _symbols(ids, self.size))
+
+  def encode_batch(self, prompts: Sequence[str], max_length: int) -> np.ndarray:
+    """Each prompt's word ids, then EOS_ID, then PAD_ID up to `max_length`.
+
+    Returns:
+      int32 (len(prompts), max_length).
+
+    Raises:
+      ValueError: for a prompt with no word at all, or of more than
+        max_length - 1 words (one place is EOS's).
+    """
+    out = np.full((len(prompts), max_length), PAD_ID, np.int32)
+    for n, prompt in enumerate(prompts):
+      ids = self.encode(prompt)
+      if not len(ids):
+        raise ValueError(f'prompt {prompt!r} has no words')
+      if len(ids) + 1 > max_length:
+        raise ValueError(f'prompt {prompt!r} has {len(ids)} words; at most '
+                         f'{max_length - 1} fit in max_length {max_length} (which '
+                         'includes the end token)')
+      out[n, :len(ids) + 1] = np.append(ids, EOS_ID)
+    return out
