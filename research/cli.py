@@ -34,6 +34,7 @@ from ml_collections import config_flags
 from research.errors import NonFiniteLossError
 from research.errors import Preempted
 from research.errors import UserInputError
+from research.train import compile_cache
 from research.train import distributed
 
 # Loggers kept at WARNING (unless -v or --logger_levels asks otherwise): orbax and
@@ -42,7 +43,8 @@ QUIET_LOGGERS = ('absl', 'jax')
 _RUN_LOGGER = logging.getLogger('research.run')
 _RUN_LOGGER.propagate = False  # Its records reach the log file only (see above).
 _EXPERIMENT_FLAGS = ('config', 'workdir', 'resume', 'coordinator_address',
-                     'num_processes', 'process_id', 'distributed_auto', 'log_dir',
+                     'num_processes', 'process_id', 'distributed_auto',
+                     'compilation_cache', 'log_dir',
                      'alsologtostderr', 'verbosity')
 
 
@@ -174,6 +176,10 @@ def define_config_flag(default: str, root: str,
   flags.DEFINE_integer('process_id', 0, 'This process\'s index in [0, num_processes).')
   flags.DEFINE_bool('distributed_auto', False, 'Join a multi-process run configured by '
                     'the cluster environment (SLURM, Cloud TPU).')
+  flags.DEFINE_string('compilation_cache', compile_cache.default_directory(),
+                      'Directory of JAX\'s persistent compilation cache, so a second '
+                      f'run skips compiling (default from ${compile_cache.ENV_VARIABLE}); '
+                      '"off" disables it.')
   try:
     holder = config_flags.DEFINE_config_file(
         'config', resolve_config_path(default, root), help_text, lock_config=True)
@@ -244,6 +250,7 @@ def run(train: Callable[[], object], program_name: str = '') -> None:
     setup_logging(program_name or os.path.basename(sys.argv[0]))
     distributed.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
                            flags.FLAGS.process_id, flags.FLAGS.distributed_auto)
+    compile_cache.enable(flags.FLAGS.compilation_cache)
     train()
   except UserInputError as e:
     _exit_with(str(e))
