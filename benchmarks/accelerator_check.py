@@ -39,10 +39,7 @@ import numpy as np
 
 from benchmarks import jax_models
 from benchmarks import measure
-from research.data import augment
-from research.models import cnn, rnn, transformer, unet
-from research.tasks import classification, language_model, seq2seq
-from research.train import optimizers, parallel, state as state_lib, steps
+from research.train import optimizers, parallel, steps, trainer
 
 FAMILIES = ('cnn', 'lstm', 'gru', 'transformer', 'ddpm')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -77,79 +74,23 @@ def peak_flops(device_kind: str) -> float | None:
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-  """A family ready to train: what `DataParallel` takes, and a FLOPs counter."""
-  loss_fn: Callable
-  gather_fn: Callable
-  model: Any
-  init_args: tuple
+  """A family ready to train: its model (built by the family), data and batch size."""
+  model: trainer.Model
   data: dict[str, np.ndarray]
   batch_size: int
   flops_loss_fn: Callable | None = None  # Loss of an unrolled twin, for FLOPs.
 
 
-def _cnn(s, dtype) -> Setup:
-  model = cnn.CNN(cnn.CNNConfig(num_classes=s['classes'], hidden_dim=s['hidden'],
-                                dtype=dtype))
-  b, hw, c = s['batch'], s['image'], s['channels']
-  rs = np.random.default_rng(0)
-  data = {'image': rs.integers(0, 256, (4 * b, hw, hw, c), np.uint8),
-          'label': rs.integers(0, s['classes'], 4 * b).astype(np.int32)}
-  loss_fn = classification.make_loss_fn(model, augment.ImagePreprocessing(channels=c))
-  return Setup(loss_fn, parallel.take_examples, model, (jnp.zeros((1, hw, hw, c)),),
-               data, b)
-
-
-def _char_lm(s, dtype, cell) -> Setup:
-  make = lambda unroll: rnn.CharLM(rnn.CharLMConfig(
-      vocab_size=s['vocab'], embed_dim=s['embed'], hidden_dim=s['hidden'], cell=cell,
-      unroll=unroll, dtype=dtype))
-  tokens = np.random.default_rng(0).integers(1, s['vocab'], 8 * s['batch'] * s['seq'])
-  data = language_model.window_data(
-      tokens, language_model.train_offsets(len(tokens), s['seq']), s['seq'])
-  model = make(1)
-  return Setup(language_model.make_loss_fn(model),
-               language_model.make_window_gather(s['seq']), model,
-               (jnp.zeros((1, s['seq']), jnp.int32),), data, s['batch'],
-               flops_loss_fn=language_model.make_loss_fn(make(s['seq'])))
-
-
-def _transformer(s, dtype) -> Setup:
-  model = transformer.Transformer(transformer.TransformerConfig(
-      input_vocab_size=s['vocab'], output_vocab_size=s['vocab'], emb_dim=s['d'],
-      num_heads=s['heads'], num_encoder_layers=s['enc_layers'],
-      num_decoder_layers=s['dec_layers'], mlp_dim=s['ff'], max_input_length=s['src_len'],
-      max_target_length=s['tgt_len'], dropout_rate=0.1, dtype=dtype))
-  b, rs = s['batch'], np.random.default_rng(0)
-  data = {'inputs': rs.integers(3, s['vocab'], (4 * b, s['src_len'])).astype(np.int32),
-          'targets': rs.integers(3, s['vocab'], (4 * b, s['tgt_len'])).astype(np.int32)}
-  init_args = (jnp.ones((1, s['src_len']), jnp.int32),
-               jnp.ones((1, s['tgt_len']), jnp.int32))
-  return Setup(seq2seq.make_loss_fn(model), parallel.take_examples, model, init_args,
-               data, b)
-
-
-def _ddpm(s, dtype) -> Setup:
-  model = unet.UNet(unet.UNetConfig(
-      out_channels=s['channels'], widths=tuple(s['widths']),
-      num_res_blocks=s['num_res_blocks'],
-      attention_resolutions=tuple(s['attention_resolutions']), num_heads=s['heads'],
-      num_groups=s['groups'], dtype=dtype))
-  b, hw, c = s['batch'], s['image'], s['channels']
-  images = np.random.default_rng(0).uniform(-1, 1, (4 * b, hw, hw, c))
-  init_args = (jnp.zeros((1, hw, hw, c)), jnp.zeros((1,), jnp.int32), None)
-  return Setup(jax_models.ddpm_loss_fn(model, s['timesteps']), parallel.take_examples,
-               model, init_args, {'image': images.astype(np.float32)}, b)
-
-
-_BUILDERS = {'cnn': _cnn, 'lstm': functools.partial(_char_lm, cell='lstm'),
-             'gru': functools.partial(_char_lm, cell='gru'),
-             'transformer': _transformer, 'ddpm': _ddpm}
-
-
 def build(family: str, dtype_name: str, tiny: bool) -> Setup:
-  """The `family` at the benchmark's size (or --tiny), computing in `dtype_name`."""
+  """The `family` at the benchmark's size (or --tiny), computing in `dtype_name`, on
+  four batches of random examples."""
   s = _TINY[family] if tiny else measure.spec(_SPEC_NAME[family], quick=False)
-  return _BUILDERS[family](s, DTYPES[dtype_name])
+  extra = {'dropout_rate': 0.1} if family == 'transformer' else {}
+  model, data = jax_models.family_model(family, s, 4 * s['batch'], dtype_name, **extra)
+  twin = None
+  if family in ('lstm', 'gru'):
+    twin, _ = jax_models.family_model(family, s, 4 * s['batch'], unroll=s['seq'])
+  return Setup(model, data.train, s['batch'], twin.loss_fn if twin else None)
 
 
 @functools.cache
@@ -159,10 +100,7 @@ def _initial_state(family: str, tiny: bool):
   setup = build(family, 'float32', tiny)
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
       name='adam', learning_rate=measure.LEARNING_RATE))
-  init = lambda rng: setup.model.init({'params': rng, 'dropout': rng}, *setup.init_args,
-                                      train=False)['params']
-  return jax.device_get(state_lib.init_train_state(init, setup.model.apply, tx,
-                                                   jax.random.key(0)))
+  return jax.device_get(setup.model.init_state(tx, jax.random.key(0)))
 
 
 @functools.cache
@@ -172,9 +110,9 @@ def _flops_per_step(family: str, tiny: bool) -> float | None:
   setup = build(family, 'float32', tiny)
   data = jax.tree.map(jnp.asarray, setup.data)
   idx = jnp.arange(setup.batch_size, dtype=jnp.int32)
-  batch = dict(setup.gather_fn(data, idx), mask=jnp.ones(setup.batch_size))
+  batch = dict(setup.model.gather_fn(data, idx), mask=jnp.ones(setup.batch_size))
   step = functools.partial(steps.train_step,
-                           loss_fn=setup.flops_loss_fn or setup.loss_fn)
+                           loss_fn=setup.flops_loss_fn or setup.model.loss_fn)
   state = _initial_state(family, tiny)
   return jax_models._cost_flops(  # pylint: disable=protected-access
       jax.jit(step).lower(state, batch, jax.random.key(0)))
@@ -194,9 +132,10 @@ def run_row(family: str, dtype_name: str, *, tiny: bool, num_steps: int,
     loss (the last chunk's mean) and the sizes.
   """
   setup = build(family, dtype_name, tiny)
-  state = _initial_state(family, tiny).replace(apply_fn=setup.model.apply)
+  state = _initial_state(family, tiny).replace(apply_fn=setup.model.module.apply)
   flops = _flops_per_step(family, tiny)
-  driver = parallel.DataParallel(setup.loss_fn, setup.gather_fn, microbatches=0)
+  driver = parallel.DataParallel(setup.model.loss_fn, setup.model.gather_fn,
+                                 microbatches=0)
   state, data = driver.put_replicated(state), driver.put_data(setup.data)
   s, b = steps_per_dispatch, setup.batch_size
   # Examples are indices into the data; for text, window offsets.

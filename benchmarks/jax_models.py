@@ -1,4 +1,5 @@
-"""The JAX side: our models, loss functions and `research.train.steps`, jitted.
+"""The JAX side: our families' models and loss functions and `research.train.steps`,
+jitted. Every model is built by its family (`research.families`) on random data.
 
 Each builder returns a `JaxBench` whose `compile()` lowers and compiles the step
 ahead of time (timing it and reading XLA's cost analysis) and whose `run(n)`
@@ -12,13 +13,13 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from benchmarks import measure
-from research.data import augment
-from research.models import cnn, rnn, transformer, unet
-from research.tasks import classification, language_model, seq2seq
-from research.train import optimizers, parallel, state as state_lib, steps
+from research import families
+from research.data import image_classification, seq2seq_tasks, text as text_lib, tokenizers
+from research.train import optimizers, parallel, state as state_lib, steps, trainer
 
 
 def _cost_flops(compiled_or_lowered) -> float | None:
@@ -63,129 +64,150 @@ class JaxBench:
     jax.block_until_ready(out)
 
 
-def _state(model, init_args, rng):
+def _config(experiment: str, **overrides) -> ml_collections.ConfigDict:
+  """`experiments/<experiment>`'s default config with `overrides` (nested dicts for
+  sections); locked, so a mistyped override fails."""
+  config = importlib.import_module(f'experiments.{experiment}.configs.default')
+  config = config.get_config()
+  config.lock()
+  config.update(overrides)
+  return config
+
+
+def _images(s, n: int) -> image_classification.ImageDataset:
+  rs = np.random.default_rng(0)
+  hw, c, classes = s['image'], s['channels'], s.get('classes', 10)
+  return image_classification.ImageDataset(
+      rs.integers(0, 256, (n, hw, hw, c), np.uint8),
+      rs.integers(0, classes, n).astype(np.int32), num_classes=classes,
+      class_names=tuple(map(str, range(classes))), name='random', version='0')
+
+
+def _cnn_family(s, n: int, dtype: str = 'float32') -> families.CNNClassifier:
+  images = _images(s, n)
+  # Normalisation only: the PyTorch peer gets no augmentation either.
+  config = _config('cnn', image_size=s['image'], image_channels=s['channels'],
+                   model=dict(hidden_dim=s['hidden'], dtype=dtype),
+                   augment=dict(max_rotation_deg=0.0, brightness=0.0, contrast=0.0))
+  return families.CNNClassifier(config, datasets=(images, images))
+
+
+def _lm_family(s, n: int, dtype: str = 'float32', *, cell: str, unroll: int = 1
+               ) -> families.CharLanguageModel:
+  """The CharLM on n random windows (the validation text is the same text)."""
+  tokens = np.random.default_rng(0).integers(1, s['vocab'], n + s['seq']).astype(np.int32)
+  vocab = tokenizers.CharTokenizer(
+      ''.join(chr(0x100 + i) for i in range(s['vocab'] - tokenizers.NUM_SPECIAL)))
+  config = _config('lm', seq_len=s['seq'], model=dict(
+      cell=cell, embed_dim=s['embed'], hidden_dim=s['hidden'], num_layers=1,
+      dropout_rate=0.0, unroll=unroll, dtype=dtype))
+  return families.CharLanguageModel(config, corpus=text_lib.TextCorpus(
+      tokens, tokens, vocab, name='random', version='0'))
+
+
+def _transformer_family(s, n: int, dtype: str = 'float32', dropout_rate: float = 0.0
+                        ) -> families.Seq2Seq:
+  rs = np.random.default_rng(0)
+  # Character ids only (no PAD/BOS/EOS/UNK): full-length sequences, no padding.
+  first = tokenizers.NUM_SPECIAL
+  vocab = tokenizers.CharTokenizer(
+      ''.join(chr(0x100 + i) for i in range(s['vocab'] - first)))
+  pairs = seq2seq_tasks.Seq2SeqDataset(
+      'random', rs.integers(first, s['vocab'], (n, s['src_len'])).astype(np.int32),
+      rs.integers(first, s['vocab'], (n, s['tgt_len'])).astype(np.int32), vocab)
+  config = _config('seq2seq', model=dict(
+      emb_dim=s['d'], num_heads=s['heads'], num_encoder_layers=s['enc_layers'],
+      num_decoder_layers=s['dec_layers'], mlp_dim=s['ff'], dropout_rate=dropout_rate,
+      share_embeddings=False, pre_norm=True, positional='sinusoidal', dtype=dtype))
+  return families.Seq2Seq(config, splits=(pairs, pairs))
+
+
+def _ddpm_family(s, n: int, dtype: str = 'float32') -> families.PromptDDPM:
+  """The DDPM experiment's prompt-conditioned denoiser (U-Net of `s`, the default
+  prompt encoder) with its EMA, on n random 'digits'."""
+  images = _images(s, n)
+  config = _config('ddpm', image_size=s['image'], image_channels=s['channels'],
+                   num_diffusion_steps=s['timesteps'], model=dict(
+                       widths=tuple(s['widths']), num_res_blocks=s['num_res_blocks'],
+                       attention_resolutions=tuple(s['attention_resolutions']),
+                       num_heads=s['heads'], num_groups=s['groups'], dtype=dtype))
+  config.sample_steps = min(config.sample_steps, s['timesteps'])  # Sampling is unused.
+  return families.PromptDDPM(config, datasets=(images, images))
+
+
+FAMILIES = {'cnn': _cnn_family, 'lstm': functools.partial(_lm_family, cell='lstm'),
+            'gru': functools.partial(_lm_family, cell='gru'),
+            'transformer': _transformer_family, 'ddpm': _ddpm_family}
+
+
+def family_model(name: str, s: dict, num_examples: int, dtype: str = 'float32',
+                 **kw) -> tuple[trainer.Model, trainer.TrainData]:
+  """The family `name` ('cnn', 'lstm', 'gru', 'transformer', 'ddpm') at sizes `s`
+  (`measure.spec`'s keys), built by the family on `num_examples` random examples.
+
+  Returns:
+    (model, data): what `research.families` builds and loads for the trainer.
+  """
+  family = FAMILIES[name](s, num_examples, dtype, **kw)
+  data = family.load_data()
+  return family.build(data), data
+
+
+def _state(model: trainer.Model, rng):
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
       name='adam', learning_rate=measure.LEARNING_RATE,
       weight_decay=measure.WEIGHT_DECAY))
-  init_params = lambda r: model.init({'params': r, 'dropout': r}, *init_args,
-                                     train=False)['params']
-  return state_lib.init_train_state(init_params, model.apply, tx, rng)
+  return model.init_state(tx, rng)
 
 
 def microbatches(experiment: str, batch_size: int) -> int:
   """The micro-batches `experiments/<experiment>`'s default config gives this batch
   on this device."""
-  config = importlib.import_module(f'experiments.{experiment}.configs.default')
-  return parallel.resolve_microbatches(config.get_config().microbatches, batch_size,
+  return parallel.resolve_microbatches(_config(experiment).microbatches, batch_size,
                                        jax.devices()[0].platform)
 
 
-def _train_bench(model, loss_fn, init_args, batch, experiment,
-                 flops_fn=None) -> JaxBench:
+def _batch(model: trainer.Model, data: trainer.TrainData, b: int) -> dict[str, jax.Array]:
+  """The first b training examples, gathered as the trainer does, all real."""
+  arrays = jax.tree.map(jnp.asarray, data.train)
+  return dict(model.gather_fn(arrays, jnp.arange(b)), mask=jnp.ones((b,), jnp.float32))
+
+
+def _train_bench(model, batch, experiment, flops_fn=None) -> JaxBench:
   rng = jax.random.key(0)
-  state = _state(model, init_args, rng)
-  step = functools.partial(steps.train_step, loss_fn=loss_fn, microbatches=microbatches(
-      experiment, batch['mask'].shape[0]))
-  return JaxBench(step, (state, batch, rng), carry=True, flops_fn=flops_fn)
-
-
-def _mask(b):
-  return jnp.ones((b,), jnp.float32)
+  step = functools.partial(steps.train_step, loss_fn=model.loss_fn,
+                           microbatches=microbatches(experiment, batch['mask'].shape[0]))
+  return JaxBench(step, (_state(model, rng), batch, rng), carry=True, flops_fn=flops_fn)
 
 
 def _cnn(s, train: bool) -> JaxBench:
-  model = cnn.CNN(cnn.CNNConfig(num_classes=s['classes'], hidden_dim=s['hidden']))
-  # Normalisation only: the PyTorch peer gets no augmentation either.
-  loss_fn = classification.make_loss_fn(model, augment.ImagePreprocessing(
-      channels=s['channels']))
-  b, hw, c = s['batch'], s['image'], s['channels']
-  rs = np.random.default_rng(0)
-  batch = {'image': jnp.asarray(rs.integers(0, 256, (b, hw, hw, c), np.uint8)),
-           'label': jnp.asarray(rs.integers(0, s['classes'], (b,), np.int32)),
-           'mask': _mask(b)}
-  init_args = (jnp.zeros((1, hw, hw, c)),)
+  model, data = family_model('cnn', s, s['batch'])
+  batch = _batch(model, data, s['batch'])
   if train:
-    return _train_bench(model, loss_fn, init_args, batch, 'cnn')
-  state = _state(model, init_args, jax.random.key(0))
-  return JaxBench(functools.partial(steps.eval_step, loss_fn=loss_fn), (state, batch),
-                  carry=False)
+    return _train_bench(model, batch, 'cnn')
+  return JaxBench(functools.partial(steps.eval_step, loss_fn=model.loss_fn),
+                  (_state(model, jax.random.key(0)), batch), carry=False)
 
 
 def _lm(s, cell: str) -> JaxBench:
-  def make(unroll):
-    return rnn.CharLM(rnn.CharLMConfig(vocab_size=s['vocab'], embed_dim=s['embed'],
-                                       hidden_dim=s['hidden'], cell=cell,
-                                       unroll=unroll))
-  b, t = s['batch'], s['seq']
-  rs = np.random.default_rng(0)
-  tokens = rs.integers(0, s['vocab'], (b, t + 1), np.int32)
-  batch = {'inputs': jnp.asarray(tokens[:, :-1]), 'targets': jnp.asarray(tokens[:, 1:]),
-           'token_mask': jnp.ones((b, t), jnp.float32), 'mask': _mask(b)}
-  init_args = (jnp.zeros((1, t), jnp.int32),)
-  model = make(1)
+  model, data = family_model(cell, s, s['batch'])
+  batch = _batch(model, data, s['batch'])
 
   def unrolled_flops():
-    twin = make(t)
-    twin_bench = _train_bench(twin, language_model.make_loss_fn(twin), init_args, batch,
-                              'lm')
+    twin, _ = family_model(cell, s, s['batch'], unroll=s['seq'])
+    twin_bench = _train_bench(twin, batch, 'lm')
     return _cost_flops(twin_bench._jit.lower(*twin_bench._args))
-  return _train_bench(model, language_model.make_loss_fn(model), init_args, batch, 'lm',
-                      flops_fn=unrolled_flops)
+  return _train_bench(model, batch, 'lm', flops_fn=unrolled_flops)
 
 
 def _transformer(s) -> JaxBench:
-  cfg = transformer.TransformerConfig(
-      input_vocab_size=s['vocab'], output_vocab_size=s['vocab'], emb_dim=s['d'],
-      num_heads=s['heads'], num_encoder_layers=s['enc_layers'],
-      num_decoder_layers=s['dec_layers'], mlp_dim=s['ff'], max_input_length=s['src_len'],
-      max_target_length=s['tgt_len'], dropout_rate=0.0)
-  model = transformer.Transformer(cfg)
-  b = s['batch']
-  rs = np.random.default_rng(0)
-  # Ids >= 3 avoid pad/BOS/EOS: full-length sequences, no padding.
-  batch = {'inputs': jnp.asarray(rs.integers(3, s['vocab'], (b, s['src_len']), np.int32)),
-           'targets': jnp.asarray(rs.integers(3, s['vocab'], (b, s['tgt_len']), np.int32)),
-           'mask': _mask(b)}
-  init_args = (jnp.ones((1, s['src_len']), jnp.int32),
-               jnp.ones((1, s['tgt_len']), jnp.int32))
-  return _train_bench(model, seq2seq.make_loss_fn(model), init_args, batch, 'seq2seq')
-
-
-def ddpm_loss_fn(model: unet.UNet, num_timesteps: int) -> Callable:
-  """Epsilon-prediction MSE of DDPM (linear betas 1e-4..0.02), unconditional.
-
-  batch: 'image' float32 (B, H, W, C) in [-1, 1], 'mask' float32 (B,).
-  """
-  betas = np.linspace(1e-4, 0.02, num_timesteps, dtype=np.float64)
-  alpha_bar = jnp.asarray(np.cumprod(1.0 - betas), jnp.float32)
-
-  def loss_fn(params, batch, rng, train):
-    x0 = batch['image']
-    t_rng, n_rng, d_rng = jax.random.split(rng, 3)
-    t_B = jax.random.randint(t_rng, (x0.shape[0],), 0, num_timesteps)
-    eps = jax.random.normal(n_rng, x0.shape, jnp.float32)
-    a = alpha_bar[t_B][:, None, None, None]
-    x_t = jnp.sqrt(a) * x0 + jnp.sqrt(1.0 - a) * eps
-    pred = model.apply({'params': params}, x_t, t_B, None, train=train,
-                       rngs={'dropout': d_rng})
-    per_example = ((pred - eps) ** 2).mean(axis=(1, 2, 3)) * batch['mask']
-    return {'loss': (per_example.sum(), batch['mask'].sum())}, {}
-  return loss_fn
+  model, data = family_model('transformer', s, s['batch'])
+  return _train_bench(model, _batch(model, data, s['batch']), 'seq2seq')
 
 
 def _unet(s) -> JaxBench:
-  model = unet.UNet(unet.UNetConfig(
-      out_channels=s['channels'], widths=tuple(s['widths']),
-      num_res_blocks=s['num_res_blocks'],
-      attention_resolutions=tuple(s['attention_resolutions']), num_heads=s['heads'],
-      num_groups=s['groups']))
-  b, hw, c = s['batch'], s['image'], s['channels']
-  rs = np.random.default_rng(0)
-  batch = {'image': jnp.asarray(rs.uniform(-1, 1, (b, hw, hw, c)).astype(np.float32)),
-           'mask': _mask(b)}
-  init_args = (jnp.zeros((1, hw, hw, c)), jnp.zeros((1,), jnp.int32), None)
-  return _train_bench(model, ddpm_loss_fn(model, s['timesteps']), init_args, batch,
-                      'ddpm')
+  model, data = family_model('ddpm', s, s['batch'])
+  return _train_bench(model, _batch(model, data, s['batch']), 'ddpm')
 
 
 def _matmul(s) -> JaxBench:

@@ -67,7 +67,9 @@ _FULL = {
     # Byte-level vocabulary (256 bytes + PAD/BOS/EOS/UNK), as the translation path.
     'transformer': dict(batch=64, src_len=64, tgt_len=64, d=256, heads=4, enc_layers=3,
                         dec_layers=3, ff=1024, vocab=260),
-    # The DDPM experiment's default U-Net (its prompt encoder, ~5% of the FLOPs, left out).
+    # The DDPM experiment's default U-Net. The JAX row trains the DDPM family's whole
+    # step (its default prompt encoder, ~5% of the FLOPs, and the EMA); the PyTorch
+    # peer is the U-Net alone.
     'unet': dict(batch=64, image=28, channels=1, widths=(32, 64, 64), num_res_blocks=1,
                  attention_resolutions=(7,), heads=4, groups=8, timesteps=1000),
 }

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from research.data import augment
 from research.data import image_classification
+from research.data import shard
 from research.errors import UserInputError
 from research.models import cnn
 from research.tasks import classification
@@ -37,14 +38,43 @@ def load_images(config: Any, split: str, whole: bool = False
       data_dir=config.data_dir or None, process=process)
 
 
+def process_share(dataset: image_classification.ImageDataset
+                  ) -> image_classification.ImageDataset:
+  """This process's contiguous, equal share of a whole split (as `load_images` reads)."""
+  part = shard.process_slice(len(dataset))
+  return dataclasses.replace(dataset, image=dataset.image[part], label=dataset.label[part])
+
+
+Images = tuple[image_classification.ImageDataset, image_classification.ImageDataset]
+
+
+def train_and_test(config: Any, given: Images | None, whole_test: bool = False) -> Images:
+  """(train, test): `given` (checked against config.image_size), else the config's
+  tfds splits; this process's share, except the whole test split if `whole_test`."""
+  if given is None:
+    return (load_images(config, config.train_split),
+            load_images(config, config.test_split, whole=whole_test))
+  for d in given:
+    if d.image.shape[1:3] != (config.image_size, config.image_size):
+      raise UserInputError(f'given images are {d.image.shape[1:3]}, not image_size '
+                           f'{config.image_size} square')
+  return given
+
+
 @dataclasses.dataclass
 class CNNClassifier:
   """Trains the seed's CNN on `config.train_split`, reports on `config.test_split`.
 
   The report: test loss and accuracy, per-class precision/recall/F1, the confusion
   matrix (classification_report.txt, confusion_matrix.png).
+
+  Attributes:
+    config: the experiment's ConfigDict.
+    datasets: (train, test) already in memory, this process's share of each (e.g.
+      another family's data, or synthetic data); None reads the config's splits.
   """
   config: Any
+  datasets: Images | None = None
   name: str = 'cnn'
   eval_split: str = 'test'
 
@@ -53,8 +83,7 @@ class CNNClassifier:
     if c.image_size < 4 or c.image_size % 4:
       raise UserInputError(f'image_size must be a positive multiple of 4 (the CNN pools '
                            f'twice by 2), got {c.image_size}')
-    self.train_set = load_images(c, c.train_split)
-    self.test_set = load_images(c, c.test_split)
+    self.train_set, self.test_set = train_and_test(c, self.datasets)
     t = self.train_set
     return trainer.TrainData(t.arrays(), len(t), facts={
         'name': t.name, 'version': t.version, 'train_split': c.train_split,

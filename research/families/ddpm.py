@@ -24,6 +24,7 @@ from research.models import text_encoder
 from research.models import unet
 from research.tasks import diffusion as task
 from research.train import files
+from research.train import optimizers
 from research.train import settings
 from research.train import trainer
 
@@ -50,7 +51,8 @@ def check(config: Any) -> None:
 
 
 def judge_config(config: Any) -> ml_collections.ConfigDict:
-  """The judging classifier's CNN config, on the DDPM's own data and image size."""
+  """The judging classifier's CNN config, on the DDPM's own data and image size (the
+  data fields say which; `PromptDDPM` hands the judge the data it already holds)."""
   judge = ml_collections.ConfigDict(config.classifier.to_dict())
   for name in ('dataset', 'data_dir', 'train_split', 'test_split', 'image_size', 'seed',
                'progress'):
@@ -60,16 +62,23 @@ def judge_config(config: Any) -> ml_collections.ConfigDict:
 
 @dataclasses.dataclass
 class PromptDDPM:
-  """Trains a text-conditioned DDPM; judges its samples with the seed's CNN."""
+  """Trains a text-conditioned DDPM; judges its samples with the seed's CNN.
+
+  Attributes:
+    config: the experiment's ConfigDict.
+    datasets: (train, test) already in memory (synthetic data, say): this process's
+      share of the training split and the whole test split; None reads the config's.
+  """
   config: Any
+  datasets: cnn.Images | None = None
   name: str = 'ddpm'
   eval_split: str = 'samples'
 
   def load_data(self) -> trainer.TrainData:
     c = self.config
     check(c)
-    self.train_set = cnn.load_images(c, c.train_split)
-    self.test_set = cnn.load_images(c, c.test_split, whole=True)  # The FD's reference.
+    # The whole test split is the Fréchet distance's reference.
+    self.train_set, self.test_set = cnn.train_and_test(c, self.datasets, whole_test=True)
     if self.train_set.image.shape[-1] != c.image_channels:
       raise UserInputError(f'data set {c.dataset!r} has {self.train_set.image.shape[-1]} '
                            'channels; set image_channels to it')
@@ -108,10 +117,10 @@ class PromptDDPM:
         num_steps=c.sample_steps, guidance_scale=c.guidance_scale)
     return trainer.Model(
         module, init, task.make_loss_fn(module, self.sched, self.tokens, c.cond_drop_rate),
-        wrap_optimizer=lambda tx: task.with_parameter_ema(tx, c.ema_decay))
+        wrap_optimizer=lambda tx: optimizers.with_parameter_ema(tx, c.ema_decay))
 
   def _grid(self, run: trainer.Run, state: Any, name: str, step: int) -> None:
-    params = task.ema_params(run.driver.host_state(state).opt_state)
+    params = optimizers.ema_params(run.driver.host_state(state).opt_state)
     png = self.sampler.grid(params, self.config.samples_per_prompt,
                             jax.random.key(self.config.seed + 4))
     if run.path('') is not None:
@@ -124,14 +133,17 @@ class PromptDDPM:
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
     self._grid(run, state, 'samples_final.png', run.total_steps)
-    params = task.ema_params(run.driver.host_state(state).opt_state)
+    params = optimizers.ema_params(run.driver.host_state(state).opt_state)
     result = self._judge(run, params)
     result['prompts'] = self.prompts
     return result
 
   def _judge(self, run: trainer.Run, params: Any) -> dict[str, Any]:
     c = self.config
-    judge = cnn.CNNClassifier(judge_config(c))
+    # The judge trains and tests on the data this family already holds, as its own
+    # load_data would read it: this process's share of both splits.
+    judge = cnn.CNNClassifier(judge_config(c), datasets=(
+        self.train_set, cnn.process_share(self.test_set)))
     judge_run, judge_state = trainer.train_in_memory(
         judge, log=lambda line: run.log('classifier ' + line))
     accuracy = judge.evaluate(judge_run, judge_state, judge_run.total_steps)['accuracy']

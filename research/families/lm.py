@@ -26,8 +26,15 @@ from research.train import trainer
 @dataclasses.dataclass
 class CharLanguageModel:
   """Trains a CharLM on `config.dataset` (or `config.text_file`); reports validation
-  bits per character against the bigram baseline, and sampled completions."""
+  bits per character against the bigram baseline, and sampled completions.
+
+  Attributes:
+    config: the experiment's ConfigDict.
+    corpus: the whole corpus already in memory (e.g. synthetic); None reads
+      `config.dataset` or `config.text_file`.
+  """
   config: Any
+  corpus: text_lib.TextCorpus | None = None
   name: str = 'lm'
   eval_split: str = 'validation'
 
@@ -35,7 +42,7 @@ class CharLanguageModel:
     c = self.config
     if c.seq_len < 1:
       raise UserInputError(f'seq_len must be >= 1, got {c.seq_len}')
-    corpus = text_lib.load_corpus(
+    corpus = self.corpus or text_lib.load_corpus(
         c.dataset, train_split=c.train_split, validation_split=c.validation_split,
         text_file=c.text_file, data_dir=c.data_dir or None)
     self.vocab = corpus.vocab

@@ -47,13 +47,21 @@ def load_splits(config: Any):
 @dataclasses.dataclass
 class Seq2Seq:
   """Trains the transformer teacher-forced; evaluates held-out data teacher-forced
-  periodically and by greedy and beam decoding at the end (examples.txt, BLEU)."""
+  periodically and by greedy and beam decoding at the end (examples.txt, BLEU).
+
+  Attributes:
+    config: the experiment's ConfigDict.
+    splits: whole (train, test) splits already in memory (e.g. synthetic; no BLEU
+      references); None makes or reads `config.task`'s.
+  """
   config: Any
+  splits: tuple[seq2seq_tasks.Seq2SeqDataset, seq2seq_tasks.Seq2SeqDataset] | None = None
   name: str = 'seq2seq'
   eval_split: str = 'test_teacher_forced'
 
   def load_data(self) -> trainer.TrainData:
-    self.train_set, self.test_set, self.references = load_splits(self.config)
+    self.train_set, self.test_set, self.references = (
+        load_splits(self.config) if self.splits is None else (*self.splits, None))
     # Each process trains on (and evaluates) its own contiguous share of the splits.
     local = self.train_set.process_shard()
     self.test_local = self.test_set.process_shard()

@@ -1,4 +1,4 @@
-"""Prompt-conditioned DDPM as a task: model, loss function, EMA and sampling.
+"""Prompt-conditioned DDPM as a task: model, loss function and sampling.
 
 Dimension key: B batch, H height, W width, C channels, L prompt length, D
 conditioning width, K classes (one prompt per class).
@@ -10,12 +10,11 @@ the unconditional noise and classifier-free guidance works at sampling time.
 """
 
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from research import diffusion
 from research.models.denoiser import Denoiser
@@ -71,40 +70,6 @@ def make_loss_fn(model: Denoiser, sched: diffusion.Schedule, prompt_tokens_KxL: 
     mask_B = batch['mask']
     return {'loss': ((losses_B * mask_B).sum(), mask_B.sum())}, {'loss': losses_B}
   return loss_fn
-
-
-class EmaState(NamedTuple):
-  """State of `with_parameter_ema`: the wrapped optimiser's state and the average."""
-  inner: Any
-  ema: Any
-  count: jax.Array
-
-
-def with_parameter_ema(tx: optax.GradientTransformation, decay: float
-                       ) -> optax.GradientTransformation:
-  """Wraps `tx` to keep an exponential moving average of the updated parameters.
-
-  The average lives in the optimiser state, so it is checkpointed and restored
-  with it. Its decay warms up as min(decay, (1 + n) / (10 + n)) after n updates,
-  so early averages are not dominated by the random initialisation.
-  """
-  def init(params):
-    return EmaState(tx.init(params), jax.tree.map(jnp.asarray, params),
-                    jnp.zeros((), jnp.int32))
-
-  def update(updates, state, params=None):
-    updates, inner = tx.update(updates, state.inner, params)
-    new_params = optax.apply_updates(params, updates)
-    count = state.count + 1
-    d = jnp.minimum(decay, (1.0 + count) / (10.0 + count))
-    ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, new_params)
-    return updates, EmaState(inner, ema, count)
-  return optax.GradientTransformation(init, update)
-
-
-def ema_params(opt_state: EmaState) -> Any:
-  """The averaged parameters held by a `with_parameter_ema` optimiser state."""
-  return opt_state.ema
 
 
 def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: jax.Array,

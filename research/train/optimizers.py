@@ -1,11 +1,15 @@
-"""Optimisers and learning-rate schedules, all from optax.
+"""Optimisers and learning-rate schedules, all from optax, and a wrapper that keeps an
+exponential moving average (EMA) of the parameters in the optimiser state.
 
 The default is the seed's: Adam with PyTorch-style (coupled) weight decay, i.e. the L2
 term `wd * param` is added to the gradient *before* Adam's moments see it.
 """
 
 import dataclasses
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from research.errors import UserInputError
@@ -92,3 +96,37 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
   if cfg.skip_nonfinite:
     tx = optax.apply_if_finite(tx, max_consecutive_errors=100)
   return tx
+
+
+class EmaState(NamedTuple):
+  """State of `with_parameter_ema`: the wrapped optimiser's state and the average."""
+  inner: Any
+  ema: Any
+  count: jax.Array
+
+
+def with_parameter_ema(tx: optax.GradientTransformation, decay: float
+                       ) -> optax.GradientTransformation:
+  """Wraps `tx` to keep an exponential moving average of the updated parameters.
+
+  The average lives in the optimiser state, so it is checkpointed and restored
+  with it. Its decay warms up as min(decay, (1 + n) / (10 + n)) after n updates,
+  so early averages are not dominated by the random initialisation.
+  """
+  def init(params):
+    return EmaState(tx.init(params), jax.tree.map(jnp.asarray, params),
+                    jnp.zeros((), jnp.int32))
+
+  def update(updates, state, params=None):
+    updates, inner = tx.update(updates, state.inner, params)
+    new_params = optax.apply_updates(params, updates)
+    count = state.count + 1
+    d = jnp.minimum(decay, (1.0 + count) / (10.0 + count))
+    ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, new_params)
+    return updates, EmaState(inner, ema, count)
+  return optax.GradientTransformation(init, update)
+
+
+def ema_params(opt_state: EmaState) -> Any:
+  """The averaged parameters held by a `with_parameter_ema` optimiser state."""
+  return opt_state.ema

@@ -77,6 +77,17 @@ class Model:
   wrap_optimizer: Callable[[optax.GradientTransformation],
                            optax.GradientTransformation] | None = None
 
+  def optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` as this model trains with it: wrapped by `wrap_optimizer`, if any."""
+    return self.wrap_optimizer(tx) if self.wrap_optimizer else tx
+
+  def init_state(self, tx: optax.GradientTransformation, rng: jax.Array
+                 ) -> state_lib.TrainState:
+    """The initial train state (float32 params from `init_params(rng)`) for optimiser
+    `tx` (wrapped as `optimizer` says), outside the trainer: benchmarks, tests."""
+    return state_lib.init_train_state(self.init_params, self.module.apply,
+                                      self.optimizer(tx), rng)
+
 
 class Family(Protocol):
   """The typed interface a model family implements (see research/families/)."""
@@ -182,15 +193,10 @@ def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
       settings.seed, jax.process_index() if jax.process_count() > 1 else None)
 
 
-def _optimizer(run: Run) -> optax.GradientTransformation:
-  tx = optimizers.make_optimizer(run.optimizer)
-  return run.model.wrap_optimizer(tx) if run.model.wrap_optimizer else tx
-
-
 def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> Any:
   """Counts parameters, writes the manifest, initialises or restores the state."""
-  tx = _optimizer(run)
   m = run.model
+  tx = m.optimizer(optimizers.make_optimizer(run.optimizer))
   run.param_counts = state_lib.count_params(
       state_lib.abstract_train_state(m.init_params, m.module.apply, tx).params)
   run.log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in run.param_counts.items()))

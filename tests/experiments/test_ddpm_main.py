@@ -10,15 +10,23 @@ from PIL import Image
 
 from experiments.ddpm.configs import tiny
 from research import families
+from research.data import image_classification
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path):
+def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path,
+                                                     monkeypatch):
   c = tiny.get_config()
   c.data_dir = offline_data_dir
-  lines = []
+  lines, reads = [], []
+  load = image_classification.load_image_classification
+  monkeypatch.setattr(image_classification, 'load_image_classification',
+                      lambda name, split, **kw: reads.append(split) or load(
+                          name, split, **kw))
   final = families.train_and_evaluate('ddpm', c, str(tmp_path), log=lines.append)
+  # The judging classifier reuses the DDPM's data: each split is read once.
+  assert reads == [c.train_split, c.test_split]
   for name in ('manifest.json', 'metrics.jsonl', 'final_metrics.json',
                'samples_step2.png', 'samples_final.png'):
     assert (tmp_path / name).stat().st_size > 0, name

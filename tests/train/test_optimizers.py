@@ -170,3 +170,22 @@ def test_warmup_cosine_schedule_shape():
 def test_bad_settings_are_user_errors(cfg):
   with pytest.raises(UserInputError):
     optimizers.make_optimizer(cfg)
+
+
+def test_parameter_ema_is_decay_times_average_plus_rest_times_params_each_step():
+  # SGD with lr 1 and constant gradients: the parameters go 4 -> 3 -> 2 -> ...
+  tx = optimizers.with_parameter_ema(optimizers.make_optimizer(optimizers.OptimizerConfig(
+      name='sgd', learning_rate=1.0, weight_decay=0.0, momentum=0.0)), decay=0.5)
+  params = {'w': jnp.array(4.0)}
+  opt = tx.init(params)
+  np.testing.assert_allclose(optimizers.ema_params(opt)['w'], 4.0)
+  expected = 4.0
+  for n in range(1, 11):
+    updates, opt = tx.update({'w': jnp.array(1.0)}, opt, params)
+    params = optax.apply_updates(params, updates)
+    # The decay warms up as (1 + n) / (10 + n), capped at 0.5 from n = 8 on.
+    d = min(0.5, (1 + n) / (10 + n))
+    expected = d * expected + (1 - d) * (4.0 - n)
+    np.testing.assert_allclose(optimizers.ema_params(opt)['w'], expected, rtol=1e-6)
+    np.testing.assert_allclose(updates['w'], -1.0)  # The inner optimiser's step.
+  assert int(opt.count) == 10
