@@ -17,8 +17,8 @@ import string
 
 import numpy as np
 
-from research.errors import UserInputError
 from research.data import shard
+from research.errors import UserInputError
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 NUM_SPECIAL = 3

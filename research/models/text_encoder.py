@@ -18,7 +18,6 @@ word vectors. A word vocabulary gives each digit word its own embedding.
 """
 
 import dataclasses
-import math
 import re
 from typing import Any, Sequence
 
