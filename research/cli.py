@@ -207,7 +207,8 @@ def _start_log_file(program_name: str) -> None:
     return
   if not flags.FLAGS['stderrthreshold'].present:
     # absl's default keeps even errors off the terminal once it writes a file.
-    flags.FLAGS.stderrthreshold = 'warning'  # type: ignore[assignment]  # absl's FlagValues is untyped here.
+    # absl types a flag attribute by its generic parameter: mypy cannot see it is a str.
+    flags.FLAGS.stderrthreshold = 'warning'  # type: ignore[assignment]
   for h in list(_RUN_LOGGER.handlers):
     if isinstance(h, _LogFileHandler):
       _RUN_LOGGER.removeHandler(h)
