@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from absl import app
 from absl import flags
@@ -117,13 +117,13 @@ def unknown_field_message(error: Exception, argv: list[str]) -> str:
 
 
 def _one_line(message: str) -> str:
-  lines = [l.strip() for l in str(message).splitlines() if l.strip()]
+  lines = [line.strip() for line in str(message).splitlines() if line.strip()]
   if len(lines) <= 1:
     return ''.join(lines)
   return f'{lines[0]} ... {lines[-1]}'  # E.g. a traceback inside a config file.
 
 
-def _exit_with(message: str):
+def _exit_with(message: str) -> NoReturn:
   sys.exit(f'error: {_one_line(message)}')
 
 
@@ -213,7 +213,8 @@ def _start_log_file(program_name: str) -> None:
     return
   if not flags.FLAGS['stderrthreshold'].present:
     # absl's default keeps even errors off the terminal once it writes a file.
-    flags.FLAGS.stderrthreshold = 'warning'
+    # absl types a flag attribute by its generic parameter: mypy cannot see it is a str.
+    flags.FLAGS.stderrthreshold = 'warning'  # type: ignore[assignment]
   for h in list(_RUN_LOGGER.handlers):
     if isinstance(h, _LogFileHandler):
       _RUN_LOGGER.removeHandler(h)

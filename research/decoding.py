@@ -53,7 +53,7 @@ def greedy(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
   return jax.lax.while_loop(cond, body, init)[2]
 
 
-def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
+def length_penalty(length: jax.Array | int, alpha: float) -> jax.Array | float:
   """GNMT's ((5 + length) / 6) ** alpha; 1 when alpha is 0."""
   return ((5.0 + length) / 6.0) ** alpha
 

@@ -56,9 +56,9 @@ def stratified_split(labels: np.ndarray, num_test: int,
   # Hand the remaining test slots to the classes with the largest remainders.
   for i in np.argsort(-(quota - per_class))[: num_test - per_class.sum()]:
     per_class[i] += 1
-  test = [rng.permutation(np.flatnonzero(labels == c))[:k]
-          for c, k in zip(classes, per_class)]
-  test = np.sort(np.concatenate(test))
+  parts = [rng.permutation(np.flatnonzero(labels == c))[:k]
+           for c, k in zip(classes, per_class, strict=True)]
+  test = np.sort(np.concatenate(parts))
   train = np.setdiff1d(np.arange(len(labels)), test)
   return train, test
 

@@ -1,14 +1,23 @@
-"""The model families the trainer runs, by experiment name."""
+"""The model families the trainer runs, by experiment name.
+
+Each family (`CNNClassifier`, `CharLanguageModel`, `Seq2Seq`, `PromptDDPM`) is built
+from an experiment's ConfigDict and implements `research.train.Family`; `FAMILIES`
+maps the experiment names 'cnn', 'lm', 'seq2seq' and 'ddpm' to them, and
+`train_and_evaluate(name, config, workdir)` runs one.
+"""
+
+from typing import Any
 
 from research.families.cnn import CNNClassifier
 from research.families.ddpm import PromptDDPM
 from research.families.lm import CharLanguageModel
 from research.families.seq2seq import Seq2Seq
 
-FAMILIES = {'cnn': CNNClassifier, 'lm': CharLanguageModel, 'seq2seq': Seq2Seq,
-            'ddpm': PromptDDPM}
+FAMILIES: dict[str, Any] = {'cnn': CNNClassifier, 'lm': CharLanguageModel,
+                            'seq2seq': Seq2Seq, 'ddpm': PromptDDPM}
 
-__all__ = ['CNNClassifier', 'CharLanguageModel', 'FAMILIES', 'PromptDDPM', 'Seq2Seq']
+__all__ = ['CNNClassifier', 'CharLanguageModel', 'FAMILIES', 'PromptDDPM', 'Seq2Seq',
+           'train_and_evaluate']
 
 
 def train_and_evaluate(name: str, config, workdir: str, resume: bool = False,

@@ -121,12 +121,13 @@ class CNNClassifier:
     run.log(text)
     run.log('Confusion matrix (rows: true class, columns: predicted class):')
     run.log(str(matrix))
-    if run.path('') is not None:
-      files.write_text(run.path('classification_report.txt'), f'{text}\n{matrix}\n')
+    txt_path, png_path = run.path('classification_report.txt'), run.path('confusion_matrix.png')
+    if txt_path is not None and png_path is not None:
+      files.write_text(txt_path, f'{text}\n{matrix}\n')
       png = classification_report.confusion_matrix_png(
           matrix, names, title=f'{self.test_set.name} {self.test_set.split}: '
           'confusion matrix')
-      run.log(f'Saved {files.write_bytes(run.path("confusion_matrix.png"), png)}')
+      run.log(f'Saved {files.write_bytes(png_path, png)}')
       run.image(run.total_steps, 'test/confusion_matrix', png)
     return {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
             'test_split': self.test_set.split, 'test_examples': int(matrix.sum()),

@@ -123,8 +123,8 @@ class PromptDDPM:
     params = optimizers.ema_params(run.driver.host_state(state).opt_state)
     png = self.sampler.grid(params, self.config.samples_per_prompt,
                             jax.random.key(self.config.seed + 4))
-    if run.path('') is not None:
-      run.log(f'Saved {files.write_bytes(run.path(name), png)}')
+    if (path := run.path(name)) is not None:
+      run.log(f'Saved {files.write_bytes(path, png)}')
       run.image(step, 'samples', png)
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
@@ -160,7 +160,7 @@ class PromptDDPM:
     pred, feats = sample_quality.classify(classifier_fn, to3(images))
     _, real = sample_quality.classify(classifier_fn, to3(self.test_set.image))
     _, real_train = sample_quality.classify(classifier_fn, to3(self.train_set.image))
-    result = {
+    result: dict[str, Any] = {
         'prompt_accuracy': sample_quality.prompt_accuracy(pred, classes),
         'frechet_distance': sample_quality.feature_frechet_distance(feats, real),
         'frechet_distance_train_vs_test': sample_quality.feature_frechet_distance(

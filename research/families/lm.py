@@ -94,8 +94,8 @@ class CharLanguageModel:
         length=s.length, temperature=float(s.temperature), top_k=int(s.top_k))
     for sample in samples:
       run.log(f'Sample: {sample!r}')
-    if run.path('') is not None:
-      files.write_text(run.path('samples.txt'), '\n\n'.join(samples) + '\n')
+    if (path := run.path('samples.txt')) is not None:
+      files.write_text(path, '\n\n'.join(samples) + '\n')
       run.text(step, 'samples', '\n\n'.join(samples))
     return {'validation_loss': v['loss'], 'validation_perplexity': v['perplexity'],
             'validation_bits_per_char': v['bits_per_char'],

@@ -3,7 +3,7 @@
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, cast
 
 import jax.numpy as jnp
 
@@ -60,6 +60,9 @@ class Seq2Seq:
   eval_split: str = 'test_teacher_forced'
 
   def load_data(self) -> trainer.TrainData:
+    self.train_set: seq2seq_tasks.Seq2SeqDataset
+    self.test_set: seq2seq_tasks.Seq2SeqDataset
+    self.references: list[str] | None
     self.train_set, self.test_set, self.references = (
         load_splits(self.config) if self.splits is None else (*self.splits, None))
     # Each process trains on (and evaluates) its own contiguous share of the splits.
@@ -95,8 +98,9 @@ class Seq2Seq:
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
     c = self.config
+    model = cast(transformer.Transformer, run.model.module)  # Built by `build`.
     driver = parallel.make_driver(c.driver, seq2seq.make_decode_eval_fn(
-        run.model.module, beam_size=c.beam_size, alpha=c.length_penalty))
+        model, beam_size=c.beam_size, alpha=c.length_penalty))
     local = self.test_local
     data = driver.put_data(local.arrays())
     # One batch per dispatch: a first batch compiles, the timed pass only decodes.

@@ -162,12 +162,12 @@ class Recurrent(nn.Module):
     def step(carry, xs):
       xg_BxG, m_Bx1 = xs
       new = _recurrent_step(self.cell, carry, xg_BxG, w_hh, b_hh, self.dtype)
-      new = tuple(jnp.where(m_Bx1, n, c) for n, c in zip(new, carry))
+      new = tuple(jnp.where(m_Bx1, n, c) for n, c in zip(new, carry, strict=True))
       return new, jnp.where(m_Bx1, new[-1], 0.0)
 
-    carry, h_TxBxH = jax.lax.scan(step, carry, (xg_TxBxG, m_TxBx1),
-                                  reverse=self.reverse, unroll=self.unroll)
-    return jnp.swapaxes(h_TxBxH, 0, 1), carry
+    last, h_TxBxH = jax.lax.scan(step, carry, (xg_TxBxG, m_TxBx1),
+                                 reverse=self.reverse, unroll=self.unroll)
+    return jnp.swapaxes(h_TxBxH, 0, 1), last
 
 
 class RecurrentCell(nn.RNNCellBase):
@@ -180,8 +180,9 @@ class RecurrentCell(nn.RNNCellBase):
       nn.RNN(RecurrentCell('lstm', H)).apply({'params': {'cell': params}}, x_BxTxD)
 
   equals `Recurrent('lstm', H).apply({'params': params}, x_BxTxD)[0]`; the other way
-  round, `nn.RNN(...).init(...)['params']['cell']` serves `Recurrent`. The carry is the same tuple of float32 arrays: (c, h) for the
-  LSTM, (h,) for the GRU, each (*batch, H); the output of a step is h.
+  round, `nn.RNN(...).init(...)['params']['cell']` serves `Recurrent`. The carry is
+  the same tuple of float32 arrays: (c, h) for the LSTM, (h,) for the GRU, each
+  (*batch, H); the output of a step is h.
   `nn.RNN(..., seq_lengths=...)` gives `Recurrent`'s outputs on the real steps (its
   padded outputs are not zeroed) and, with `return_carry=True`, the same carry.
 

@@ -42,7 +42,7 @@ _LAST_CHANNELS = _CONVS[-1][2]
 def _pooled_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
   """(Hp, Wp) after two 2x2 floor pools, as in both `MY_NET` and `cnn.CNN`."""
   is_int = lambda n: isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-  hw = ((image_size, image_size) if is_int(image_size) else
+  hw: tuple[Any, ...] = ((image_size, image_size) if is_int(image_size) else
         tuple(image_size) if isinstance(image_size, (tuple, list)) else ())
   if len(hw) != 2 or not all(is_int(n) and n >= 4 for n in hw):
     raise UserInputError(f'image_size must be an int or (height, width) of ints >= 4, '
@@ -93,7 +93,7 @@ def _dims(name: str, array: np.ndarray, ndim: int) -> tuple[int, ...]:
 
 
 def _torch_shapes(d: int, k: int, hp: int, wp: int) -> dict[str, tuple[int, ...]]:
-  shapes = {}
+  shapes: dict[str, tuple[int, ...]] = {}
   for name, i, o in _CONVS:
     shapes[f'{name}.weight'] = (o, i, 3, 3)
     shapes[f'{name}.bias'] = (o,)
@@ -170,7 +170,7 @@ def cnn_params_from_torch(state_dict: Mapping[str, Any],
 
 
 def _flax_shapes(d: int, k: int, hp: int, wp: int) -> dict[str, tuple[int, ...]]:
-  shapes = {}
+  shapes: dict[str, tuple[int, ...]] = {}
   for name, i, o in _CONVS:
     shapes[f'{name}/kernel'] = (3, 3, i, o)
     shapes[f'{name}/bias'] = (o,)

@@ -314,7 +314,7 @@ class Transformer(nn.Module):
     y = self._embed(token_B[:, None], self._target_table(), self.target_positions,
                     index, False)
     layers = []
-    for layer, layer_cache in zip(self.decoder_layers, cache['layers']):
+    for layer, layer_cache in zip(self.decoder_layers, cache['layers'], strict=True):
       y, layer_cache = layer.step(y, layer_cache, cache['src_mask'], index)
       layers.append(layer_cache)
     return self._logits(y)[:, 0], {'src_mask': cache['src_mask'], 'layers': layers}

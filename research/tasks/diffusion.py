@@ -95,7 +95,7 @@ def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: 
     float32 images in [-1, 1], (B, H, W, C).
   """
   b = tokens_BxL.shape[0]
-  apply = functools.partial(model.apply, {'params': params})
+  apply: Callable[..., Any] = functools.partial(model.apply, {'params': params})
   cond = apply(tokens_BxL, jnp.zeros((b,), bool), method=Denoiser.encode)
   null = apply(tokens_BxL, jnp.ones((b,), bool), method=Denoiser.encode)
   cond_2BxD = jnp.concatenate([cond, null])
@@ -116,6 +116,7 @@ def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: 
 def grid_png(images_RxCxHxWxC: np.ndarray, scale: int = 2) -> bytes:
   """uint8 images as an R x C grid PNG (2-pixel white gaps, upscaled `scale`x)."""
   import io  # pylint: disable=g-import-not-at-top
+
   from PIL import Image  # pylint: disable=g-import-not-at-top
   r, c, h, w, ch = images_RxCxHxWxC.shape
   grid = np.full((r * (h + 2) + 2, c * (w + 2) + 2, ch), 255, np.uint8)

@@ -128,4 +128,4 @@ def complete_prompts(model: nn.Module, params, vocab: tokenizers.CharTokenizer, 
     prompt[row, :len(i)], mask[row, :len(i)] = i, 1.0
   out = rnn.generate(model, params, prompt, mask, rng, num_steps=length,
                      temperature=temperature, top_k=top_k)
-  return [p + vocab.decode(row) for p, row in zip(prompts, np.asarray(out))]
+  return [p + vocab.decode(row) for p, row in zip(prompts, np.asarray(out), strict=True)]

@@ -7,7 +7,7 @@ Dimension key as in `research.models.transformer`.
 """
 
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -149,18 +149,18 @@ def length_summary(inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray],
   """
   counts = {d: exact_by_length(inputs_NxS, targets_NxT, decoded[d], pad_id)
             for d in DECODERS}
-  by_length = {str(n): {'examples': total} | {
+  by_length: dict[str, dict[str, float]] = {str(n): {'examples': total} | {
       f'{d}_exact_accuracy': counts[d][n][0] / total for d in DECODERS}
                for n, (_, total) in counts['greedy'].items()}
-  metrics = {'test_exact_accuracy_by_length': by_length} | {
-      f'test_{d}_exact_accuracy_min_over_lengths':
-          min(v[f'{d}_exact_accuracy'] for v in by_length.values()) for d in DECODERS}
+  minima = {f'test_{d}_exact_accuracy_min_over_lengths':
+                min(v[f'{d}_exact_accuracy'] for v in by_length.values()) for d in DECODERS}
+  metrics: dict[str, Any] = {'test_exact_accuracy_by_length': by_length, **minima}
   rows = ['  length  examples   greedy     beam'] + [
       f'  {n:>6}  {v["examples"]:>8}  {100 * v["greedy_exact_accuracy"]:6.2f}%  '
       f'{100 * v["beam_exact_accuracy"]:6.2f}%' for n, v in by_length.items()]
   rows.append(f'  {"min":>6}  {"":>8}  '
-              f'{100 * metrics["test_greedy_exact_accuracy_min_over_lengths"]:6.2f}%  '
-              f'{100 * metrics["test_beam_exact_accuracy_min_over_lengths"]:6.2f}%')
+              f'{100 * minima["test_greedy_exact_accuracy_min_over_lengths"]:6.2f}%  '
+              f'{100 * minima["test_beam_exact_accuracy_min_over_lengths"]:6.2f}%')
   return metrics, '\n'.join(rows)
 
 

@@ -1,1 +1,70 @@
-"""The shared training core: steps, drivers, optimisers, loop, checkpoints, metrics."""
+"""The shared training core: steps, drivers, optimisers, loop, checkpoints, metrics.
+
+- Steps (`steps.py`): `TrainState`, the pure `train_step` and `eval_step`, whose task
+  plugs in one `LossFn` (params, batch, rng, train) -> ({name: (sum, count)}, aux);
+  `split_batch` cuts a batch into micro-batches.
+- State (`state.py`): `init_train_state`, `abstract_train_state` (shapes only, via
+  `jax.eval_shape`) and `count_params`.
+- Optimisers (`optimizers.py`): `OptimizerConfig` and `make_optimizer`.
+- Drivers (`parallel.py`): `make_driver` builds a `DataParallel` (jit over a device
+  mesh) or `PmapDataParallel` that run the steps on data gathered by `take_examples`;
+  `loop.py`'s `evaluate` and `batch_plan`.
+- Runs (`trainer.py`): `train_and_evaluate` runs a `Family` (its `TrainData` and
+  `Model`) in a workdir, `train_in_memory` without one, each through a `Run`;
+  `Checkpointer` (`checkpoint.py`, orbax); `MetricSums` and `MetricWriter`
+  (`metrics.py`); `StopOnSignal` (`preemption.py`); `initialize` and `is_primary`
+  (`distributed.py`, multi-process runs).
+
+The trainer and checkpoint names are imported on first use: `import research.train`
+does not import orbax.
+"""
+
+from typing import TYPE_CHECKING
+
+from research._lazy import lazy_attributes
+from research.train.distributed import initialize
+from research.train.distributed import is_primary
+from research.train.loop import batch_plan
+from research.train.loop import evaluate
+from research.train.metrics import MetricSums
+from research.train.metrics import MetricWriter
+from research.train.optimizers import OptimizerConfig
+from research.train.optimizers import make_optimizer
+from research.train.parallel import DataParallel
+from research.train.parallel import PmapDataParallel
+from research.train.parallel import make_driver
+from research.train.parallel import take_examples
+from research.train.preemption import StopOnSignal
+from research.train.state import abstract_train_state
+from research.train.state import count_params
+from research.train.state import init_train_state
+from research.train.steps import LossFn
+from research.train.steps import TrainState
+from research.train.steps import eval_step
+from research.train.steps import split_batch
+from research.train.steps import train_step
+
+if TYPE_CHECKING:
+  from research.train.checkpoint import Checkpointer
+  from research.train.trainer import Family
+  from research.train.trainer import Model
+  from research.train.trainer import Run
+  from research.train.trainer import TrainData
+  from research.train.trainer import train_and_evaluate
+  from research.train.trainer import train_in_memory
+
+_LAZY = {'Checkpointer': 'research.train.checkpoint', 'Family': 'research.train.trainer',
+         'Model': 'research.train.trainer', 'Run': 'research.train.trainer',
+         'TrainData': 'research.train.trainer',
+         'train_and_evaluate': 'research.train.trainer',
+         'train_in_memory': 'research.train.trainer'}
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+
+__all__ = [
+    'Checkpointer', 'DataParallel', 'Family', 'LossFn', 'MetricSums', 'MetricWriter',
+    'Model', 'OptimizerConfig', 'PmapDataParallel', 'Run', 'StopOnSignal', 'TrainData',
+    'TrainState', 'abstract_train_state', 'batch_plan', 'count_params', 'eval_step',
+    'evaluate', 'init_train_state', 'initialize', 'is_primary', 'make_driver',
+    'make_optimizer', 'split_batch', 'take_examples', 'train_and_evaluate',
+    'train_in_memory', 'train_step',
+]

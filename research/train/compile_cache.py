@@ -38,8 +38,9 @@ def enable(directory: str, min_compile_seconds: float = 1.0) -> str | None:
   Returns:
     the directory in use, or None when the cache is off.
   """
-  if jax.config.jax_compilation_cache_dir:
-    return jax.config.jax_compilation_cache_dir
+  chosen = jax.config.values.get('jax_compilation_cache_dir')
+  if chosen:
+    return chosen
   if directory.strip().lower() in OFF:
     return None
   if '://' not in directory:

@@ -15,7 +15,7 @@ from research.train import files
 class MetricSums:
   """Accumulates {name: (sum, count)} pairs fetched from the device."""
 
-  def __init__(self):
+  def __init__(self) -> None:
     self._sums: dict[str, list[float]] = {}
 
   def add(self, metrics: Mapping[str, tuple[Any, Any]]) -> None:
@@ -27,7 +27,7 @@ class MetricSums:
 
   def merge(self, other: 'MetricSums') -> None:
     """Adds every pair accumulated by `other`."""
-    self.add({k: tuple(v) for k, v in other._sums.items()})  # pylint: disable=protected-access
+    self.add({k: (s, c) for k, (s, c) in other._sums.items()})  # pylint: disable=protected-access
 
   def result(self) -> dict[str, float]:
     """{name: sum / count} (NaN where the count is 0)."""
@@ -88,8 +88,8 @@ class MetricWriter:
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
-    self._jsonl = None
-    self._tb = None
+    self._jsonl: Any = None  # Both stay None when disabled (every method checks).
+    self._tb: Any = None
     if enabled:
       self._jsonl = files.open_file(files.join(workdir, 'metrics.jsonl'), 'a')
       self._tb = _tensorboard_writer(files.join(workdir, 'tensorboard'))
@@ -123,6 +123,7 @@ class MetricWriter:
     if not self.enabled:
       return
     import io  # pylint: disable=g-import-not-at-top
+
     from PIL import Image  # pylint: disable=g-import-not-at-top
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
     self._tb.add_image(tag, pixels, int(step), dataformats='HWC')

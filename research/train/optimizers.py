@@ -102,7 +102,8 @@ class EmaState(NamedTuple):
   """State of `with_parameter_ema`: the wrapped optimiser's state and the average."""
   inner: Any
   ema: Any
-  count: jax.Array
+  # Shadows tuple.count; the field name is part of the checkpoint layout, so it stays.
+  count: jax.Array  # type: ignore[assignment]
 
 
 def with_parameter_ema(tx: optax.GradientTransformation, decay: float

@@ -15,11 +15,13 @@ under `jax.pmap` with an axis name. Both donate the train state.
 import functools
 from typing import Any, Callable
 
+from flax import jax_utils
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
-from flax import jax_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from research.errors import UserInputError
 from research.train import steps
@@ -122,7 +124,7 @@ def fsdp_spec(shape: tuple[int, ...], num_shards: int, min_size: int) -> P:
     return P()
   for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
     if shape[axis] % num_shards == 0:
-      spec = [None] * len(shape)
+      spec: list[Any] = [None] * len(shape)
       spec[axis] = BATCH_AXES
       return P(*spec)
   return P()
@@ -251,7 +253,7 @@ class PmapDataParallel:
     self._pmap = functools.partial(jax.pmap, axis_name=self.axis_name,
                                    devices=self.devices)
     self._train_chunk = functools.partial(_train_chunk, **kw)
-    self._trains = {}  # micro-batch count -> pmapped train chunk
+    self._trains: dict[int, Any] = {}  # micro-batch count -> pmapped train chunk
     self._eval = self._pmap(functools.partial(_eval_chunk, **kw))
 
   def _train_fn(self, idx_SxB):

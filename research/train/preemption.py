@@ -15,7 +15,7 @@ after the request. A one-flag all-gather works on every backend (gloo on CPU).
 import signal
 import threading
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -38,7 +38,7 @@ def agreed_flags(flags: Sequence[bool]) -> tuple[bool, ...]:
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   local = np.asarray([bool(f) for f in flags], np.int32)
   gathered = np.asarray(multihost_utils.process_allgather(local))  # (processes, n)
-  return tuple(bool(f) for f in gathered.reshape(-1, len(local)).any(axis=0))
+  return tuple(bool(f) for f in np.asarray(gathered.reshape(-1, len(local)).any(axis=0)))
 
 
 def agreed_stop(local_request: bool) -> bool:
@@ -67,7 +67,7 @@ class StopOnSignal:
   def __init__(self, signals=(signal.SIGTERM, signal.SIGINT),
                max_seconds: float | None = None):
     self._signals = signals
-    self._previous = {}
+    self._previous: dict[int, Any] = {}  # signal number -> the handler it replaced
     self._requested = False
     self._max_seconds = max_seconds
     self._entered = time.monotonic()

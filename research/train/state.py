@@ -2,10 +2,10 @@
 
 from typing import Any, Callable
 
+from flax import traverse_util
 import jax
 import numpy as np
 import optax
-from flax import traverse_util
 
 from research.train.steps import TrainState
 

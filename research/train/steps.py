@@ -21,16 +21,17 @@ independent computation, then adds them. The mean gradient is the same as for th
 whole batch (only dropout draws differ: part i uses key `fold_in(key, i)`). XLA:CPU
 runs one convolution on one core but runs independent operations concurrently, so
 on CPU two parts keep both cores busy (measured on 2 cores: CNN and transformer steps
-~10% faster, U-Net 28%; no gain for LSTM/GRU scans). Interleaving keeps every part on the devices that hold the batch.
+~10% faster, U-Net 28%; no gain for LSTM/GRU scans). Interleaving keeps every part on
+the devices that hold the batch.
 """
 
 import functools
 from typing import Any, Callable
 
+from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import optax
-from flax.training import train_state
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]
 LossFn = Callable[[Any, dict[str, jax.Array], jax.Array | None, bool],

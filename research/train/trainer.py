@@ -217,6 +217,7 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
 
 
 def _restore(run: Run, state: Any) -> Any:
+  assert run.checkpointer is not None  # Set with the workdir, before any restore.
   try:
     step, restored = run.checkpointer.restore_latest(state, run.log)
   except ValueError as e:
@@ -340,6 +341,7 @@ def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
   run = _prepare(family, workdir, log)
   init_key, train_key = jax.random.split(jax.random.key(run.settings.seed))
   state = _initial_state(family, run, resume, init_key)
+  assert run.checkpointer is not None and run.writer is not None  # A workdir run.
   try:
     with preemption.StopOnSignal() as stop:
       result = _train(family, run, state, train_key, stop)
