@@ -10,8 +10,9 @@ import sys
 from typing import Any, Callable
 
 
-def lazy_attributes(package: str, modules: dict[str, str]
-                    ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_attributes(
+  package: str, modules: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
   """`__getattr__` and `__dir__` for `package`.
 
   Args:

@@ -42,10 +42,19 @@ from research.train import distributed
 QUIET_LOGGERS = ('absl', 'jax')
 _RUN_LOGGER = logging.getLogger('research.run')
 _RUN_LOGGER.propagate = False  # Its records reach the log file only (see above).
-_EXPERIMENT_FLAGS = ('config', 'workdir', 'resume', 'coordinator_address',
-                     'num_processes', 'process_id', 'distributed_auto',
-                     'compilation_cache', 'log_dir',
-                     'alsologtostderr', 'verbosity')
+_EXPERIMENT_FLAGS = (
+  'config',
+  'workdir',
+  'resume',
+  'coordinator_address',
+  'num_processes',
+  'process_id',
+  'distributed_auto',
+  'compilation_cache',
+  'log_dir',
+  'alsologtostderr',
+  'verbosity',
+)
 
 
 def resolve_config_path(path: str, root: str) -> str:
@@ -84,8 +93,11 @@ class _ResolvingParser(flags.ArgumentParser):
 
 def _config_overrides(argv: list[str]) -> list[str]:
   """The field paths of the --config.X=... arguments, e.g. ['model.cell']."""
-  return [re.sub(r'^-{1,2}(no)?config\.', '', a.split('=')[0]) for a in argv
-          if re.match(r'^-{1,2}(no)?config\.', a)]
+  return [
+    re.sub(r'^-{1,2}(no)?config\.', '', a.split('=')[0])
+    for a in argv
+    if re.match(r'^-{1,2}(no)?config\.', a)
+  ]
 
 
 def unknown_field_message(error: Exception, argv: list[str]) -> str:
@@ -156,8 +168,7 @@ def _caller_module(depth: int) -> tuple[str, str, str]:
   return help_name, dotted, root
 
 
-def define_config_flag(default: str, root: str,
-                       help_text: str = 'Experiment config file.'):
+def define_config_flag(default: str, root: str, help_text: str = 'Experiment config file.'):
   """Defines --config (an ml_collections config file, locked against new keys) and
   the multi-process flags (--coordinator_address, --num_processes, --process_id,
   --distributed_auto) that `run` acts on.
@@ -170,19 +181,25 @@ def define_config_flag(default: str, root: str,
   Returns:
     the flag holder; `.value` is the ConfigDict after parsing.
   """
-  flags.DEFINE_string('coordinator_address', '', 'HOST:PORT of process 0, for a '
-                      'multi-process run.')
+  flags.DEFINE_string('coordinator_address', '', 'HOST:PORT of process 0, for a multi-process run.')
   flags.DEFINE_integer('num_processes', 1, 'Processes in a multi-process run.')
-  flags.DEFINE_integer('process_id', 0, 'This process\'s index in [0, num_processes).')
-  flags.DEFINE_bool('distributed_auto', False, 'Join a multi-process run configured by '
-                    'the cluster environment (SLURM, Cloud TPU).')
-  flags.DEFINE_string('compilation_cache', compile_cache.default_directory(),
-                      'Directory of JAX\'s persistent compilation cache, so a second '
-                      f'run skips compiling (default from ${compile_cache.ENV_VARIABLE}); '
-                      '"off" disables it.')
+  flags.DEFINE_integer('process_id', 0, "This process's index in [0, num_processes).")
+  flags.DEFINE_bool(
+    'distributed_auto',
+    False,
+    'Join a multi-process run configured by the cluster environment (SLURM, Cloud TPU).',
+  )
+  flags.DEFINE_string(
+    'compilation_cache',
+    compile_cache.default_directory(),
+    "Directory of JAX's persistent compilation cache, so a second "
+    f'run skips compiling (default from ${compile_cache.ENV_VARIABLE}); '
+    '"off" disables it.',
+  )
   try:
     holder = config_flags.DEFINE_config_file(
-        'config', resolve_config_path(default, root), help_text, lock_config=True)
+      'config', resolve_config_path(default, root), help_text, lock_config=True
+    )
   except (KeyError, AttributeError) as e:
     _exit_with(unknown_field_message(e, sys.argv))
   except (flags.Error, UserInputError) as e:
@@ -249,8 +266,12 @@ def run(train: Callable[[], object], program_name: str = '') -> None:
   """
   try:
     setup_logging(program_name or os.path.basename(sys.argv[0]))
-    distributed.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
-                           flags.FLAGS.process_id, flags.FLAGS.distributed_auto)
+    distributed.initialize(
+      flags.FLAGS.coordinator_address,
+      flags.FLAGS.num_processes,
+      flags.FLAGS.process_id,
+      flags.FLAGS.distributed_auto,
+    )
     compile_cache.enable(flags.FLAGS.compilation_cache)
     train()
   except UserInputError as e:
@@ -261,8 +282,7 @@ def run(train: Callable[[], object], program_name: str = '') -> None:
     print(str(e), file=sys.stderr)  # A clean stop: exit status 0.
 
 
-def define_experiment(default_config: str,
-                      train_and_evaluate: Callable[..., object]) -> Callable:
+def define_experiment(default_config: str, train_and_evaluate: Callable[..., object]) -> Callable:
   """Defines an entry point's flags and returns its `main` for `absl.app.run`.
 
   Flags: --config (see `define_config_flag`), --workdir, --resume and the
@@ -277,10 +297,8 @@ def define_experiment(default_config: str,
   """
   help_name, program, root = _caller_module(1)
   config = define_config_flag(default_config, root)
-  workdir = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics '
-                                'and reports.')
-  resume = flags.DEFINE_bool('resume', False, 'Continue from the latest checkpoint in '
-                             '--workdir.')
+  workdir = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and reports.')
+  resume = flags.DEFINE_bool('resume', False, 'Continue from the latest checkpoint in --workdir.')
   for name in _EXPERIMENT_FLAGS:
     if name in flags.FLAGS:
       flags.FLAGS.register_key_flag_for_module(help_name, flags.FLAGS[name])
@@ -288,6 +306,9 @@ def define_experiment(default_config: str,
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    run(lambda: train_and_evaluate(config.value, workdir.value, resume.value, log=log),
-        program_name=program)
+    run(
+      lambda: train_and_evaluate(config.value, workdir.value, resume.value, log=log),
+      program_name=program,
+    )
+
   return main

@@ -23,8 +23,16 @@ StepFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
 NEG_INF = -1e30  # Finite, so that sums and comparisons stay NaN-free.
 
 
-def greedy(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
-           bos_id: int, eos_id: int, pad_id: int = 0) -> jax.Array:
+def greedy(
+  step_fn: StepFn,
+  cache: Any,
+  batch_size: int,
+  max_len: int,
+  *,
+  bos_id: int,
+  eos_id: int,
+  pad_id: int = 0,
+) -> jax.Array:
   """The argmax token at every position until EOS.
 
   Args:
@@ -37,6 +45,7 @@ def greedy(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
   Returns:
     int32 (B, L) tokens.
   """
+
   def cond(state):
     t, _, _, done, _ = state
     return (t < max_len) & ~jnp.all(done)
@@ -48,8 +57,13 @@ def greedy(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
     seq_BxL = jax.lax.dynamic_update_slice_in_dim(seq_BxL, token_B[:, None], t, axis=1)
     return t + 1, cache, seq_BxL, done_B | (token_B == eos_id), token_B
 
-  init = (jnp.asarray(0), cache, jnp.full((batch_size, max_len), pad_id, jnp.int32),
-          jnp.zeros(batch_size, bool), jnp.full(batch_size, bos_id, jnp.int32))
+  init = (
+    jnp.asarray(0),
+    cache,
+    jnp.full((batch_size, max_len), pad_id, jnp.int32),
+    jnp.zeros(batch_size, bool),
+    jnp.full(batch_size, bos_id, jnp.int32),
+  )
   return jax.lax.while_loop(cond, body, init)[2]
 
 
@@ -60,13 +74,23 @@ def length_penalty(length: jax.Array | int, alpha: float) -> jax.Array | float:
 
 def _take(x_BxKx, idx_BxJ):
   """x[b, idx[b, j]] for every b, j (beams chosen per batch element)."""
-  return jnp.take_along_axis(x_BxKx, idx_BxJ.reshape(idx_BxJ.shape + (1,) *
-                                                     (x_BxKx.ndim - 2)), axis=1)
+  return jnp.take_along_axis(
+    x_BxKx, idx_BxJ.reshape(idx_BxJ.shape + (1,) * (x_BxKx.ndim - 2)), axis=1
+  )
 
 
-def beam_search(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
-                beam_size: int, bos_id: int, eos_id: int, pad_id: int = 0,
-                alpha: float = 0.0) -> tuple[jax.Array, jax.Array]:
+def beam_search(
+  step_fn: StepFn,
+  cache: Any,
+  batch_size: int,
+  max_len: int,
+  *,
+  beam_size: int,
+  bos_id: int,
+  eos_id: int,
+  pad_id: int = 0,
+  alpha: float = 0.0,
+) -> tuple[jax.Array, jax.Array]:
   """Beam search for the sequence of highest length-normalised log-probability.
 
   Each step extends the K live beams, keeps the best K continuations that do not
@@ -100,11 +124,11 @@ def beam_search(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
     logits, cache = step_fn(cache, last.reshape(b * k), t)
     logp_BxKxV = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(b, k, -1)
     v = logp_BxKxV.shape[-1]
-    cand_lp, cand_idx = jax.lax.top_k(
-        (alive_lp[..., None] + logp_BxKxV).reshape(b, k * v), 2 * k)
+    cand_lp, cand_idx = jax.lax.top_k((alive_lp[..., None] + logp_BxKxV).reshape(b, k * v), 2 * k)
     beam_Bx2K, token_Bx2K = cand_idx // v, (cand_idx % v).astype(jnp.int32)
     cand_seq = jax.lax.dynamic_update_slice_in_dim(
-        _take(alive_seq, beam_Bx2K), token_Bx2K[..., None], t, axis=2)
+      _take(alive_seq, beam_Bx2K), token_Bx2K[..., None], t, axis=2
+    )
     ends = token_Bx2K == eos_id
     # Live beams: the best K candidates that continue.
     alive_lp, keep = jax.lax.top_k(jnp.where(ends, NEG_INF, cand_lp), k)
@@ -120,8 +144,9 @@ def beam_search(step_fn: StepFn, cache: Any, batch_size: int, max_len: int, *,
 
   empty = jnp.full((b, k, max_len), pad_id, jnp.int32)
   alive_lp = jnp.tile(jnp.asarray([0.0] + [NEG_INF] * (k - 1), jnp.float32), (b, 1))
-  init = (jnp.asarray(0), cache, empty, alive_lp, jnp.full((b, k), bos_id, jnp.int32),
-          empty, jnp.full((b, k), NEG_INF, jnp.float32))
+  start_BxK = jnp.full((b, k), bos_id, jnp.int32)
+  no_score_BxK = jnp.full((b, k), NEG_INF, jnp.float32)
+  init = (jnp.asarray(0), cache, empty, alive_lp, start_BxK, empty, no_score_BxK)
   _, _, alive_seq, alive_lp, _, fin_seq, fin_score = jax.lax.while_loop(cond, body, init)
   # A sequence that never produced EOS falls back to its best live beam.
   none_finished = fin_score[:, 0] <= NEG_INF / 2

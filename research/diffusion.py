@@ -35,8 +35,7 @@ def linear_betas(num_steps: int, start: float = 1e-4, end: float = 0.02) -> np.n
   return np.linspace(start, end, num_steps, dtype=np.float64)
 
 
-def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999
-                 ) -> np.ndarray:
+def cosine_betas(num_steps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
   """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = cos^2((t/T + s)/(1 + s) pi/2).
 
   Returns:
@@ -60,6 +59,7 @@ class Schedule:
     posterior_mean_coef_x0: coefficient of x_0 in the posterior mean.
     posterior_mean_coef_xt: coefficient of x_t in the posterior mean.
   """
+
   betas: jax.Array
   alphas_cumprod: jax.Array
   alphas_cumprod_prev: jax.Array
@@ -92,11 +92,14 @@ def make_schedule(name: str, num_steps: int) -> Schedule:
   post_var = betas * (1.0 - ac_prev) / (1.0 - ac)
   f32 = lambda a: jnp.asarray(a, jnp.float32)
   return Schedule(
-      betas=f32(betas), alphas_cumprod=f32(ac), alphas_cumprod_prev=f32(ac_prev),
-      posterior_variance=f32(post_var),
-      posterior_log_variance=f32(np.log(np.append(post_var[1], post_var[1:]))),
-      posterior_mean_coef_x0=f32(betas * np.sqrt(ac_prev) / (1.0 - ac)),
-      posterior_mean_coef_xt=f32((1.0 - ac_prev) * np.sqrt(1.0 - betas) / (1.0 - ac)))
+    betas=f32(betas),
+    alphas_cumprod=f32(ac),
+    alphas_cumprod_prev=f32(ac_prev),
+    posterior_variance=f32(post_var),
+    posterior_log_variance=f32(np.log(np.append(post_var[1], post_var[1:]))),
+    posterior_mean_coef_x0=f32(betas * np.sqrt(ac_prev) / (1.0 - ac)),
+    posterior_mean_coef_xt=f32((1.0 - ac_prev) * np.sqrt(1.0 - betas) / (1.0 - ac)),
+  )
 
 
 def _at(table_T: jax.Array, t_B: jax.Array, ndim: int) -> jax.Array:
@@ -104,32 +107,32 @@ def _at(table_T: jax.Array, t_B: jax.Array, ndim: int) -> jax.Array:
   return table_T[t_B].reshape((-1,) + (1,) * (ndim - 1))
 
 
-def q_mean_variance(sched: Schedule, x0: jax.Array, t_B: jax.Array
-                    ) -> tuple[jax.Array, jax.Array]:
+def q_mean_variance(sched: Schedule, x0: jax.Array, t_B: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Mean sqrt(alpha_bar_t) x_0 and variance (1 - alpha_bar_t) of q(x_t | x_0)."""
   ac = _at(sched.alphas_cumprod, t_B, x0.ndim)
   return jnp.sqrt(ac) * x0, jnp.broadcast_to(1.0 - ac, x0.shape)
 
 
-def q_sample(sched: Schedule, x0: jax.Array, t_B: jax.Array, noise: jax.Array
-             ) -> jax.Array:
+def q_sample(sched: Schedule, x0: jax.Array, t_B: jax.Array, noise: jax.Array) -> jax.Array:
   """Draws x_t ~ q(x_t | x_0) in closed form: sqrt(ab) x_0 + sqrt(1 - ab) noise."""
   ac = _at(sched.alphas_cumprod, t_B, x0.ndim)
   return jnp.sqrt(ac) * x0 + jnp.sqrt(1.0 - ac) * noise
 
 
-def q_posterior(sched: Schedule, x0: jax.Array, xt: jax.Array, t_B: jax.Array
-                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def q_posterior(
+  sched: Schedule, x0: jax.Array, xt: jax.Array, t_B: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Mean, variance and log variance of q(x_{t-1} | x_t, x_0) (each like x0)."""
-  mean = (_at(sched.posterior_mean_coef_x0, t_B, x0.ndim) * x0 +
-          _at(sched.posterior_mean_coef_xt, t_B, x0.ndim) * xt)
+  mean = (
+    _at(sched.posterior_mean_coef_x0, t_B, x0.ndim) * x0
+    + _at(sched.posterior_mean_coef_xt, t_B, x0.ndim) * xt
+  )
   var = jnp.broadcast_to(_at(sched.posterior_variance, t_B, x0.ndim), x0.shape)
   logvar = jnp.broadcast_to(_at(sched.posterior_log_variance, t_B, x0.ndim), x0.shape)
   return mean, var, logvar
 
 
-def predict_x0(sched: Schedule, xt: jax.Array, t_B: jax.Array, eps: jax.Array
-               ) -> jax.Array:
+def predict_x0(sched: Schedule, xt: jax.Array, t_B: jax.Array, eps: jax.Array) -> jax.Array:
   """x_0 implied by x_t and its noise: (x_t - sqrt(1 - ab) eps) / sqrt(ab)."""
   ac = _at(sched.alphas_cumprod, t_B, xt.ndim)
   return (xt - jnp.sqrt(1.0 - ac) * eps) / jnp.sqrt(ac)
@@ -141,14 +144,16 @@ def noise_loss(eps_pred: jax.Array, noise: jax.Array) -> jax.Array:
   return err.reshape(err.shape[0], -1).mean(axis=1)
 
 
-def classifier_free_guidance(eps_cond: jax.Array, eps_uncond: jax.Array,
-                             scale: float | jax.Array) -> jax.Array:
+def classifier_free_guidance(
+  eps_cond: jax.Array, eps_uncond: jax.Array, scale: float | jax.Array
+) -> jax.Array:
   """eps_u + scale (eps_c - eps_u): 0 is unconditional, 1 conditional, > 1 guided."""
   return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
-def ddpm_sample(eps_fn: EpsFn, sched: Schedule, shape: tuple[int, ...], rng: jax.Array,
-                clip: bool = True) -> jax.Array:
+def ddpm_sample(
+  eps_fn: EpsFn, sched: Schedule, shape: tuple[int, ...], rng: jax.Array, clip: bool = True
+) -> jax.Array:
   """Ancestral sampling through all T steps (Ho et al., Algorithm 2), one `lax.scan`.
 
   Each step predicts x_0 from the noise (clipped to [-1, 1] if `clip`) and draws
@@ -186,8 +191,15 @@ def ddim_timesteps(num_train_steps: int, num_steps: int) -> np.ndarray:
   return np.unique(np.linspace(0, num_train_steps - 1, num_steps).round()).astype(np.int32)
 
 
-def ddim_sample(eps_fn: EpsFn, sched: Schedule, shape: tuple[int, ...], rng: jax.Array,
-                num_steps: int = 50, eta: float = 0.0, clip: bool = True) -> jax.Array:
+def ddim_sample(
+  eps_fn: EpsFn,
+  sched: Schedule,
+  shape: tuple[int, ...],
+  rng: jax.Array,
+  num_steps: int = 50,
+  eta: float = 0.0,
+  clip: bool = True,
+) -> jax.Array:
   """DDIM sampling over `num_steps` of the T steps, one `lax.scan`.
 
   With eta = 0 the update is deterministic given the initial noise; eta = 1

@@ -17,6 +17,7 @@ class Preempted(Exception):
   """Training stopped on request (SIGTERM/SIGINT/time budget); a checkpoint was written."""
 
   def __init__(self, step: int):
-    super().__init__(f'stopped at step {step} on request; a checkpoint was saved: '
-                     'rerun with --resume to continue')
+    super().__init__(
+      f'stopped at step {step} on request; a checkpoint was saved: rerun with --resume to continue'
+    )
     self.step = step

@@ -18,9 +18,9 @@ from scipy import linalg
 from research.data import augment
 
 
-def make_classifier_fn(model, params: Any, preprocessing: augment.ImagePreprocessing,
-                       feature_layer: str = 'fc1'
-                       ) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+def make_classifier_fn(
+  model, params: Any, preprocessing: augment.ImagePreprocessing, feature_layer: str = 'fc1'
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
   """A jitted images -> (logits (N, K), features (N, F)) function of a trained CNN.
 
   Args:
@@ -29,22 +29,28 @@ def make_classifier_fn(model, params: Any, preprocessing: augment.ImagePreproces
     preprocessing: the evaluation normalisation it was trained with.
     feature_layer: the Dense layer whose ReLU'd output is the feature vector.
   """
+
   def fn(images_u8):
     x = augment.preprocess(images_u8, preprocessing)
     logits, state = model.apply(
-        {'params': params}, x, train=False,
-        capture_intermediates=lambda mdl, _: mdl.name == feature_layer)
+      {'params': params},
+      x,
+      train=False,
+      capture_intermediates=lambda mdl, _: mdl.name == feature_layer,
+    )
     features = state['intermediates'][feature_layer]['__call__'][0]
     return logits, jax.nn.relu(features.astype(jnp.float32))
+
   return jax.jit(fn)
 
 
-def classify(classifier_fn, images_u8: np.ndarray, batch_size: int = 500
-             ) -> tuple[np.ndarray, np.ndarray]:
+def classify(
+  classifier_fn, images_u8: np.ndarray, batch_size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
   """Predicted classes int (N,) and features float64 (N, F) of uint8 images."""
   preds, feats = [], []
   for i in range(0, len(images_u8), batch_size):
-    logits, f = jax.device_get(classifier_fn(images_u8[i:i + batch_size]))
+    logits, f = jax.device_get(classifier_fn(images_u8[i : i + batch_size]))
     preds.append(np.argmax(logits, -1))
     feats.append(f)
   return np.concatenate(preds), np.concatenate(feats).astype(np.float64)
@@ -54,8 +60,7 @@ def prompt_accuracy(predicted: np.ndarray, prompted: np.ndarray) -> float:
   """Share of samples the classifier assigns to the class they were prompted with."""
   predicted, prompted = np.asarray(predicted), np.asarray(prompted)
   if predicted.shape != prompted.shape or not predicted.size:
-    raise ValueError(f'need equal, non-empty shapes, got {predicted.shape} and '
-                     f'{prompted.shape}')
+    raise ValueError(f'need equal, non-empty shapes, got {predicted.shape} and {prompted.shape}')
   return float(np.mean(predicted == prompted))
 
 
@@ -67,8 +72,9 @@ def gaussian_stats(features_NxF: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray,
-                     cov_b: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+  mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray, eps: float = 1e-6
+) -> float:
   """Fréchet distance of N(mu_a, cov_a) and N(mu_b, cov_b).
 
   A near-singular product (fewer samples than features) gets `eps` added to the

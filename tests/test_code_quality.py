@@ -1,10 +1,13 @@
-"""Lint and type checks of the library: `ruff check research` and `mypy research` are clean.
+"""Lint, format and type checks of the library: `ruff check research`, `ruff format
+--check research` and `mypy research` are clean.
 
-Both tools come with the `test` extra (setup.cfg); their settings are ruff.toml and
-setup.cfg's [mypy] section. Formatting is not checked here.
+The tools come with the `test` extra (setup.cfg); their settings are ruff.toml and
+setup.cfg's [mypy] section. Outside CI a missing tool skips its test; in CI
+(CI=true) it fails.
 """
 
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -16,7 +19,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _run_tool(module: str, *args: str) -> None:
   if importlib.util.find_spec(module) is None:
-    pytest.skip(f'{module} is not installed (pip install -e ".[test]" brings it)')
+    message = f'{module} is not installed (pip install -e ".[test]" brings it)'
+    if os.environ.get('CI', '').lower() == 'true':
+      pytest.fail(message)
+    pytest.skip(message)
   out = subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, f'{module} {" ".join(args)} found problems:\n' + (
@@ -25,6 +31,10 @@ def _run_tool(module: str, *args: str) -> None:
 
 def test_ruff_finds_nothing():
   _run_tool('ruff', 'check', '--no-cache', 'research')
+
+
+def test_ruff_format_changes_nothing():
+  _run_tool('ruff', 'format', '--check', '--no-cache', 'research')
 
 
 def test_mypy_finds_nothing():

@@ -38,9 +38,22 @@ from research.data.translation import TranslationConfig
 from research.data.translation import corpus_bleu
 
 __all__ = [
-    'ByteTokenizer', 'CharTokenizer', 'ImageDataset', 'ImagePreprocessing',
-    'Seq2SeqDataset', 'TaskConfig', 'TextCorpus', 'Tokenizer', 'TranslationConfig',
-    'WordTokenizer', 'corpus_bleu', 'get_builder', 'split_words',
-    'load_corpus', 'load_image_classification', 'make_task', 'preprocess',
-    'process_slice',
+  'ByteTokenizer',
+  'CharTokenizer',
+  'ImageDataset',
+  'ImagePreprocessing',
+  'Seq2SeqDataset',
+  'TaskConfig',
+  'TextCorpus',
+  'Tokenizer',
+  'TranslationConfig',
+  'WordTokenizer',
+  'corpus_bleu',
+  'get_builder',
+  'split_words',
+  'load_corpus',
+  'load_image_classification',
+  'make_task',
+  'preprocess',
+  'process_slice',
 ]

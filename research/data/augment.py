@@ -25,6 +25,7 @@ class ImagePreprocessing:
     brightness: training brightness factor is uniform in [1 - b, 1 + b].
     contrast: training contrast factor is uniform in [1 - c, 1 + c].
   """
+
   mean: tuple[float, ...] = (0.1307,)
   std: tuple[float, ...] = (0.3081,)
   channels: int = 3
@@ -42,8 +43,9 @@ def rotate(images_BxHxWxC: jnp.ndarray, angles_B: jnp.ndarray) -> jnp.ndarray:
     float array of the input's shape.
   """
   _, h, w, _ = images_BxHxWxC.shape
-  yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32),
-                        jnp.arange(w, dtype=jnp.float32), indexing='ij')
+  yy, xx = jnp.meshgrid(
+    jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing='ij'
+  )
   cy, cx = (h - 1) / 2, (w - 1) / 2
 
   def one(image_HxWxC, angle):
@@ -51,15 +53,17 @@ def rotate(images_BxHxWxC: jnp.ndarray, angles_B: jnp.ndarray) -> jnp.ndarray:
     # Output pixel p samples the input at R(-angle) (p - centre) + centre.
     src_y = cos * (yy - cy) - sin * (xx - cx) + cy
     src_x = sin * (yy - cy) + cos * (xx - cx) + cx
-    sample = lambda ch: ndimage.map_coordinates(ch, [src_y, src_x], order=1,
-                                                mode='constant', cval=0.0)
+    sample = lambda ch: ndimage.map_coordinates(
+      ch, [src_y, src_x], order=1, mode='constant', cval=0.0
+    )
     return jax.vmap(sample, in_axes=-1, out_axes=-1)(image_HxWxC)
 
   return jax.vmap(one)(images_BxHxWxC.astype(jnp.float32), angles_B)
 
 
-def jitter_brightness_contrast(images_BxHxWxC: jnp.ndarray, brightness_B: jnp.ndarray,
-                               contrast_B: jnp.ndarray) -> jnp.ndarray:
+def jitter_brightness_contrast(
+  images_BxHxWxC: jnp.ndarray, brightness_B: jnp.ndarray, contrast_B: jnp.ndarray
+) -> jnp.ndarray:
   """Scales brightness, then blends with each image's mean gray level; clips to [0, 1].
 
   Args:
@@ -80,8 +84,7 @@ def jitter_brightness_contrast(images_BxHxWxC: jnp.ndarray, brightness_B: jnp.nd
   return jnp.clip(c * x + (1.0 - c) * mean_B[:, None, None, None], 0.0, 1.0)
 
 
-def augment(images_BxHxWxC: jnp.ndarray, rng: jax.Array,
-            cfg: ImagePreprocessing) -> jnp.ndarray:
+def augment(images_BxHxWxC: jnp.ndarray, rng: jax.Array, cfg: ImagePreprocessing) -> jnp.ndarray:
   """Random rotation and brightness/contrast jitter of float images in [0, 1].
 
   Returns:
@@ -95,13 +98,13 @@ def augment(images_BxHxWxC: jnp.ndarray, rng: jax.Array,
     x = rotate(x, jax.random.uniform(k_rot, (b,), minval=-limit, maxval=limit))
   if cfg.brightness or cfg.contrast:
     factor = lambda k, r: jax.random.uniform(k, (b,), minval=1 - r, maxval=1 + r)
-    x = jitter_brightness_contrast(x, factor(k_bri, cfg.brightness),
-                                   factor(k_con, cfg.contrast))
+    x = jitter_brightness_contrast(x, factor(k_bri, cfg.brightness), factor(k_con, cfg.contrast))
   return x
 
 
-def preprocess(images_BxHxWxC: jnp.ndarray, cfg: ImagePreprocessing,
-               rng: jax.Array | None = None) -> jnp.ndarray:
+def preprocess(
+  images_BxHxWxC: jnp.ndarray, cfg: ImagePreprocessing, rng: jax.Array | None = None
+) -> jnp.ndarray:
   """uint8 images -> normalised float32 model inputs, augmented when `rng` is given.
 
   Args:

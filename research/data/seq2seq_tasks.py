@@ -41,6 +41,7 @@ class Seq2SeqDataset:
     targets: int32 (N, T) target tokens followed by EOS_ID, then PAD_ID-padded.
     vocab: the tokenizer shared by sources and targets.
   """
+
   name: str
   inputs: np.ndarray
   targets: np.ndarray
@@ -63,9 +64,12 @@ class Seq2SeqDataset:
     return int((self.targets != tokenizers.PAD_ID).sum())
 
 
-def encode_pairs(pairs: list[tuple[str, str]], vocab: tokenizers.Tokenizer,
-                 max_input_length: int, max_target_length: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def encode_pairs(
+  pairs: list[tuple[str, str]],
+  vocab: tokenizers.Tokenizer,
+  max_input_length: int,
+  max_target_length: int,
+) -> tuple[np.ndarray, np.ndarray]:
   """Pads (source, target) texts to int32 arrays.
 
   Returns:
@@ -77,9 +81,9 @@ def encode_pairs(pairs: list[tuple[str, str]], vocab: tokenizers.Tokenizer,
   targets = np.full((len(pairs), max_target_length), tokenizers.PAD_ID, np.int32)
   for n, (src, tgt) in enumerate(pairs):
     s = vocab.encode(src)[:max_input_length]
-    t = np.append(vocab.encode(tgt)[:max_target_length - 1], tokenizers.EOS_ID)
-    inputs[n, :len(s)] = s
-    targets[n, :len(t)] = t
+    t = np.append(vocab.encode(tgt)[: max_target_length - 1], tokenizers.EOS_ID)
+    inputs[n, : len(s)] = s
+    targets[n, : len(t)] = t
   return inputs, targets
 
 
@@ -113,6 +117,7 @@ class TaskConfig:
     test_min_length: split 'length': shortest test string (0 with 'stratified').
     test_max_length: split 'length': longest test string (0 with 'stratified').
   """
+
   name: str = 'reverse'
   num_train: int = 20_000
   num_test: int = 1_000
@@ -136,8 +141,7 @@ class TaskConfig:
   def vocab(self) -> tokenizers.CharTokenizer:
     """The task's characters; encoding any other character is an error."""
     if self.name == 'reverse':
-      return tokenizers.CharTokenizer(string.ascii_lowercase[:self.num_letters],
-                                      strict=True)
+      return tokenizers.CharTokenizer(string.ascii_lowercase[: self.num_letters], strict=True)
     return tokenizers.CharTokenizer(string.digits + '+', strict=True)
 
 
@@ -145,13 +149,17 @@ def _check(cfg: TaskConfig) -> None:
   if cfg.name not in TASKS:
     raise UserInputError(f'unknown task {cfg.name!r}: use one of {TASKS}')
   if cfg.num_train < 1 or cfg.num_test < 1:
-    raise UserInputError(f'num_train and num_test must be >= 1, got {cfg.num_train} '
-                         f'and {cfg.num_test}')
-  if cfg.name == 'reverse' and not (1 <= cfg.min_length <= cfg.max_length
-                                    and 1 <= cfg.num_letters <= 26):
-    raise UserInputError('reverse needs 1 <= min_length <= max_length and '
-                         f'1 <= num_letters <= 26, got {cfg.min_length}, '
-                         f'{cfg.max_length}, {cfg.num_letters}')
+    raise UserInputError(
+      f'num_train and num_test must be >= 1, got {cfg.num_train} and {cfg.num_test}'
+    )
+  if cfg.name == 'reverse' and not (
+    1 <= cfg.min_length <= cfg.max_length and 1 <= cfg.num_letters <= 26
+  ):
+    raise UserInputError(
+      'reverse needs 1 <= min_length <= max_length and '
+      f'1 <= num_letters <= 26, got {cfg.min_length}, '
+      f'{cfg.max_length}, {cfg.num_letters}'
+    )
   if cfg.name == 'addition' and not 1 <= cfg.num_digits <= 9:
     raise UserInputError(f'num_digits must be in 1..9, got {cfg.num_digits}')
 
@@ -162,29 +170,34 @@ def _check_split(cfg: TaskConfig) -> None:
   test_range = (cfg.test_min_length, cfg.test_max_length)
   if cfg.split == 'stratified':
     if test_range != (0, 0):
-      raise UserInputError(f'test_min_length and test_max_length ({test_range}) apply '
-                           "to split='length' only: leave them 0 with 'stratified'")
+      raise UserInputError(
+        f'test_min_length and test_max_length ({test_range}) apply '
+        "to split='length' only: leave them 0 with 'stratified'"
+      )
     return
   if cfg.name != 'reverse':
-    raise UserInputError(f"split='length' is for the reverse task, not {cfg.name!r}: "
-                         "use split='stratified'")
-  if not 1 <= cfg.test_min_length <= cfg.test_max_length:
-    raise UserInputError('the length split needs 1 <= test_min_length <= '
-                         f'test_max_length, got {test_range}')
-  if (cfg.test_min_length <= cfg.max_length
-      and cfg.min_length <= cfg.test_max_length):
     raise UserInputError(
-        f'test lengths {cfg.test_min_length}..{cfg.test_max_length} overlap the '
-        f'training lengths {cfg.min_length}..{cfg.max_length}: the length split '
-        'needs them disjoint')
+      f"split='length' is for the reverse task, not {cfg.name!r}: use split='stratified'"
+    )
+  if not 1 <= cfg.test_min_length <= cfg.test_max_length:
+    raise UserInputError(
+      f'the length split needs 1 <= test_min_length <= test_max_length, got {test_range}'
+    )
+  if cfg.test_min_length <= cfg.max_length and cfg.min_length <= cfg.test_max_length:
+    raise UserInputError(
+      f'test lengths {cfg.test_min_length}..{cfg.test_max_length} overlap the '
+      f'training lengths {cfg.min_length}..{cfg.max_length}: the length split '
+      'needs them disjoint'
+    )
 
 
-def _distinct_pairs(cfg: TaskConfig, wanted: int, lengths: tuple[int, int],
-                    stream: tuple[int, ...]) -> list[tuple[str, str]]:
+def _distinct_pairs(
+  cfg: TaskConfig, wanted: int, lengths: tuple[int, int], stream: tuple[int, ...]
+) -> list[tuple[str, str]]:
   """`wanted` pairs with distinct inputs (reverse: of lengths `lengths`), drawn
   from the numpy stream (seed, task, *stream)."""
   rng = np.random.default_rng([cfg.seed, TASKS.index(cfg.name), *stream])
-  letters = string.ascii_lowercase[:cfg.num_letters]
+  letters = string.ascii_lowercase[: cfg.num_letters]
   seen, pairs = set(), []
   for _ in range(20 * wanted):  # Gives up on task spaces too small for `wanted`.
     if cfg.name == 'reverse':
@@ -197,9 +210,11 @@ def _distinct_pairs(cfg: TaskConfig, wanted: int, lengths: tuple[int, int],
       if len(pairs) == wanted:
         return pairs
   where = f' of lengths {lengths[0]}..{lengths[1]}' if cfg.name == 'reverse' else ''
-  raise UserInputError(f'the {cfg.name} task has fewer than {wanted} distinct inputs'
-                       f'{where} with these settings: ask for fewer examples or '
-                       'longer inputs')
+  raise UserInputError(
+    f'the {cfg.name} task has fewer than {wanted} distinct inputs'
+    f'{where} with these settings: ask for fewer examples or '
+    'longer inputs'
+  )
 
 
 def _stratum(name: str, src: str):
@@ -213,13 +228,16 @@ def split_pairs(cfg: TaskConfig) -> tuple[list[tuple[str, str]], list[tuple[str,
   docstring for the splits); deterministic given `cfg.seed`."""
   train_lengths = (cfg.min_length, cfg.max_length)
   if cfg.split == 'length':
-    return (_distinct_pairs(cfg, cfg.num_train, train_lengths, ()),
-            _distinct_pairs(cfg, cfg.num_test,
-                            (cfg.test_min_length, cfg.test_max_length), (1,)))
+    return (
+      _distinct_pairs(cfg, cfg.num_train, train_lengths, ()),
+      _distinct_pairs(cfg, cfg.num_test, (cfg.test_min_length, cfg.test_max_length), (1,)),
+    )
   pairs = _distinct_pairs(cfg, cfg.num_train + cfg.num_test, train_lengths, ())
-  train, test = holdout.stratified_split([_stratum(cfg.name, src) for src, _ in pairs],
-                                         cfg.num_test,
-                                         [cfg.seed, TASKS.index(cfg.name), 2])
+  train, test = holdout.stratified_split(
+    [_stratum(cfg.name, src) for src, _ in pairs],
+    cfg.num_test,
+    [cfg.seed, TASKS.index(cfg.name), 2],
+  )
   return [pairs[i] for i in train], [pairs[i] for i in test]
 
 
@@ -236,6 +254,5 @@ def make_task(cfg: TaskConfig) -> tuple[Seq2SeqDataset, Seq2SeqDataset]:
   train, test = split_pairs(cfg)
   vocab = cfg.vocab()
   max_in, max_out = cfg.lengths()
-  split = lambda p: Seq2SeqDataset(cfg.name, *encode_pairs(p, vocab, max_in, max_out),
-                                   vocab)
+  split = lambda p: Seq2SeqDataset(cfg.name, *encode_pairs(p, vocab, max_in, max_out), vocab)
   return split(train), split(test)

@@ -9,4 +9,3 @@ def process_slice(num_examples: int) -> slice:
   per = num_examples // jax.process_count()
   start = jax.process_index() * per
   return slice(start, start + per)
-

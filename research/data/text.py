@@ -25,11 +25,11 @@ VALIDATION_FRACTION = 0.1
 def pydoc_topics_text() -> str:
   """The prose of `pydoc_data.topics` (ships with CPython), topics in sorted order."""
   from pydoc_data import topics  # pylint: disable=g-import-not-at-top
+
   return '\n\n'.join(topics.topics[k].strip('\n') for k in sorted(topics.topics)) + '\n'
 
 
-def split_text(text: str, validation_fraction: float = VALIDATION_FRACTION
-               ) -> tuple[str, str]:
+def split_text(text: str, validation_fraction: float = VALIDATION_FRACTION) -> tuple[str, str]:
   """Deterministic contiguous split: the tail is validation, cut at a line start.
 
   Returns:
@@ -39,15 +39,15 @@ def split_text(text: str, validation_fraction: float = VALIDATION_FRACTION
     UserInputError: if either part would be empty.
   """
   if not 0 < validation_fraction < 1:
-    raise UserInputError(f'validation_fraction must be in (0, 1), got '
-                         f'{validation_fraction}')
+    raise UserInputError(f'validation_fraction must be in (0, 1), got {validation_fraction}')
   cut = int(len(text) * (1 - validation_fraction))
   line_start = text.find('\n', cut)
   if 0 <= line_start < len(text) - 1:
     cut = line_start + 1
   if cut <= 0 or cut >= len(text):
-    raise UserInputError(f'text of {len(text)} characters is too short to split into '
-                         'train and validation')
+    raise UserInputError(
+      f'text of {len(text)} characters is too short to split into train and validation'
+    )
   return text[:cut], text[cut:]
 
 
@@ -62,6 +62,7 @@ class TextCorpus:
     name: data set name (tfds name or the file's path).
     version: tfds version, or the file's size and mtime.
   """
+
   train: np.ndarray
   validation: np.ndarray
   vocab: tokenizers.CharTokenizer
@@ -73,15 +74,16 @@ def _tfds_text(name: str, split: str, data_dir: str | None) -> tuple[str, str]:
   tfds = tfds_io.import_tfds()
   builder = tfds_io.get_builder(name, data_dir)
   if 'text' not in builder.info.features:
-    raise UserInputError(f'data set {name!r} has no "text" feature: use a character '
-                         "text data set such as 'tiny_shakespeare' or 'text_offline'")
+    raise UserInputError(
+      f'data set {name!r} has no "text" feature: use a character '
+      "text data set such as 'tiny_shakespeare' or 'text_offline'"
+    )
   builder.download_and_prepare()
   try:
     ds = builder.as_dataset(split=split, shuffle_files=False)
   except (ValueError, KeyError) as e:
     known = ', '.join(builder.info.splits) or 'see the tfds catalog'
-    raise UserInputError(f'data set {name!r} has no split {split!r} ({known}): {e}'
-                         ) from None
+    raise UserInputError(f'data set {name!r} has no split {split!r} ({known}): {e}') from None
   parts = [ex['text'].decode('utf-8') for ex in tfds.as_numpy(ds)]
   return ''.join(parts), str(builder.info.version)
 
@@ -95,9 +97,14 @@ def read_text_file(path: str) -> str:
     raise UserInputError(f'cannot read text file {path!r}: {e.strerror or e}') from None
 
 
-def load_corpus(name: str, *, train_split: str = 'train',
-                validation_split: str = 'validation', text_file: str = '',
-                data_dir: str | None = None) -> TextCorpus:
+def load_corpus(
+  name: str,
+  *,
+  train_split: str = 'train',
+  validation_split: str = 'validation',
+  text_file: str = '',
+  data_dir: str | None = None,
+) -> TextCorpus:
   """Loads and encodes a corpus.
 
   Args:
@@ -119,15 +126,22 @@ def load_corpus(name: str, *, train_split: str = 'train',
     validation, _ = _tfds_text(name, validation_split, data_dir)
   for split, t in (('training', train), ('validation', validation)):
     if len(t) < 2:
-      raise UserInputError(f'the {split} text of {name!r} has {len(t)} characters; '
-                           'it needs at least 2')
+      raise UserInputError(
+        f'the {split} text of {name!r} has {len(t)} characters; it needs at least 2'
+      )
   vocab = tokenizers.CharTokenizer.from_text(train)
-  return TextCorpus(train=vocab.encode(train), validation=vocab.encode(validation),
-                    vocab=vocab, name=name, version=version)
+  return TextCorpus(
+    train=vocab.encode(train),
+    validation=vocab.encode(validation),
+    vocab=vocab,
+    name=name,
+    version=version,
+  )
 
 
-def bigram_bits_per_char(train_ids: np.ndarray, eval_ids: np.ndarray, vocab_size: int,
-                         smoothing: float = 1.0) -> float:
+def bigram_bits_per_char(
+  train_ids: np.ndarray, eval_ids: np.ndarray, vocab_size: int, smoothing: float = 1.0
+) -> float:
   """Bits per character of an add-`smoothing` bigram model counted on `train_ids`.
 
   Scores every character of `eval_ids` after the first given the one before it,

@@ -22,17 +22,18 @@ class TextOffline(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({'text': tfds.features.Text()}),
-        supervised_keys=None,
-        description=__doc__,
+      features=tfds.features.FeaturesDict({'text': tfds.features.Text()}),
+      supervised_keys=None,
+      description=__doc__,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
-    train, validation = text.split_text(text.pydoc_topics_text(),
-                                        text.VALIDATION_FRACTION)
-    return {'train': self._generate_examples(train),
-            'validation': self._generate_examples(validation)}
+    train, validation = text.split_text(text.pydoc_topics_text(), text.VALIDATION_FRACTION)
+    return {
+      'train': self._generate_examples(train),
+      'validation': self._generate_examples(validation),
+    }
 
   def _generate_examples(self, split_text):
     yield 0, {'text': split_text}

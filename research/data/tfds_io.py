@@ -12,8 +12,8 @@ from research.errors import UserInputError
 
 # Data sets the library defines itself, by tfds name -> module that registers them.
 LOCAL_BUILDERS = {
-    'mnist_offline': 'research.data.mnist_offline',
-    'text_offline': 'research.data.text_offline',
+  'mnist_offline': 'research.data.mnist_offline',
+  'text_offline': 'research.data.text_offline',
 }
 
 
@@ -28,9 +28,11 @@ def import_tfds():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   return tfds
 
 
@@ -49,6 +51,6 @@ def get_builder(name: str, data_dir: str | None = None):
   except tfds.core.registered.DatasetNotFoundError:
     local = ', '.join(sorted(LOCAL_BUILDERS))
     raise UserInputError(
-        f'unknown data set {name!r}: use a tensorflow-datasets name such as '
-        f"'mnist' or 'visual_domain_decathlon/gtsrb', or an offline one: {local}"
+      f'unknown data set {name!r}: use a tensorflow-datasets name such as '
+      f"'mnist' or 'visual_domain_decathlon/gtsrb', or an offline one: {local}"
     ) from None

@@ -65,6 +65,7 @@ class CharTokenizer:
     strict: encoding an unknown character raises UserInputError (naming it)
       instead of giving UNK_ID.
   """
+
   chars: str
   strict: bool = False
   _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
@@ -93,14 +94,12 @@ class CharTokenizer:
     if self.strict:
       unknown = next((c for c in text if c not in self._ids), None)
       if unknown is not None:
-        raise UserInputError(f'character {unknown!r} is not in the vocabulary '
-                             f'{self.chars!r}')
+        raise UserInputError(f'character {unknown!r} is not in the vocabulary {self.chars!r}')
     return np.fromiter((self._ids.get(c, UNK_ID) for c in text), np.int32, len(text))
 
   def decode(self, ids: Iterable[int]) -> str:
     """The text of int ids up to the first EOS (PAD, BOS dropped; UNK as U+FFFD)."""
-    return ''.join(self.chars[s] if s >= 0 else UNK_TEXT
-                   for s in _symbols(ids, self.size))
+    return ''.join(self.chars[s] if s >= 0 else UNK_TEXT for s in _symbols(ids, self.size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +120,9 @@ class ByteTokenizer:
     """The text of int ids up to the first EOS; bytes that do not form UTF-8 (such
     as a multi-byte character cut by truncation) and UNK become U+FFFD."""
     unk = UNK_TEXT.encode('utf-8')
-    return b''.join(bytes([s]) if s >= 0 else unk for s in _symbols(ids, self.size)
-                    ).decode('utf-8', errors='replace')
+    return b''.join(bytes([s]) if s >= 0 else unk for s in _symbols(ids, self.size)).decode(
+      'utf-8', errors='replace'
+    )
 
 
 def split_words(prompt: str) -> list[str]:
@@ -137,6 +137,7 @@ class WordTokenizer:
   Attributes:
     words: the known words (as `split_words` gives them), each once.
   """
+
   words: tuple[str, ...]
   _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -162,8 +163,7 @@ class WordTokenizer:
 
   def decode(self, ids: Iterable[int]) -> str:
     """The words of int ids up to the first EOS, space-separated (UNK as U+FFFD)."""
-    return ' '.join(self.words[s] if s >= 0 else UNK_TEXT
-                    for s in _symbols(ids, self.size))
+    return ' '.join(self.words[s] if s >= 0 else UNK_TEXT for s in _symbols(ids, self.size))
 
   def encode_batch(self, prompts: Sequence[str], max_length: int) -> np.ndarray:
     """Each prompt's word ids, then EOS_ID, then PAD_ID up to `max_length`.
@@ -181,8 +181,10 @@ class WordTokenizer:
       if not len(ids):
         raise ValueError(f'prompt {prompt!r} has no words')
       if len(ids) + 1 > max_length:
-        raise ValueError(f'prompt {prompt!r} has {len(ids)} words; at most '
-                         f'{max_length - 1} fit in max_length {max_length} (which '
-                         'includes the end token)')
-      out[n, :len(ids) + 1] = np.append(ids, EOS_ID)
+        raise ValueError(
+          f'prompt {prompt!r} has {len(ids)} words; at most '
+          f'{max_length - 1} fit in max_length {max_length} (which '
+          'includes the end token)'
+        )
+      out[n, : len(ids) + 1] = np.append(ids, EOS_ID)
     return out

@@ -17,13 +17,14 @@ from research.errors import UserInputError
 @dataclasses.dataclass(frozen=True)
 class TranslationConfig:
   """Attributes:
-    dataset: tfds name with a source and a target language feature.
-    source_language: feature key of the source text (e.g. 'pt').
-    target_language: feature key of the target text (e.g. 'en').
-    max_input_length: source bytes kept.
-    max_target_length: target bytes kept, EOS included.
-    data_dir: tfds data directory (None: tfds's default).
+  dataset: tfds name with a source and a target language feature.
+  source_language: feature key of the source text (e.g. 'pt').
+  target_language: feature key of the target text (e.g. 'en').
+  max_input_length: source bytes kept.
+  max_target_length: target bytes kept, EOS included.
+  data_dir: tfds data directory (None: tfds's default).
   """
+
   dataset: str = 'ted_hrlr_translate/pt_to_en'
   source_language: str = 'pt'
   target_language: str = 'en'
@@ -32,8 +33,9 @@ class TranslationConfig:
   data_dir: str | None = None
 
 
-def load_split(cfg: TranslationConfig, split: str) -> tuple[
-    seq2seq_tasks.Seq2SeqDataset, list[str]]:
+def load_split(
+  cfg: TranslationConfig, split: str
+) -> tuple[seq2seq_tasks.Seq2SeqDataset, list[str]]:
   """Reads a whole split into padded byte arrays.
 
   Returns:
@@ -54,17 +56,22 @@ def load_split(cfg: TranslationConfig, split: str) -> tuple[
     try:
       src, tgt = ex[cfg.source_language], ex[cfg.target_language]
     except KeyError as e:
-      raise UserInputError(f'{cfg.dataset} has no language {e.args[0]!r}: it has '
-                           f'{sorted(ex)}') from None
+      raise UserInputError(
+        f'{cfg.dataset} has no language {e.args[0]!r}: it has {sorted(ex)}'
+      ) from None
     pairs.append((src.decode('utf-8'), tgt.decode('utf-8')))
   vocab = tokenizers.ByteTokenizer()
-  inputs, targets = seq2seq_tasks.encode_pairs(pairs, vocab, cfg.max_input_length,
-                                               cfg.max_target_length)
-  return (seq2seq_tasks.Seq2SeqDataset(cfg.dataset, inputs, targets, vocab),
-          [tgt for _, tgt in pairs])
+  inputs, targets = seq2seq_tasks.encode_pairs(
+    pairs, vocab, cfg.max_input_length, cfg.max_target_length
+  )
+  return (
+    seq2seq_tasks.Seq2SeqDataset(cfg.dataset, inputs, targets, vocab),
+    [tgt for _, tgt in pairs],
+  )
 
 
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
   """Corpus BLEU (sacrebleu's standard 13a tokenisation), 0..100."""
   import sacrebleu  # pylint: disable=g-import-not-at-top
+
   return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)

@@ -24,22 +24,28 @@ def preprocessing(config: Any, train: bool) -> augment.ImagePreprocessing:
   """The ImagePreprocessing of the config's `augment` section (no jitter if not train)."""
   a = config.augment
   return augment.ImagePreprocessing(
-      mean=tuple(a.mean), std=tuple(a.std), channels=config.image_channels,
-      max_rotation_deg=a.max_rotation_deg if train else 0.0,
-      brightness=a.brightness if train else 0.0, contrast=a.contrast if train else 0.0)
+    mean=tuple(a.mean),
+    std=tuple(a.std),
+    channels=config.image_channels,
+    max_rotation_deg=a.max_rotation_deg if train else 0.0,
+    brightness=a.brightness if train else 0.0,
+    contrast=a.contrast if train else 0.0,
+  )
 
 
-def load_images(config: Any, split: str, whole: bool = False
-                ) -> image_classification.ImageDataset:
+def load_images(config: Any, split: str, whole: bool = False) -> image_classification.ImageDataset:
   """A split resized to image_size; this process's share unless `whole`."""
   process = (0, 1) if whole else (jax.process_index(), jax.process_count())
   return image_classification.load_image_classification(
-      config.dataset, split, image_size=config.image_size,
-      data_dir=config.data_dir or None, process=process)
+    config.dataset,
+    split,
+    image_size=config.image_size,
+    data_dir=config.data_dir or None,
+    process=process,
+  )
 
 
-def process_share(dataset: image_classification.ImageDataset
-                  ) -> image_classification.ImageDataset:
+def process_share(dataset: image_classification.ImageDataset) -> image_classification.ImageDataset:
   """This process's contiguous, equal share of a whole split (as `load_images` reads)."""
   part = shard.process_slice(len(dataset))
   return dataclasses.replace(dataset, image=dataset.image[part], label=dataset.label[part])
@@ -52,12 +58,15 @@ def train_and_test(config: Any, given: Images | None, whole_test: bool = False) 
   """(train, test): `given` (checked against config.image_size), else the config's
   tfds splits; this process's share, except the whole test split if `whole_test`."""
   if given is None:
-    return (load_images(config, config.train_split),
-            load_images(config, config.test_split, whole=whole_test))
+    return (
+      load_images(config, config.train_split),
+      load_images(config, config.test_split, whole=whole_test),
+    )
   for d in given:
     if d.image.shape[1:3] != (config.image_size, config.image_size):
-      raise UserInputError(f'given images are {d.image.shape[1:3]}, not image_size '
-                           f'{config.image_size} square')
+      raise UserInputError(
+        f'given images are {d.image.shape[1:3]}, not image_size {config.image_size} square'
+      )
   return given
 
 
@@ -73,6 +82,7 @@ class CNNClassifier:
     datasets: (train, test) already in memory, this process's share of each (e.g.
       another family's data, or synthetic data); None reads the config's splits.
   """
+
   config: Any
   datasets: Images | None = None
   name: str = 'cnn'
@@ -81,25 +91,37 @@ class CNNClassifier:
   def load_data(self) -> trainer.TrainData:
     c = self.config
     if c.image_size < 4 or c.image_size % 4:
-      raise UserInputError(f'image_size must be a positive multiple of 4 (the CNN pools '
-                           f'twice by 2), got {c.image_size}')
+      raise UserInputError(
+        f'image_size must be a positive multiple of 4 (the CNN pools '
+        f'twice by 2), got {c.image_size}'
+      )
     self.train_set, self.test_set = train_and_test(c, self.datasets)
     t = self.train_set
-    return trainer.TrainData(t.arrays(), len(t), facts={
-        'name': t.name, 'version': t.version, 'train_split': c.train_split,
-        'test_split': self.test_set.split, 'train_examples': len(t),
-        'test_examples': len(self.test_set), 'num_classes': t.num_classes})
+    return trainer.TrainData(
+      t.arrays(),
+      len(t),
+      facts={
+        'name': t.name,
+        'version': t.version,
+        'train_split': c.train_split,
+        'test_split': self.test_set.split,
+        'train_examples': len(t),
+        'test_examples': len(self.test_set),
+        'num_classes': t.num_classes,
+      },
+    )
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config
-    module = cnn.CNN(settings.model_settings(
-        cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes))
+    module = cnn.CNN(
+      settings.model_settings(cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes)
+    )
     shape = (1, c.image_size, c.image_size, c.image_channels)
-    init = lambda rng: module.init({'params': rng}, jnp.zeros(shape),
-                                   train=False)['params']
+    init = lambda rng: module.init({'params': rng}, jnp.zeros(shape), train=False)['params']
     # Training augments on device; evaluation only normalises (see the loss's `train`).
-    return trainer.Model(module, init, classification.make_loss_fn(
-        module, preprocessing(c, train=True)))
+    return trainer.Model(
+      module, init, classification.make_loss_fn(module, preprocessing(c, train=True))
+    )
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
     values, _ = self._test(run, state)
@@ -108,16 +130,17 @@ class CNNClassifier:
 
   def _test(self, run: trainer.Run, state: Any):
     data = run.placed('test', self.test_set.arrays())
-    return loop.evaluate(run.driver, state, data, len(self.test_set),
-                         run.settings.eval_batch_size)
+    return loop.evaluate(run.driver, state, data, len(self.test_set), run.settings.eval_batch_size)
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
     values, outputs = self._test(run, state)
     labels = distributed.allgather_rows(self.test_set.label)
     names = self.test_set.class_names
     text, matrix = classification_report.report(labels, outputs['prediction'], names)
-    run.log(f'Test loss = {values["loss"]:.4f} | test accuracy = '
-            f'{100 * values["accuracy"]:.2f}% ({self.test_set.split} split)')
+    run.log(
+      f'Test loss = {values["loss"]:.4f} | test accuracy = '
+      f'{100 * values["accuracy"]:.2f}% ({self.test_set.split} split)'
+    )
     run.log(text)
     run.log('Confusion matrix (rows: true class, columns: predicted class):')
     run.log(str(matrix))
@@ -125,10 +148,14 @@ class CNNClassifier:
     if txt_path is not None and png_path is not None:
       files.write_text(txt_path, f'{text}\n{matrix}\n')
       png = classification_report.confusion_matrix_png(
-          matrix, names, title=f'{self.test_set.name} {self.test_set.split}: '
-          'confusion matrix')
+        matrix, names, title=f'{self.test_set.name} {self.test_set.split}: confusion matrix'
+      )
       run.log(f'Saved {files.write_bytes(png_path, png)}')
       run.image(run.total_steps, 'test/confusion_matrix', png)
-    return {'test_loss': values['loss'], 'test_accuracy': values['accuracy'],
-            'test_split': self.test_set.split, 'test_examples': int(matrix.sum()),
-            'confusion_matrix': matrix.tolist()}
+    return {
+      'test_loss': values['loss'],
+      'test_accuracy': values['accuracy'],
+      'test_split': self.test_set.split,
+      'test_examples': int(matrix.sum()),
+      'confusion_matrix': matrix.tolist(),
+    }

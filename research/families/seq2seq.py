@@ -29,18 +29,32 @@ def load_splits(config: Any):
   if config.task == 'translate':
     t = config.translate
     cfg = translation.TranslationConfig(
-        dataset=t.dataset, source_language=t.source_language,
-        target_language=t.target_language, max_input_length=t.max_input_length,
-        max_target_length=t.max_target_length, data_dir=t.data_dir or None)
+      dataset=t.dataset,
+      source_language=t.source_language,
+      target_language=t.target_language,
+      max_input_length=t.max_input_length,
+      max_target_length=t.max_target_length,
+      data_dir=t.data_dir or None,
+    )
     train, _ = translation.load_split(cfg, t.train_split)
     test, references = translation.load_split(cfg, t.test_split)
     return train, test, references
   g = config.generated
-  train, test = seq2seq_tasks.make_task(seq2seq_tasks.TaskConfig(
-      name=config.task, num_train=g.num_train, num_test=g.num_test, seed=config.seed,
-      min_length=g.min_length, max_length=g.max_length, num_letters=g.num_letters,
-      num_digits=g.num_digits, split=g.split, test_min_length=g.test_min_length,
-      test_max_length=g.test_max_length))
+  train, test = seq2seq_tasks.make_task(
+    seq2seq_tasks.TaskConfig(
+      name=config.task,
+      num_train=g.num_train,
+      num_test=g.num_test,
+      seed=config.seed,
+      min_length=g.min_length,
+      max_length=g.max_length,
+      num_letters=g.num_letters,
+      num_digits=g.num_digits,
+      split=g.split,
+      test_min_length=g.test_min_length,
+      test_max_length=g.test_max_length,
+    )
+  )
   return train, test, None
 
 
@@ -54,6 +68,7 @@ class Seq2Seq:
     splits: whole (train, test) splits already in memory (e.g. synthetic; no BLEU
       references); None makes or reads `config.task`'s.
   """
+
   config: Any
   splits: tuple[seq2seq_tasks.Seq2SeqDataset, seq2seq_tasks.Seq2SeqDataset] | None = None
   name: str = 'seq2seq'
@@ -64,48 +79,73 @@ class Seq2Seq:
     self.test_set: seq2seq_tasks.Seq2SeqDataset
     self.references: list[str] | None
     self.train_set, self.test_set, self.references = (
-        load_splits(self.config) if self.splits is None else (*self.splits, None))
+      load_splits(self.config) if self.splits is None else (*self.splits, None)
+    )
     # Each process trains on (and evaluates) its own contiguous share of the splits.
     local = self.train_set.process_shard()
     self.test_local = self.test_set.process_shard()
     t = self.train_set
-    return trainer.TrainData(local.arrays(), len(local), facts={
-        'name': t.name, 'task': self.config.task, 'train_examples': len(t),
-        'test_examples': len(self.test_set), 'vocab_size': t.vocab.size,
+    return trainer.TrainData(
+      local.arrays(),
+      len(local),
+      facts={
+        'name': t.name,
+        'task': self.config.task,
+        'train_examples': len(t),
+        'test_examples': len(self.test_set),
+        'vocab_size': t.vocab.size,
         'max_input_length': int(t.inputs.shape[1]),
-        'max_target_length': int(t.targets.shape[1])})
+        'max_target_length': int(t.targets.shape[1]),
+      },
+    )
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     t, m = self.train_set, self.config.model
     if m.emb_dim < 1 or m.num_heads < 1 or m.emb_dim % m.num_heads:
-      raise UserInputError(f'model.emb_dim ({m.emb_dim}) must be a positive multiple '
-                           f'of model.num_heads ({m.num_heads})')
-    module = transformer.Transformer(settings.model_settings(
-        transformer.TransformerConfig, m, input_vocab_size=t.vocab.size,
-        output_vocab_size=t.vocab.size, max_input_length=t.inputs.shape[1],
-        max_target_length=t.targets.shape[1]))
+      raise UserInputError(
+        f'model.emb_dim ({m.emb_dim}) must be a positive multiple '
+        f'of model.num_heads ({m.num_heads})'
+      )
+    module = transformer.Transformer(
+      settings.model_settings(
+        transformer.TransformerConfig,
+        m,
+        input_vocab_size=t.vocab.size,
+        output_vocab_size=t.vocab.size,
+        max_input_length=t.inputs.shape[1],
+        max_target_length=t.targets.shape[1],
+      )
+    )
     src, tgt = (jnp.zeros((1,) + a.shape[1:], jnp.int32) for a in (t.inputs, t.targets))
     init = lambda rng: module.init({'params': rng}, src, tgt, train=False)['params']
-    return trainer.Model(module, init, seq2seq.make_loss_fn(
-        module, label_smoothing=self.config.label_smoothing))
+    return trainer.Model(
+      module, init, seq2seq.make_loss_fn(module, label_smoothing=self.config.label_smoothing)
+    )
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
     local = self.test_local
-    values, _ = loop.evaluate(run.driver, state, run.placed('test', local.arrays()),
-                              len(local), run.settings.eval_batch_size)
+    values, _ = loop.evaluate(
+      run.driver,
+      state,
+      run.placed('test', local.arrays()),
+      len(local),
+      run.settings.eval_batch_size,
+    )
     run.log(f'  held-out (teacher-forced) {loop.format_metrics(values)}')
     return values
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
     c = self.config
     model = cast(transformer.Transformer, run.model.module)  # Built by `build`.
-    driver = parallel.make_driver(c.driver, seq2seq.make_decode_eval_fn(
-        model, beam_size=c.beam_size, alpha=c.length_penalty))
+    driver = parallel.make_driver(
+      c.driver, seq2seq.make_decode_eval_fn(model, beam_size=c.beam_size, alpha=c.length_penalty)
+    )
     local = self.test_local
     data = driver.put_data(local.arrays())
     # One batch per dispatch: a first batch compiles, the timed pass only decodes.
-    decode = lambda n: loop.evaluate(driver, state, data, n, c.eval_batch_size,
-                                     steps_per_dispatch=1)
+    decode = lambda n: loop.evaluate(
+      driver, state, data, n, c.eval_batch_size, steps_per_dispatch=1
+    )
     decode(min(len(local), c.eval_batch_size))
     t0 = time.perf_counter()
     values, outputs = decode(len(local))
@@ -115,30 +155,42 @@ class Seq2Seq:
 
   def _summarise(self, run, values, outputs, seconds) -> dict[str, Any]:
     c, n = self.config, len(outputs['greedy'])
-    final = {'test_loss': values['loss'], 'test_token_accuracy': values['token_accuracy'],
-             'test_greedy_exact_accuracy': values['greedy_exact_accuracy'],
-             'test_beam_exact_accuracy': values['beam_exact_accuracy'],
-             'test_examples': n, 'beam_size': c.beam_size,
-             'decode_sequences_per_second': n / seconds,
-             'train_tokens_per_second': (run.examples_per_second or 0.0) *
-                                        self.train_set.num_target_tokens() /
-                                        len(self.train_set)}
-    run.log(f'Test: token accuracy = {100 * final["test_token_accuracy"]:.2f}% | exact '
-            f'sequences: greedy = {100 * final["test_greedy_exact_accuracy"]:.2f}%, beam '
-            f'(size {c.beam_size}) = {100 * final["test_beam_exact_accuracy"]:.2f}% '
-            f'({n} held-out examples; decoding {n / seconds:,.0f} sequences/s)')
+    final = {
+      'test_loss': values['loss'],
+      'test_token_accuracy': values['token_accuracy'],
+      'test_greedy_exact_accuracy': values['greedy_exact_accuracy'],
+      'test_beam_exact_accuracy': values['beam_exact_accuracy'],
+      'test_examples': n,
+      'beam_size': c.beam_size,
+      'decode_sequences_per_second': n / seconds,
+      'train_tokens_per_second': (run.examples_per_second or 0.0)
+      * self.train_set.num_target_tokens()
+      / len(self.train_set),
+    }
+    run.log(
+      f'Test: token accuracy = {100 * final["test_token_accuracy"]:.2f}% | exact '
+      f'sequences: greedy = {100 * final["test_greedy_exact_accuracy"]:.2f}%, beam '
+      f'(size {c.beam_size}) = {100 * final["test_beam_exact_accuracy"]:.2f}% '
+      f'({n} held-out examples; decoding {n / seconds:,.0f} sequences/s)'
+    )
     vocab = self.test_set.vocab
     if self.references is not None:
       for name in ('greedy', 'beam'):
         hyps = [vocab.decode(s) for s in outputs[name]]
         final[f'test_bleu_{name}'] = translation.corpus_bleu(hyps, self.references[:n])
-      run.log(f'BLEU: greedy = {final["test_bleu_greedy"]:.2f}, beam = '
-              f'{final["test_bleu_beam"]:.2f}')
+      run.log(
+        f'BLEU: greedy = {final["test_bleu_greedy"]:.2f}, beam = {final["test_bleu_beam"]:.2f}'
+      )
     else:  # Generated tasks have a few input lengths: each is reported.
       final.update(self._by_length(run, outputs, n))
-    text = seq2seq.examples_text(vocab, self.test_set.inputs, self.test_set.targets,
-                                 outputs['greedy'], outputs['beam'],
-                                 c.num_examples_to_print)
+    text = seq2seq.examples_text(
+      vocab,
+      self.test_set.inputs,
+      self.test_set.targets,
+      outputs['greedy'],
+      outputs['beam'],
+      c.num_examples_to_print,
+    )
     run.log('Decoded test examples:\n' + text)
     if run.path('') is not None:
       files.write_text(run.path('examples.txt'), text + '\n')

@@ -27,6 +27,7 @@ class CNNConfig:
     dtype: compute dtype of convolutions and matmuls; parameters stay float32 and the
       logits are returned in float32.
   """
+
   num_classes: int = 10
   hidden_dim: int = 512
   dropout_rate: float = 0.5
@@ -38,6 +39,7 @@ class CNN(nn.Module):
 
   Input images must have height and width divisible by 4 (two 2x2 pools).
   """
+
   config: CNNConfig
 
   @nn.compact

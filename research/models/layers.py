@@ -28,16 +28,18 @@ _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
 def _conv(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding='SAME',
-                                      dimension_numbers=_DIMS)
+  return jax.lax.conv_general_dilated(
+    x, kernel, window_strides=(1, 1), padding='SAME', dimension_numbers=_DIMS
+  )
 
 
 def _patches_BxHxWx9C(x_BxHxWxC):
   """im2col: the 3x3 neighbourhood of every pixel, zero padded, (dy, dx, c) order."""
   _, h, w, _ = x_BxHxWxC.shape
   xp = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  return jnp.concatenate([xp[:, dy:dy + h, dx:dx + w, :]
-                          for dy in range(3) for dx in range(3)], axis=-1)
+  return jnp.concatenate(
+    [xp[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)], axis=-1
+  )
 
 
 def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
@@ -53,8 +55,9 @@ def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
   b, h, w, c = x_BxHxWxC.shape
   o = g_BxHxWxO.shape[-1]
   if b * h * w < 8192:
-    _, vjp = jax.vjp(lambda k: _conv(x_BxHxWxC, k),
-                     jnp.zeros((3, 3, c, o), jnp.result_type(x_BxHxWxC, g_BxHxWxO)))
+    _, vjp = jax.vjp(
+      lambda k: _conv(x_BxHxWxC, k), jnp.zeros((3, 3, c, o), jnp.result_type(x_BxHxWxC, g_BxHxWxO))
+    )
     return vjp(g_BxHxWxO)[0]
   n = num_chunks if b % num_chunks == 0 else 1
   patches = _patches_BxHxWx9C(x_BxHxWxC).reshape(n, -1, 9 * c)
@@ -63,8 +66,7 @@ def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
 
 
 @jax.custom_vjp
-def conv3x3_im2col_grad(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray
-                        ) -> jnp.ndarray:
+def conv3x3_im2col_grad(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
   """`conv3x3` with the backward pass that is fast on XLA:CPU, on every platform.
 
   Same values and gradients as `lax.conv_general_dilated` (up to float summation
@@ -110,8 +112,9 @@ def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
-  return jax.lax.platform_dependent(x_BxHxWxC, kernel_3x3xCxO,
-                                    cpu=conv3x3_im2col_grad, default=_conv)
+  return jax.lax.platform_dependent(
+    x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col_grad, default=_conv
+  )
 
 
 class Conv3x3(nn.Module):
@@ -122,6 +125,7 @@ class Conv3x3(nn.Module):
     dtype: compute dtype; parameters are float32.
     kernel_init: initializer of the (3, 3, C, O) kernel.
   """
+
   features: int
   dtype: Any = jnp.float32
   kernel_init: Any = nn.initializers.lecun_normal()
@@ -130,9 +134,7 @@ class Conv3x3(nn.Module):
   def __call__(self, x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
     """Returns the (B, H, W, O) convolution of `x_BxHxWxC` in `dtype`."""
     c = x_BxHxWxC.shape[-1]
-    kernel = self.param('kernel', self.kernel_init, (3, 3, c, self.features),
-                        jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
-                      jnp.float32)
+    kernel = self.param('kernel', self.kernel_init, (3, 3, c, self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
     y = conv3x3(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype))
     return y + bias.astype(self.dtype)

@@ -65,9 +65,9 @@ def lstm_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
   h = c_BxH.shape[-1]
   # One sigmoid over the three contiguous sigmoid gates (fewer, larger kernels).
   # `...` lets `RecurrentCell` run it with any number of batch axes.
-  ifo_Bx3H = nn.sigmoid(pre_BxG[..., :3 * h])
-  i, f, o = ifo_Bx3H[..., :h], ifo_Bx3H[..., h:2 * h], ifo_Bx3H[..., 2 * h:]
-  c_BxH = f * c_BxH + i * jnp.tanh(pre_BxG[..., 3 * h:])
+  ifo_Bx3H = nn.sigmoid(pre_BxG[..., : 3 * h])
+  i, f, o = ifo_Bx3H[..., :h], ifo_Bx3H[..., h : 2 * h], ifo_Bx3H[..., 2 * h :]
+  c_BxH = f * c_BxH + i * jnp.tanh(pre_BxG[..., 3 * h :])
   return c_BxH, o * jnp.tanh(c_BxH)
 
 
@@ -85,8 +85,9 @@ def gru_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
 _CELL_FNS = {'lstm': lstm_cell, 'gru': gru_cell}
 
 
-def _cell_params(module: nn.Module, cell: str, input_dim: int, hidden_dim: int
-                 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+def _cell_params(
+  module: nn.Module, cell: str, input_dim: int, hidden_dim: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Declares one layer's parameters on `module` (inside its compact `__call__`).
 
   Returns:
@@ -105,8 +106,9 @@ def _cell_params(module: nn.Module, cell: str, input_dim: int, hidden_dim: int
   return w_ih, w_hh, b_ih, b_hh
 
 
-def _recurrent_step(cell: str, carry: Carry, xg_BxG: jax.Array, w_hh: jax.Array,
-                    b_hh: jax.Array, dtype: Any) -> Carry:
+def _recurrent_step(
+  cell: str, carry: Carry, xg_BxG: jax.Array, w_hh: jax.Array, b_hh: jax.Array, dtype: Any
+) -> Carry:
   """One step from the projected input: adds the recurrent term, applies the cell."""
   hg_BxG = carry[-1].astype(dtype) @ w_hh.astype(dtype) + b_hh.astype(dtype)
   return _CELL_FNS[cell](carry, xg_BxG, hg_BxG)
@@ -123,6 +125,7 @@ class Recurrent(nn.Module):
     unroll: time steps per scan iteration (a speed knob; same results).
     dtype: compute dtype of the matmuls; gates, carry and outputs are float32.
   """
+
   cell: str
   hidden_dim: int
   reverse: bool = False
@@ -130,8 +133,9 @@ class Recurrent(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None,
-               carry: Carry | None = None) -> tuple[jax.Array, Carry]:
+  def __call__(
+    self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None, carry: Carry | None = None
+  ) -> tuple[jax.Array, Carry]:
     """Runs the layer.
 
     Args:
@@ -153,8 +157,9 @@ class Recurrent(nn.Module):
       mask_BxT = jnp.ones((b, t), jnp.float32)
 
     # All input projections at once, time-major for the scan.
-    xg_TxBxG = jnp.einsum('btd,dg->tbg', x_BxTxD.astype(self.dtype),
-                          w_ih.astype(self.dtype)) + b_ih.astype(self.dtype)
+    xg_TxBxG = jnp.einsum(
+      'btd,dg->tbg', x_BxTxD.astype(self.dtype), w_ih.astype(self.dtype)
+    ) + b_ih.astype(self.dtype)
     m_TxBx1 = jnp.swapaxes(mask_BxT, 0, 1)[..., None] > 0
     w_hh = w_hh.astype(self.dtype)
     b_hh = b_hh.astype(self.dtype)
@@ -165,8 +170,9 @@ class Recurrent(nn.Module):
       new = tuple(jnp.where(m_Bx1, n, c) for n, c in zip(new, carry, strict=True))
       return new, jnp.where(m_Bx1, new[-1], 0.0)
 
-    last, h_TxBxH = jax.lax.scan(step, carry, (xg_TxBxG, m_TxBx1),
-                                 reverse=self.reverse, unroll=self.unroll)
+    last, h_TxBxH = jax.lax.scan(
+      step, carry, (xg_TxBxG, m_TxBx1), reverse=self.reverse, unroll=self.unroll
+    )
     return jnp.swapaxes(h_TxBxH, 0, 1), last
 
 
@@ -191,6 +197,7 @@ class RecurrentCell(nn.RNNCellBase):
     hidden_dim: H.
     dtype: compute dtype of the matmuls; gates, carry and outputs are float32.
   """
+
   cell: str
   hidden_dim: int
   dtype: Any = jnp.float32
@@ -207,8 +214,7 @@ class RecurrentCell(nn.RNNCellBase):
       the new carry and the float32 output h (*batch, H).
     """
     check_cell(self.cell)
-    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, x_BxD.shape[-1],
-                                          self.hidden_dim)
+    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, x_BxD.shape[-1], self.hidden_dim)
     xg_BxG = x_BxD.astype(self.dtype) @ w_ih.astype(self.dtype) + b_ih.astype(self.dtype)
     carry = _recurrent_step(self.cell, carry, xg_BxG, w_hh, b_hh, self.dtype)
     return carry, carry[-1]
@@ -233,17 +239,20 @@ class Bidirectional(nn.Module):
 
   For encoders: the output at step t sees the whole (unpadded) sequence.
   """
+
   cell: str
   hidden_dim: int
   unroll: int = 1
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None
-               ) -> tuple[jax.Array, tuple[Carry, Carry]]:
+  def __call__(
+    self, x_BxTxD: jax.Array, mask_BxT: jax.Array | None = None
+  ) -> tuple[jax.Array, tuple[Carry, Carry]]:
     """Returns float32 outputs (B, T, 2H) and the (forward, backward) final carries."""
-    layer = functools.partial(Recurrent, self.cell, self.hidden_dim, unroll=self.unroll,
-                              dtype=self.dtype)
+    layer = functools.partial(
+      Recurrent, self.cell, self.hidden_dim, unroll=self.unroll, dtype=self.dtype
+    )
     fwd_BxTxH, fwd_carry = layer(name='forward')(x_BxTxD, mask_BxT)
     bwd_BxTxH, bwd_carry = layer(reverse=True, name='backward')(x_BxTxD, mask_BxT)
     return jnp.concatenate([fwd_BxTxH, bwd_BxTxH], axis=-1), (fwd_carry, bwd_carry)
@@ -264,6 +273,7 @@ class CharLMConfig:
     unroll: time steps per scan iteration.
     dtype: compute dtype of the matmuls; parameters stay float32, logits float32.
   """
+
   vocab_size: int
   embed_dim: int = 128
   hidden_dim: int = 512
@@ -276,19 +286,25 @@ class CharLMConfig:
 
 def zero_lm_carry(config: CharLMConfig, batch_size: int) -> tuple[Carry, ...]:
   """The all-zero carry of every layer of the model."""
-  return tuple(zero_carry(config.cell, batch_size, config.hidden_dim)
-               for _ in range(config.num_layers))
+  return tuple(
+    zero_carry(config.cell, batch_size, config.hidden_dim) for _ in range(config.num_layers)
+  )
 
 
 class CharLM(nn.Module):
   """Embedding, stacked LSTM/GRU layers ('layer_0', ...), dense over the vocabulary."""
+
   config: CharLMConfig
 
   @nn.compact
-  def __call__(self, tokens_BxT: jax.Array, *, train: bool,
-               mask_BxT: jax.Array | None = None,
-               carry: tuple[Carry, ...] | None = None
-               ) -> tuple[jax.Array, tuple[Carry, ...]]:
+  def __call__(
+    self,
+    tokens_BxT: jax.Array,
+    *,
+    train: bool,
+    mask_BxT: jax.Array | None = None,
+    carry: tuple[Carry, ...] | None = None,
+  ) -> tuple[jax.Array, tuple[Carry, ...]]:
     """Next-character logits.
 
     Args:
@@ -308,16 +324,18 @@ class CharLM(nn.Module):
     x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name='embed')(tokens_BxT)
     new_carry = []
     for i in range(cfg.num_layers):
-      x, c = Recurrent(cfg.cell, cfg.hidden_dim, unroll=cfg.unroll, dtype=cfg.dtype,
-                       name=f'layer_{i}')(x, mask_BxT, carry[i])
+      x, c = Recurrent(
+        cfg.cell, cfg.hidden_dim, unroll=cfg.unroll, dtype=cfg.dtype, name=f'layer_{i}'
+      )(x, mask_BxT, carry[i])
       x = nn.Dropout(cfg.dropout_rate, deterministic=not train)(x)
       new_carry.append(c)
     logits_BxTxV = nn.Dense(cfg.vocab_size, dtype=cfg.dtype, name='output')(x)
     return logits_BxTxV.astype(jnp.float32), tuple(new_carry)
 
 
-def sample_logits(logits_BxV: jax.Array, rng: jax.Array, temperature: float,
-                  top_k: int) -> jax.Array:
+def sample_logits(
+  logits_BxV: jax.Array, rng: jax.Array, temperature: float, top_k: int
+) -> jax.Array:
   """Samples ids (B,) int32: greedy if temperature <= 0; top_k 0 keeps every id."""
   if temperature <= 0:
     return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
@@ -328,11 +346,18 @@ def sample_logits(logits_BxV: jax.Array, rng: jax.Array, temperature: float,
   return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'num_steps', 'temperature',
-                                             'top_k'))
-def generate(model: CharLM, params: Any, prompt_BxP: jax.Array, prompt_mask_BxP: jax.Array,
-             rng: jax.Array, *, num_steps: int, temperature: float = 1.0,
-             top_k: int = 0) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=('model', 'num_steps', 'temperature', 'top_k'))
+def generate(
+  model: CharLM,
+  params: Any,
+  prompt_BxP: jax.Array,
+  prompt_mask_BxP: jax.Array,
+  rng: jax.Array,
+  *,
+  num_steps: int,
+  temperature: float = 1.0,
+  top_k: int = 0,
+) -> jax.Array:
   """Samples `num_steps` characters after each prompt, as one compiled scan.
 
   Args:
@@ -350,7 +375,8 @@ def generate(model: CharLM, params: Any, prompt_BxP: jax.Array, prompt_mask_BxP:
     int32 (B, N) sampled ids.
   """
   apply = lambda tokens, mask, carry: model.apply(
-      {'params': params}, tokens, train=False, mask_BxT=mask, carry=carry)
+    {'params': params}, tokens, train=False, mask_BxT=mask, carry=carry
+  )
   logits_BxPxV, carry = apply(prompt_BxP, prompt_mask_BxP, None)
   last_B = jnp.sum(prompt_mask_BxP > 0, axis=1).astype(jnp.int32) - 1
   logits_BxV = jnp.take_along_axis(logits_BxPxV, last_B[:, None, None], axis=1)[:, 0]

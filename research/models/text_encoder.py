@@ -42,6 +42,7 @@ class TextEncoderConfig:
     dropout_rate: dropout inside the encoder (training only).
     dtype: compute dtype; parameters float32; the output is float32.
   """
+
   vocab_size: int = 16
   max_length: int = 8
   emb_dim: int = 64
@@ -53,16 +54,24 @@ class TextEncoderConfig:
 
   def transformer_config(self) -> transformer.TransformerConfig:
     return transformer.TransformerConfig(
-        input_vocab_size=self.vocab_size, output_vocab_size=self.vocab_size,
-        emb_dim=self.emb_dim, num_heads=self.num_heads, num_encoder_layers=self.num_layers,
-        num_decoder_layers=0, mlp_dim=self.mlp_dim, max_input_length=self.max_length,
-        dropout_rate=self.dropout_rate, dtype=self.dtype)
+      input_vocab_size=self.vocab_size,
+      output_vocab_size=self.vocab_size,
+      emb_dim=self.emb_dim,
+      num_heads=self.num_heads,
+      num_encoder_layers=self.num_layers,
+      num_decoder_layers=0,
+      mlp_dim=self.mlp_dim,
+      max_input_length=self.max_length,
+      dropout_rate=self.dropout_rate,
+      dtype=self.dtype,
+    )
 
 
 class TextEncoder(nn.Module):
   """Encodes int32 (B, L) token ids (from `WordTokenizer.encode_batch`) into (B, D)
   float32 vectors: PAD_ID positions are ignored, EOS_ID is attended to but left
   out of the pooled mean."""
+
   config: TextEncoderConfig
 
   @nn.compact
@@ -71,8 +80,9 @@ class TextEncoder(nn.Module):
     tcfg = cfg.transformer_config()
     attend_BxL = tokens_BxL != tokenizers.PAD_ID
     # Unit-variance word vectors, as large as the sinusoidal positions.
-    words = nn.Embed(cfg.vocab_size, cfg.emb_dim, embedding_init=nn.initializers.normal(1.0),
-                     name='embed')(tokens_BxL)
+    words = nn.Embed(
+      cfg.vocab_size, cfg.emb_dim, embedding_init=nn.initializers.normal(1.0), name='embed'
+    )(tokens_BxL)
     x = transformer.AddPositions(cfg.max_length, name='positions')(words.astype(cfg.dtype))
     x = nn.Dropout(cfg.dropout_rate, deterministic=not train)(x)
     mask = attend_BxL[:, None, None, :]

@@ -42,11 +42,17 @@ _LAST_CHANNELS = _CONVS[-1][2]
 def _pooled_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
   """(Hp, Wp) after two 2x2 floor pools, as in both `MY_NET` and `cnn.CNN`."""
   is_int = lambda n: isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-  hw: tuple[Any, ...] = ((image_size, image_size) if is_int(image_size) else
-        tuple(image_size) if isinstance(image_size, (tuple, list)) else ())
+  hw: tuple[Any, ...] = (
+    (image_size, image_size)
+    if is_int(image_size)
+    else tuple(image_size)
+    if isinstance(image_size, (tuple, list))
+    else ()
+  )
   if len(hw) != 2 or not all(is_int(n) and n >= 4 for n in hw):
-    raise UserInputError(f'image_size must be an int or (height, width) of ints >= 4, '
-                         f'got {image_size!r}')
+    raise UserInputError(
+      f'image_size must be an int or (height, width) of ints >= 4, got {image_size!r}'
+    )
   return hw[0] // 4, hw[1] // 4
 
 
@@ -59,8 +65,7 @@ def _as_float32(name: str, value: Any) -> np.ndarray:
     value = value.numpy()
   array = np.asarray(value)
   if not jnp.issubdtype(array.dtype, jnp.floating):  # jnp's knows bfloat16.
-    raise UserInputError(
-        f'{name} must hold floating-point values, got dtype {array.dtype}')
+    raise UserInputError(f'{name} must hold floating-point values, got dtype {array.dtype}')
   return np.array(array, dtype=np.float32, copy=True)
 
 
@@ -75,12 +80,12 @@ def _check_keys(found: Mapping[str, Any], expected: Mapping[str, Any], what: str
     elif any(str(k).startswith('module.') for k in unexpected):
       hint = " (strip the 'module.' prefix that DataParallel adds)"
     raise UserInputError(
-        f'{what} does not match the seed CNN: missing keys {missing}, unexpected keys '
-        f'{unexpected}; expected exactly {list(expected)}{hint}')
+      f'{what} does not match the seed CNN: missing keys {missing}, unexpected keys '
+      f'{unexpected}; expected exactly {list(expected)}{hint}'
+    )
 
 
-def _check_shape(name: str, array: np.ndarray, shape: tuple[int, ...], hint: str = ''
-                 ) -> None:
+def _check_shape(name: str, array: np.ndarray, shape: tuple[int, ...], hint: str = '') -> None:
   if array.shape != tuple(shape):
     raise UserInputError(f'{name} has shape {array.shape}, expected {tuple(shape)}{hint}')
 
@@ -97,18 +102,32 @@ def _torch_shapes(d: int, k: int, hp: int, wp: int) -> dict[str, tuple[int, ...]
   for name, i, o in _CONVS:
     shapes[f'{name}.weight'] = (o, i, 3, 3)
     shapes[f'{name}.bias'] = (o,)
-  shapes.update({'fc1.weight': (d, _LAST_CHANNELS * hp * wp), 'fc1.bias': (d,),
-                 'fc2.weight': (k, d), 'fc2.bias': (k,)})
+  shapes.update(
+    {
+      'fc1.weight': (d, _LAST_CHANNELS * hp * wp),
+      'fc1.bias': (d,),
+      'fc2.weight': (k, d),
+      'fc2.bias': (k,),
+    }
+  )
   return shapes
 
 
 def _size_hint(image_size: Any) -> str:
-  return (f' (fc1 depends on the image size: is image_size={image_size!r} the size '
-          'the network was built for?)')
+  return (
+    f' (fc1 depends on the image size: is image_size={image_size!r} the size '
+    'the network was built for?)'
+  )
 
 
-def _validated(arrays: Mapping[str, Any], shapes_fn, dense: tuple[str, str],
-               out_axis: int, what: str, image_size: Any) -> tuple[dict[str, Any], int]:
+def _validated(
+  arrays: Mapping[str, Any],
+  shapes_fn,
+  dense: tuple[str, str],
+  out_axis: int,
+  what: str,
+  image_size: Any,
+) -> tuple[dict[str, Any], int]:
   """Float32 copies of `arrays` once their keys and shapes fit the seed CNN.
 
   Args:
@@ -127,13 +146,13 @@ def _validated(arrays: Mapping[str, Any], shapes_fn, dense: tuple[str, str],
   arrays = {k: _as_float32(k, v) for k, v in arrays.items()}
   d, k = (_dims(key, arrays[key], 2)[out_axis] for key in dense)
   for name, shape in shapes_fn(d, k, hp, wp).items():
-    _check_shape(name, arrays[name], shape,
-                 _size_hint(image_size) if name == dense[0] else '')
+    _check_shape(name, arrays[name], shape, _size_hint(image_size) if name == dense[0] else '')
   return arrays, d
 
 
-def cnn_params_from_torch(state_dict: Mapping[str, Any],
-                          image_size: int | tuple[int, int] = 48) -> dict[str, Any]:
+def cnn_params_from_torch(
+  state_dict: Mapping[str, Any], image_size: int | tuple[int, int] = 48
+) -> dict[str, Any]:
   """Converts a PyTorch `MY_NET` state_dict into `cnn.CNN` parameters.
 
   Args:
@@ -157,16 +176,20 @@ def cnn_params_from_torch(state_dict: Mapping[str, Any],
   hp, wp = _pooled_size(image_size)
   if not isinstance(state_dict, Mapping):
     raise UserInputError(f'state_dict must be a mapping, got {type(state_dict).__name__}')
-  sd, d = _validated(state_dict, _torch_shapes, ('fc1.weight', 'fc2.weight'), 0,
-                     'the state_dict', image_size)
-  params = {name: {'kernel': sd[f'{name}.weight'].transpose(2, 3, 1, 0),
-                   'bias': sd[f'{name}.bias']} for name, _, _ in _CONVS}
+  sd, d = _validated(
+    state_dict, _torch_shapes, ('fc1.weight', 'fc2.weight'), 0, 'the state_dict', image_size
+  )
+  params = {
+    name: {'kernel': sd[f'{name}.weight'].transpose(2, 3, 1, 0), 'bias': sd[f'{name}.bias']}
+    for name, _, _ in _CONVS
+  }
   # (D, C*Hp*Wp) in C-H-W order -> (Hp*Wp*C, D) in H-W-C order.
   fc1 = sd['fc1.weight'].reshape(d, _LAST_CHANNELS, hp, wp).transpose(2, 3, 1, 0)
   params['fc1'] = {'kernel': fc1.reshape(-1, d), 'bias': sd['fc1.bias']}
   params['fc2'] = {'kernel': sd['fc2.weight'].T, 'bias': sd['fc2.bias']}
-  return {name: {p: np.ascontiguousarray(a) for p, a in leaves.items()}
-          for name, leaves in params.items()}
+  return {
+    name: {p: np.ascontiguousarray(a) for p, a in leaves.items()} for name, leaves in params.items()
+  }
 
 
 def _flax_shapes(d: int, k: int, hp: int, wp: int) -> dict[str, tuple[int, ...]]:
@@ -174,8 +197,14 @@ def _flax_shapes(d: int, k: int, hp: int, wp: int) -> dict[str, tuple[int, ...]]
   for name, i, o in _CONVS:
     shapes[f'{name}/kernel'] = (3, 3, i, o)
     shapes[f'{name}/bias'] = (o,)
-  shapes.update({'fc1/kernel': (hp * wp * _LAST_CHANNELS, d), 'fc1/bias': (d,),
-                 'fc2/kernel': (d, k), 'fc2/bias': (k,)})
+  shapes.update(
+    {
+      'fc1/kernel': (hp * wp * _LAST_CHANNELS, d),
+      'fc1/bias': (d,),
+      'fc2/kernel': (d, k),
+      'fc2/bias': (k,),
+    }
+  )
   return shapes
 
 
@@ -190,8 +219,9 @@ def _flatten(params: Mapping[str, Any]) -> dict[str, Any]:
   return flat
 
 
-def cnn_params_to_torch(params: Mapping[str, Any],
-                        image_size: int | tuple[int, int] = 48) -> dict[str, np.ndarray]:
+def cnn_params_to_torch(
+  params: Mapping[str, Any], image_size: int | tuple[int, int] = 48
+) -> dict[str, np.ndarray]:
   """Converts `cnn.CNN` parameters into a PyTorch `MY_NET` state_dict (the inverse).
 
   Args:
@@ -215,8 +245,9 @@ def cnn_params_to_torch(params: Mapping[str, Any],
   if not isinstance(params, Mapping):
     raise UserInputError(f'params must be a mapping, got {type(params).__name__}')
   flat = _flatten(params)
-  flat, d = _validated(flat, _flax_shapes, ('fc1/kernel', 'fc2/kernel'), 1,
-                       'the params tree', image_size)
+  flat, d = _validated(
+    flat, _flax_shapes, ('fc1/kernel', 'fc2/kernel'), 1, 'the params tree', image_size
+  )
   sd = {}
   for name, _, _ in _CONVS:
     sd[f'{name}.weight'] = flat[f'{name}/kernel'].transpose(3, 2, 0, 1)

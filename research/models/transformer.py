@@ -56,6 +56,7 @@ class TransformerConfig:
     pad_id: padding token id.
     dtype: compute dtype; parameters stay float32, logits are float32.
   """
+
   input_vocab_size: int
   output_vocab_size: int
   share_embeddings: bool = False
@@ -74,13 +75,16 @@ class TransformerConfig:
 
   def __post_init__(self):
     if self.emb_dim % self.num_heads:
-      raise ValueError(f'emb_dim ({self.emb_dim}) must be divisible by num_heads '
-                       f'({self.num_heads})')
+      raise ValueError(
+        f'emb_dim ({self.emb_dim}) must be divisible by num_heads ({self.num_heads})'
+      )
     if self.positional not in POSITIONAL:
       raise ValueError(f'unknown positional {self.positional!r}: use one of {POSITIONAL}')
     if self.share_embeddings and self.input_vocab_size != self.output_vocab_size:
-      raise ValueError('share_embeddings needs equal input and output vocabulary sizes, '
-                       f'got {self.input_vocab_size} and {self.output_vocab_size}')
+      raise ValueError(
+        'share_embeddings needs equal input and output vocabulary sizes, '
+        f'got {self.input_vocab_size} and {self.output_vocab_size}'
+      )
     if not 0 <= self.dropout_rate < 1:
       raise ValueError(f'dropout_rate must be in [0, 1), got {self.dropout_rate}')
 
@@ -93,7 +97,7 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
   angles = np.arange(length)[:, None] * inv_freq[None, :]
   table = np.zeros((length, dim), np.float32)
   table[:, :half] = np.sin(angles)
-  table[:, half:2 * half] = np.cos(angles)
+  table[:, half : 2 * half] = np.cos(angles)
   return table
 
 
@@ -117,6 +121,7 @@ def num_params(cfg: TransformerConfig) -> int:
 
 class AddPositions(nn.Module):
   """Adds position encodings for positions start, start + 1, ... to (B, T, D)."""
+
   max_length: int
   kind: str = 'sinusoidal'
 
@@ -124,8 +129,9 @@ class AddPositions(nn.Module):
   def __call__(self, x_BxTxD: jax.Array, start: jax.Array | int = 0) -> jax.Array:
     t, d = x_BxTxD.shape[1:]
     if self.kind == 'learned':
-      table = self.param('embedding', nn.initializers.normal(0.02), (self.max_length, d),
-                         jnp.float32)
+      table = self.param(
+        'embedding', nn.initializers.normal(0.02), (self.max_length, d), jnp.float32
+      )
     else:
       table = jnp.asarray(sinusoidal_positions(self.max_length, d))
     pos_TxD = jax.lax.dynamic_slice_in_dim(table, start, t)
@@ -134,6 +140,7 @@ class AddPositions(nn.Module):
 
 class FeedForward(nn.Module):
   """Position-wise D -> F -> ReLU -> D."""
+
   config: TransformerConfig
 
   @nn.compact
@@ -152,17 +159,18 @@ def _sublayer(cfg, norm, dropout, fn, x, train):
 
 class EncoderLayer(nn.Module):
   """Self-attention and feed-forward sub-layers."""
+
   config: TransformerConfig
 
   @nn.compact
   def __call__(self, x_BxSxD, mask, *, train: bool):
     cfg = self.config
-    attn = attention.MultiHeadAttention(cfg.emb_dim, cfg.num_heads, cfg.dtype,
-                                        name='self_attention')
+    attn = attention.MultiHeadAttention(
+      cfg.emb_dim, cfg.num_heads, cfg.dtype, name='self_attention'
+    )
     dropout = nn.Dropout(cfg.dropout_rate)
     ln = lambda name: nn.LayerNorm(dtype=cfg.dtype, name=name)
-    x = _sublayer(cfg, ln('norm_attention'), dropout, lambda h: attn(h, h, mask),
-                  x_BxSxD, train)
+    x = _sublayer(cfg, ln('norm_attention'), dropout, lambda h: attn(h, h, mask), x_BxSxD, train)
     return _sublayer(cfg, ln('norm_mlp'), dropout, FeedForward(cfg, name='mlp'), x, train)
 
 
@@ -172,6 +180,7 @@ class DecoderLayer(nn.Module):
   `__call__` runs whole target sequences (training, scoring); `step` runs one
   position against a key/value cache (decoding). Both use the same parameters.
   """
+
   config: TransformerConfig
 
   def setup(self):
@@ -188,16 +197,22 @@ class DecoderLayer(nn.Module):
   def _layer(self, y, self_attend, cross_k, cross_v, src_mask, train):
     cfg = self.config
     y = _sublayer(cfg, self.norm_self, self.dropout, self_attend, y, train)
-    y = _sublayer(cfg, self.norm_cross, self.dropout,
-                  lambda h: self.cross_attention.attend(h, cross_k, cross_v, src_mask),
-                  y, train)
+    y = _sublayer(
+      cfg,
+      self.norm_cross,
+      self.dropout,
+      lambda h: self.cross_attention.attend(h, cross_k, cross_v, src_mask),
+      y,
+      train,
+    )
     return _sublayer(cfg, self.norm_mlp, self.dropout, self.mlp, y, train)
 
   def __call__(self, y_BxTxD, encoded_BxSxD, src_mask, *, train: bool):
     mask = attention.causal_mask(y_BxTxD.shape[1])
     cross_k, cross_v = self.cross_attention.kv(encoded_BxSxD)
-    return self._layer(y_BxTxD, lambda h: self.self_attention(h, h, mask),
-                       cross_k, cross_v, src_mask, train)
+    return self._layer(
+      y_BxTxD, lambda h: self.self_attention(h, h, mask), cross_k, cross_v, src_mask, train
+    )
 
   def cross_kv(self, encoded_BxSxD):
     return self.cross_attention.kv(encoded_BxSxD)
@@ -210,13 +225,14 @@ class DecoderLayer(nn.Module):
       k, v = self.self_attention.kv(h_Bx1xD)
       for name, x in (('k', k), ('v', v)):
         new_cache[name] = jax.lax.dynamic_update_slice_in_dim(
-            cache[name], x.astype(cache[name].dtype), index, axis=1)
+          cache[name], x.astype(cache[name].dtype), index, axis=1
+        )
       visible = jnp.arange(cache['k'].shape[1]) <= index
-      return self.self_attention.attend(h_Bx1xD, new_cache['k'], new_cache['v'],
-                                        visible[None, None, None, :])
+      return self.self_attention.attend(
+        h_Bx1xD, new_cache['k'], new_cache['v'], visible[None, None, None, :]
+      )
 
-    y = self._layer(y_Bx1xD, self_attend, cache['cross_k'], cache['cross_v'], src_mask,
-                    train=False)
+    y = self._layer(y_Bx1xD, self_attend, cache['cross_k'], cache['cross_v'], src_mask, train=False)
     return y, new_cache
 
 
@@ -229,12 +245,14 @@ class Transformer(nn.Module):
     init_cache(encoded_BxSxD, src_BxS) -> cache for `decode_step`
     decode_step(cache, token_B, index) -> (logits_BxV, cache)
   """
+
   config: TransformerConfig
 
   def setup(self):
     cfg = self.config
-    embed = lambda v: nn.Embed(v, cfg.emb_dim, dtype=cfg.dtype,
-                               embedding_init=nn.initializers.normal(cfg.emb_dim ** -0.5))
+    embed = lambda v: nn.Embed(
+      v, cfg.emb_dim, dtype=cfg.dtype, embedding_init=nn.initializers.normal(cfg.emb_dim**-0.5)
+    )
     if cfg.share_embeddings:
       self.shared_embedding = embed(cfg.input_vocab_size)
     else:
@@ -251,7 +269,7 @@ class Transformer(nn.Module):
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
   def _embed(self, tokens, table, positions, start, train):
-    x = table(tokens) * jnp.asarray(self.config.emb_dim ** 0.5, self.config.dtype)
+    x = table(tokens) * jnp.asarray(self.config.emb_dim**0.5, self.config.dtype)
     return self.dropout(positions(x, start), deterministic=not train)
 
   def _src_mask(self, src_BxS):
@@ -277,8 +295,14 @@ class Transformer(nn.Module):
     cfg = self.config
     return self.shared_embedding if cfg.share_embeddings else self.output_embedding
 
-  def decode(self, encoded_BxSxD: jax.Array, src_BxS: jax.Array, tgt_in_BxT: jax.Array,
-             *, train: bool = False) -> jax.Array:
+  def decode(
+    self,
+    encoded_BxSxD: jax.Array,
+    src_BxS: jax.Array,
+    tgt_in_BxT: jax.Array,
+    *,
+    train: bool = False,
+  ) -> jax.Array:
     """Teacher-forced decoder: float32 logits (B, T, V) for the next tokens."""
     y = self._embed(tgt_in_BxT, self._target_table(), self.target_positions, 0, train)
     mask = self._src_mask(src_BxS)
@@ -286,11 +310,9 @@ class Transformer(nn.Module):
       y = layer(y, encoded_BxSxD, mask, train=train)
     return self._logits(y)
 
-  def __call__(self, src_BxS: jax.Array, tgt_in_BxT: jax.Array, *,
-               train: bool) -> jax.Array:
+  def __call__(self, src_BxS: jax.Array, tgt_in_BxT: jax.Array, *, train: bool) -> jax.Array:
     """Logits (B, T, V) of the targets given the sources and shifted targets."""
-    return self.decode(self.encode(src_BxS, train=train), src_BxS, tgt_in_BxT,
-                       train=train)
+    return self.decode(self.encode(src_BxS, train=train), src_BxS, tgt_in_BxT, train=train)
 
   def init_cache(self, encoded_BxSxD: jax.Array, src_BxS: jax.Array) -> Cache:
     """The decoding cache: the source padding mask (B, 1, 1, S) and per decoder
@@ -303,16 +325,22 @@ class Transformer(nn.Module):
     layers = []
     for layer in self.decoder_layers:
       k, v = layer.cross_kv(encoded_BxSxD)
-      layers.append({'k': jnp.zeros(shape, cfg.dtype), 'v': jnp.zeros(shape, cfg.dtype),
-                     'cross_k': k, 'cross_v': v})
+      layers.append(
+        {
+          'k': jnp.zeros(shape, cfg.dtype),
+          'v': jnp.zeros(shape, cfg.dtype),
+          'cross_k': k,
+          'cross_v': v,
+        }
+      )
     return {'src_mask': self._src_mask(src_BxS), 'layers': layers}
 
-  def decode_step(self, cache: Cache, token_B: jax.Array,
-                  index: jax.Array) -> tuple[jax.Array, Cache]:
+  def decode_step(
+    self, cache: Cache, token_B: jax.Array, index: jax.Array
+  ) -> tuple[jax.Array, Cache]:
     """Feeds token_B at target position `index`; returns float32 logits (B, V) of
     the token at `index` + 1 and the cache with this position's keys/values."""
-    y = self._embed(token_B[:, None], self._target_table(), self.target_positions,
-                    index, False)
+    y = self._embed(token_B[:, None], self._target_table(), self.target_positions, index, False)
     layers = []
     for layer, layer_cache in zip(self.decoder_layers, cache['layers'], strict=True):
       y, layer_cache = layer.step(y, layer_cache, cache['src_mask'], index)

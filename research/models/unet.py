@@ -46,6 +46,7 @@ class UNetConfig:
     dropout_rate: dropout inside residual blocks (training only).
     dtype: compute dtype; parameters stay float32 and the output is float32.
   """
+
   out_channels: int = 1
   widths: tuple[int, ...] = (32, 64, 64)
   num_res_blocks: int = 1
@@ -60,8 +61,10 @@ class UNetConfig:
       raise ValueError(f'widths must be positive, got {self.widths}')
     for w in self.widths:
       if w % self.num_groups or w % self.num_heads:
-        raise ValueError(f'every width must be divisible by num_groups '
-                         f'({self.num_groups}) and num_heads ({self.num_heads}), got {w}')
+        raise ValueError(
+          f'every width must be divisible by num_groups '
+          f'({self.num_groups}) and num_heads ({self.num_heads}), got {w}'
+        )
     if self.num_res_blocks < 1:
       raise ValueError(f'num_res_blocks must be >= 1, got {self.num_res_blocks}')
 
@@ -70,12 +73,12 @@ def check_image_size(cfg: UNetConfig, size: int) -> None:
   """Raises ValueError unless `size` halves cleanly at every level."""
   factor = 2 ** (len(cfg.widths) - 1)
   if size < factor or size % factor:
-    raise ValueError(f'image size must be a positive multiple of {factor} for '
-                     f'{len(cfg.widths)} levels, got {size}')
+    raise ValueError(
+      f'image size must be a positive multiple of {factor} for {len(cfg.widths)} levels, got {size}'
+    )
 
 
-def timestep_embedding(t_B: jax.Array, dim: int, max_period: float = 10_000.0
-                       ) -> jax.Array:
+def timestep_embedding(t_B: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
   """Sinusoidal embedding of (possibly fractional) time steps: (B,) -> (B, dim) f32.
 
   Cosines in the first half, sines in the second, frequencies from 1 down to
@@ -90,6 +93,7 @@ def timestep_embedding(t_B: jax.Array, dim: int, max_period: float = 10_000.0
 
 class ResBlock(nn.Module):
   """GN-SiLU-conv, + projected embedding, GN-SiLU-dropout-conv, + (projected) input."""
+
   features: int
   config: UNetConfig
 
@@ -97,15 +101,12 @@ class ResBlock(nn.Module):
   def __call__(self, x_BxHxWxC, emb_BxE, *, train: bool):
     cfg = self.config
     gn = lambda name: nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name=name)
-    h = layers.Conv3x3(self.features, cfg.dtype, name='conv1')(
-        nn.silu(gn('norm1')(x_BxHxWxC)))
-    h = h + nn.Dense(self.features, dtype=cfg.dtype, name='emb')(
-        nn.silu(emb_BxE))[:, None, None, :]
+    h = layers.Conv3x3(self.features, cfg.dtype, name='conv1')(nn.silu(gn('norm1')(x_BxHxWxC)))
+    h = h + nn.Dense(self.features, dtype=cfg.dtype, name='emb')(nn.silu(emb_BxE))[:, None, None, :]
     h = nn.silu(gn('norm2')(h))
     h = nn.Dropout(cfg.dropout_rate, deterministic=not train)(h)
     # A zero-initialised last conv makes every block start as the identity.
-    h = layers.Conv3x3(self.features, cfg.dtype, nn.initializers.zeros_init(),
-                       name='conv2')(h)
+    h = layers.Conv3x3(self.features, cfg.dtype, nn.initializers.zeros_init(), name='conv2')(h)
     skip = x_BxHxWxC
     if skip.shape[-1] != self.features:
       skip = nn.Dense(self.features, dtype=cfg.dtype, name='skip')(skip)
@@ -114,21 +115,24 @@ class ResBlock(nn.Module):
 
 class SelfAttention(nn.Module):
   """Pre-norm multi-head self-attention over the pixels, with a residual."""
+
   config: UNetConfig
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
     cfg = self.config
     b, hh, ww, c = x_BxHxWxC.shape
-    h_BxTxC = nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name='norm')(
-        x_BxHxWxC).reshape(b, hh * ww, c)
-    proj = lambda name: nn.DenseGeneral((cfg.num_heads, c // cfg.num_heads),
-                                        dtype=cfg.dtype, name=name)
+    h_BxTxC = nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name='norm')(x_BxHxWxC).reshape(
+      b, hh * ww, c
+    )
+    proj = lambda name: nn.DenseGeneral(
+      (cfg.num_heads, c // cfg.num_heads), dtype=cfg.dtype, name=name
+    )
     q, k, v = proj('query')(h_BxTxC), proj('key')(h_BxTxC), proj('value')(h_BxTxC)
     y_BxTxNxH = jax.nn.dot_product_attention(q, k, v)
-    y_BxTxC = nn.DenseGeneral(c, axis=(-2, -1), dtype=cfg.dtype,
-                              kernel_init=nn.initializers.zeros_init(), name='out')(
-                                  y_BxTxNxH)
+    y_BxTxC = nn.DenseGeneral(
+      c, axis=(-2, -1), dtype=cfg.dtype, kernel_init=nn.initializers.zeros_init(), name='out'
+    )(y_BxTxNxH)
     return x_BxHxWxC + y_BxTxC.reshape(b, hh, ww, c)
 
 
@@ -146,6 +150,7 @@ def upsample_nearest(x_BxHxWxC: jax.Array) -> jax.Array:
 
 class UNet(nn.Module):
   """Predicts the noise in `x_t` given the time step and a conditioning vector."""
+
   config: UNetConfig
 
   def _block(self, features, h, emb, train, name):
@@ -156,8 +161,9 @@ class UNet(nn.Module):
     return h
 
   @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array, t_B: jax.Array, cond_BxD: jax.Array | None,
-               *, train: bool) -> jax.Array:
+  def __call__(
+    self, x_BxHxWxC: jax.Array, t_B: jax.Array, cond_BxD: jax.Array | None, *, train: bool
+  ) -> jax.Array:
     """Predicts the noise.
 
     Args:
@@ -177,16 +183,16 @@ class UNet(nn.Module):
     if cond_BxD is not None:
       emb_BxE = emb_BxE + nn.Dense(e, dtype=cfg.dtype, name='cond_dense')(cond_BxD)
 
-    h = layers.Conv3x3(cfg.widths[0], cfg.dtype, name='conv_in')(
-        x_BxHxWxC.astype(cfg.dtype))
+    h = layers.Conv3x3(cfg.widths[0], cfg.dtype, name='conv_in')(x_BxHxWxC.astype(cfg.dtype))
     skips = []
     for level, width in enumerate(cfg.widths):
       for i in range(cfg.num_res_blocks):
         h = self._block(width, h, emb_BxE, train, f'down{level}_{i}')
       skips.append(h)
       if level < len(cfg.widths) - 1:
-        h = nn.Dense(cfg.widths[level + 1], dtype=cfg.dtype,
-                     name=f'downsample{level}')(space_to_depth(h))
+        h = nn.Dense(cfg.widths[level + 1], dtype=cfg.dtype, name=f'downsample{level}')(
+          space_to_depth(h)
+        )
 
     h = ResBlock(cfg.widths[-1], cfg, name='mid1')(h, emb_BxE, train=train)
     h = SelfAttention(cfg, name='mid_attention')(h)
@@ -195,14 +201,16 @@ class UNet(nn.Module):
     for level in reversed(range(len(cfg.widths))):
       if level < len(cfg.widths) - 1:
         # Project at the low resolution, then repeat: a 1x1 conv at a quarter the cost.
-        h = upsample_nearest(nn.Dense(cfg.widths[level], dtype=cfg.dtype,
-                                      name=f'upsample{level}')(h))
+        h = upsample_nearest(
+          nn.Dense(cfg.widths[level], dtype=cfg.dtype, name=f'upsample{level}')(h)
+        )
       h = jnp.concatenate([h, skips.pop()], axis=-1)
       for i in range(cfg.num_res_blocks):
         h = self._block(cfg.widths[level], h, emb_BxE, train, f'up{level}_{i}')
     assert not skips  # Every level's skip is consumed exactly once.
 
     h = nn.silu(nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name='norm_out')(h))
-    out = layers.Conv3x3(cfg.out_channels, cfg.dtype, nn.initializers.zeros_init(),
-                         name='conv_out')(h)
+    out = layers.Conv3x3(
+      cfg.out_channels, cfg.dtype, nn.initializers.zeros_init(), name='conv_out'
+    )(h)
     return out.astype(jnp.float32)

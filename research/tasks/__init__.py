@@ -25,7 +25,7 @@ if TYPE_CHECKING:
   from research.tasks import classification_report
 
 __getattr__, __dir__ = lazy_attributes(
-    __name__, {'classification_report': 'research.tasks.classification_report'})
+  __name__, {'classification_report': 'research.tasks.classification_report'}
+)
 
-__all__ = ['classification', 'classification_report', 'diffusion', 'language_model',
-           'seq2seq']
+__all__ = ['classification', 'classification_report', 'diffusion', 'language_model', 'seq2seq']

@@ -10,8 +10,7 @@ import optax
 from research.data import augment
 
 
-def make_loss_fn(model: nn.Module, preprocessing: augment.ImagePreprocessing
-                 ) -> Callable:
+def make_loss_fn(model: nn.Module, preprocessing: augment.ImagePreprocessing) -> Callable:
   """Softmax cross-entropy on integer labels, with on-device augmentation.
 
   Args:
@@ -25,6 +24,7 @@ def make_loss_fn(model: nn.Module, preprocessing: augment.ImagePreprocessing
     holds 'loss' and 'accuracy' (sum, count) pairs; outputs holds 'prediction'
     int32 (B,).
   """
+
   def loss_fn(params, batch, rng, train):
     if train:
       aug_rng, dropout_rng = jax.random.split(rng)
@@ -34,14 +34,14 @@ def make_loss_fn(model: nn.Module, preprocessing: augment.ImagePreprocessing
       x = augment.preprocess(batch['image'], preprocessing)
       rngs = {}
     logits_BxK = model.apply({'params': params}, x, train=train, rngs=rngs)
-    losses_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxK,
-                                                               batch['label'])
+    losses_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxK, batch['label'])
     prediction_B = jnp.argmax(logits_BxK, axis=-1).astype(jnp.int32)
     mask_B = batch['mask']
     count = mask_B.sum()
     metrics = {
-        'loss': ((losses_B * mask_B).sum(), count),
-        'accuracy': (((prediction_B == batch['label']) * mask_B).sum(), count),
+      'loss': ((losses_B * mask_B).sum(), count),
+      'accuracy': (((prediction_B == batch['label']) * mask_B).sum(), count),
     }
     return metrics, {'prediction': prediction_B}
+
   return loss_fn

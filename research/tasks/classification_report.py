@@ -9,8 +9,9 @@ from sklearn import metrics
 from research.train import files
 
 
-def report(labels: np.ndarray, predictions: np.ndarray,
-           class_names: Sequence[str]) -> tuple[str, np.ndarray]:
+def report(
+  labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
+) -> tuple[str, np.ndarray]:
   """Per-class precision / recall / F1 and the confusion matrix.
 
   Args:
@@ -23,25 +24,38 @@ def report(labels: np.ndarray, predictions: np.ndarray,
     and columns predicted classes.
   """
   k = len(class_names)
-  text = metrics.classification_report(labels, predictions, labels=np.arange(k),
-                                       target_names=list(class_names), digits=4,
-                                       zero_division=0)
+  text = metrics.classification_report(
+    labels,
+    predictions,
+    labels=np.arange(k),
+    target_names=list(class_names),
+    digits=4,
+    zero_division=0,
+  )
   return text, metrics.confusion_matrix(labels, predictions, labels=np.arange(k))
 
 
-def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str],
-                         title: str = 'Confusion matrix') -> bytes:
+def confusion_matrix_png(
+  matrix: np.ndarray, class_names: Sequence[str], title: str = 'Confusion matrix'
+) -> bytes:
   """The (K, K) matrix drawn as an annotated heat map, encoded as PNG bytes."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   k = len(class_names)
   size = max(5.0, 0.45 * k + 2)
   fig, ax = plt.subplots(figsize=(size, size * 0.9))
   try:
     display = metrics.ConfusionMatrixDisplay(matrix, display_labels=list(class_names))
-    display.plot(ax=ax, cmap='Blues', colorbar=True, include_values=k <= 20,
-                 xticks_rotation='vertical' if k > 10 else 'horizontal')
+    display.plot(
+      ax=ax,
+      cmap='Blues',
+      colorbar=True,
+      include_values=k <= 20,
+      xticks_rotation='vertical' if k > 10 else 'horizontal',
+    )
     ax.set_title(title)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -51,8 +65,9 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str],
   return buffer.getvalue()
 
 
-def save_confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str],
-                              path: str, title: str = 'Confusion matrix') -> str:
+def save_confusion_matrix_png(
+  matrix: np.ndarray, class_names: Sequence[str], path: str, title: str = 'Confusion matrix'
+) -> str:
   """Draws the (K, K) matrix (see `confusion_matrix_png`) and writes it to `path`,
   a local path or a URL (through etils.epath). Returns `path`."""
   return files.write_bytes(path, confusion_matrix_png(matrix, class_names, title))

@@ -19,8 +19,7 @@ import numpy as np
 from research import diffusion
 from research.models.denoiser import Denoiser
 
-DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight',
-               'nine')
+DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 
 
 def class_prompts(dataset: str, class_names: Sequence[str]) -> list[str]:
@@ -40,8 +39,9 @@ def to_uint8(x: jax.Array) -> jax.Array:
   return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
-def make_loss_fn(model: Denoiser, sched: diffusion.Schedule, prompt_tokens_KxL: np.ndarray,
-                 cond_drop_rate: float) -> Callable:
+def make_loss_fn(
+  model: Denoiser, sched: diffusion.Schedule, prompt_tokens_KxL: np.ndarray, cond_drop_rate: float
+) -> Callable:
   """The noise-prediction loss (see `research.train.steps` for the contract).
 
   Batches hold 'image' uint8 (B, H, W, C), 'label' int32 (B,) and 'mask'. Each
@@ -61,20 +61,37 @@ def make_loss_fn(model: Denoiser, sched: diffusion.Schedule, prompt_tokens_KxL: 
     b = x0.shape[0]
     t_B = jax.random.randint(t_rng, (b,), 0, sched.num_steps)
     noise = jax.random.normal(noise_rng, x0.shape, jnp.float32)
-    drop_B = (jax.random.bernoulli(drop_rng, cond_drop_rate, (b,)) if train
-              else jnp.zeros((b,), bool))
-    eps = model.apply({'params': params}, diffusion.q_sample(sched, x0, t_B, noise), t_B,
-                      tokens_table[batch['label']], drop_B, train=train,
-                      rngs={'dropout': dropout_rng})
+    drop_B = (
+      jax.random.bernoulli(drop_rng, cond_drop_rate, (b,)) if train else jnp.zeros((b,), bool)
+    )
+    eps = model.apply(
+      {'params': params},
+      diffusion.q_sample(sched, x0, t_B, noise),
+      t_B,
+      tokens_table[batch['label']],
+      drop_B,
+      train=train,
+      rngs={'dropout': dropout_rng},
+    )
     losses_B = diffusion.noise_loss(eps, noise)
     mask_B = batch['mask']
     return {'loss': ((losses_B * mask_B).sum(), mask_B.sum())}, {'loss': losses_B}
+
   return loss_fn
 
 
-def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: jax.Array,
-           rng: jax.Array, *, image_shape: tuple[int, int, int], sampler: str = 'ddim',
-           num_steps: int = 50, guidance_scale: float = 1.0) -> jax.Array:
+def sample(
+  model: Denoiser,
+  params: Any,
+  sched: diffusion.Schedule,
+  tokens_BxL: jax.Array,
+  rng: jax.Array,
+  *,
+  image_shape: tuple[int, int, int],
+  sampler: str = 'ddim',
+  num_steps: int = 50,
+  guidance_scale: float = 1.0,
+) -> jax.Array:
   """Generates one image per prompt with classifier-free guidance.
 
   The prompts are encoded once; every step runs the U-Net on the conditional
@@ -101,8 +118,9 @@ def sample(model: Denoiser, params: Any, sched: diffusion.Schedule, tokens_BxL: 
   cond_2BxD = jnp.concatenate([cond, null])
 
   def eps_fn(x, t_B):
-    eps = apply(jnp.concatenate([x, x]), jnp.concatenate([t_B, t_B]), cond_2BxD,
-                method=Denoiser.denoise)
+    eps = apply(
+      jnp.concatenate([x, x]), jnp.concatenate([t_B, t_B]), cond_2BxD, method=Denoiser.denoise
+    )
     return diffusion.classifier_free_guidance(eps[:b], eps[b:], guidance_scale)
 
   shape = (b,) + tuple(image_shape)
@@ -118,12 +136,14 @@ def grid_png(images_RxCxHxWxC: np.ndarray, scale: int = 2) -> bytes:
   import io  # pylint: disable=g-import-not-at-top
 
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   r, c, h, w, ch = images_RxCxHxWxC.shape
   grid = np.full((r * (h + 2) + 2, c * (w + 2) + 2, ch), 255, np.uint8)
   for i in range(r):
     for j in range(c):
-      grid[2 + i * (h + 2):2 + i * (h + 2) + h,
-           2 + j * (w + 2):2 + j * (w + 2) + w] = images_RxCxHxWxC[i, j]
+      grid[2 + i * (h + 2) : 2 + i * (h + 2) + h, 2 + j * (w + 2) : 2 + j * (w + 2) + w] = (
+        images_RxCxHxWxC[i, j]
+      )
   grid = np.repeat(np.repeat(grid, scale, 0), scale, 1)
   out = io.BytesIO()
   Image.fromarray(grid[..., 0] if ch == 1 else grid).save(out, format='PNG')
@@ -141,28 +161,42 @@ class PromptSampler:
     sampler, num_steps, guidance_scale: see `sample`.
   """
 
-  def __init__(self, model: Denoiser, sched: diffusion.Schedule, tokens_KxL: np.ndarray,
-               image_shape: tuple[int, int, int], *, sampler: str, num_steps: int,
-               guidance_scale: float):
+  def __init__(
+    self,
+    model: Denoiser,
+    sched: diffusion.Schedule,
+    tokens_KxL: np.ndarray,
+    image_shape: tuple[int, int, int],
+    *,
+    sampler: str,
+    num_steps: int,
+    guidance_scale: float,
+  ):
     self.tokens = np.asarray(tokens_KxL)
     self.sched = sched
-    self._fn = jax.jit(functools.partial(
-        sample, model, image_shape=image_shape, sampler=sampler, num_steps=num_steps,
-        guidance_scale=guidance_scale))
+    self._fn = jax.jit(
+      functools.partial(
+        sample,
+        model,
+        image_shape=image_shape,
+        sampler=sampler,
+        num_steps=num_steps,
+        guidance_scale=guidance_scale,
+      )
+    )
 
   def __call__(self, params: Any, classes_B: np.ndarray, rng: jax.Array) -> np.ndarray:
     """uint8 samples (B, H, W, C) for the prompts of `classes_B`."""
     x = self._fn(params, self.sched, jnp.asarray(self.tokens[classes_B]), rng)
     return np.asarray(jax.device_get(to_uint8(x)))
 
-  def many(self, params: Any, classes_N: np.ndarray, rng: jax.Array, batch: int
-           ) -> np.ndarray:
+  def many(self, params: Any, classes_N: np.ndarray, rng: jax.Array, batch: int) -> np.ndarray:
     """uint8 samples (N, H, W, C), `batch` at a time (the last batch padded)."""
     out = []
     for i in range(0, len(classes_N), batch):
-      chunk = classes_N[i:i + batch]
+      chunk = classes_N[i : i + batch]
       padded = np.concatenate([chunk, np.zeros(batch - len(chunk), int)])
-      out.append(self(params, padded, jax.random.fold_in(rng, i))[:len(chunk)])
+      out.append(self(params, padded, jax.random.fold_in(rng, i))[: len(chunk)])
     return np.concatenate(out)
 
   def grid(self, params: Any, per_prompt: int, rng: jax.Array) -> bytes:

@@ -16,8 +16,7 @@ import optax
 from research.data import tokenizers
 
 
-def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int
-                ) -> dict[str, np.ndarray]:
+def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
   """The arrays a window gather reads.
 
   Args:
@@ -33,10 +32,11 @@ def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int
   """
   tokens = np.asarray(tokens_N, np.int32)
   pad = np.full(seq_len + 1, tokenizers.PAD_ID, np.int32)
-  return {'tokens': np.concatenate([tokens, pad]),
-          'real': np.concatenate([np.ones(len(tokens), np.float32),
-                                  np.zeros(seq_len + 1, np.float32)]),
-          'offsets': np.asarray(offsets_W, np.int32)}
+  return {
+    'tokens': np.concatenate([tokens, pad]),
+    'real': np.concatenate([np.ones(len(tokens), np.float32), np.zeros(seq_len + 1, np.float32)]),
+    'offsets': np.asarray(offsets_W, np.int32),
+  }
 
 
 def make_window_gather(seq_len: int) -> Callable:
@@ -49,12 +49,17 @@ def make_window_gather(seq_len: int) -> Callable:
     gather_fn(data, idx_B) -> {'inputs' int32 (B, T), 'targets' int32 (B, T),
     'token_mask' float32 (B, T)}.
   """
+
   def gather_fn(data, idx_B):
     start_B = jnp.take(data['offsets'], idx_B, axis=0)
     pos_BxT1 = start_B[:, None] + jnp.arange(seq_len + 1, dtype=start_B.dtype)
     window = jnp.take(data['tokens'], pos_BxT1, axis=0)
-    return {'inputs': window[:, :-1], 'targets': window[:, 1:],
-            'token_mask': jnp.take(data['real'], pos_BxT1[:, 1:], axis=0)}
+    return {
+      'inputs': window[:, :-1],
+      'targets': window[:, 1:],
+      'token_mask': jnp.take(data['real'], pos_BxT1[:, 1:], axis=0),
+    }
+
   return gather_fn
 
 
@@ -81,31 +86,42 @@ def make_loss_fn(model: nn.Module) -> Callable:
     float32 (B,); metrics are 'loss' (nats per token) and 'accuracy' (sum, count)
     pairs over tokens; outputs hold 'loss_sum' float32 (B,) per window.
   """
+
   def loss_fn(params, batch, rng, train):
     weight_BxT = batch['token_mask'] * batch['mask'][:, None]
     rngs = {'dropout': rng} if train else {}
-    logits_BxTxV, _ = model.apply({'params': params}, batch['inputs'], train=train,
-                                  mask_BxT=weight_BxT, rngs=rngs)
-    losses_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV,
-                                                                 batch['targets'])
+    logits_BxTxV, _ = model.apply(
+      {'params': params}, batch['inputs'], train=train, mask_BxT=weight_BxT, rngs=rngs
+    )
+    losses_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, batch['targets'])
     correct_BxT = jnp.argmax(logits_BxTxV, axis=-1) == batch['targets']
     count = weight_BxT.sum()
     loss_sum_B = (losses_BxT * weight_BxT).sum(axis=1)
-    metrics = {'loss': (loss_sum_B.sum(), count),
-               'accuracy': ((correct_BxT * weight_BxT).sum(), count)}
+    metrics = {
+      'loss': (loss_sum_B.sum(), count),
+      'accuracy': ((correct_BxT * weight_BxT).sum(), count),
+    }
     return metrics, {'loss_sum': loss_sum_B}
+
   return loss_fn
 
 
 def perplexity_and_bpc(loss_nats: float) -> dict[str, float]:
   """{'perplexity', 'bits_per_char'} of a mean cross-entropy in nats per token."""
-  return {'perplexity': float(np.exp(loss_nats)),
-          'bits_per_char': float(loss_nats / np.log(2))}
+  return {'perplexity': float(np.exp(loss_nats)), 'bits_per_char': float(loss_nats / np.log(2))}
 
 
-
-def complete_prompts(model: nn.Module, params, vocab: tokenizers.CharTokenizer, prompts,
-                     rng, *, length: int, temperature: float, top_k: int) -> list[str]:
+def complete_prompts(
+  model: nn.Module,
+  params,
+  vocab: tokenizers.CharTokenizer,
+  prompts,
+  rng,
+  *,
+  length: int,
+  temperature: float,
+  top_k: int,
+) -> list[str]:
   """Each prompt followed by `length` sampled characters (one compiled scan).
 
   Args:
@@ -119,13 +135,15 @@ def complete_prompts(model: nn.Module, params, vocab: tokenizers.CharTokenizer, 
     top_k: sample among the k likeliest characters (0: all).
   """
   from research.models import rnn  # pylint: disable=g-import-not-at-top
+
   if not prompts or not length:
     return []
   ids = [vocab.encode(p) for p in prompts]
   prompt = np.full((len(ids), max(len(i) for i in ids)), tokenizers.PAD_ID, np.int32)
   mask = np.zeros(prompt.shape, np.float32)
   for row, i in enumerate(ids):
-    prompt[row, :len(i)], mask[row, :len(i)] = i, 1.0
-  out = rnn.generate(model, params, prompt, mask, rng, num_steps=length,
-                     temperature=temperature, top_k=top_k)
+    prompt[row, : len(i)], mask[row, : len(i)] = i, 1.0
+  out = rnn.generate(
+    model, params, prompt, mask, rng, num_steps=length, temperature=temperature, top_k=top_k
+  )
   return [p + vocab.decode(row) for p, row in zip(prompts, np.asarray(out), strict=True)]

@@ -33,16 +33,15 @@ def _token_metrics(logits_BxTxV, targets_BxT, mask_B, pad_id, label_smoothing):
   correct_BxT = (prediction_BxT == targets_BxT) | (targets_BxT == pad_id)
   tokens = weights_BxT.sum()
   metrics = {
-      'loss': ((losses_BxT * weights_BxT).sum(), tokens),
-      'token_accuracy': (((prediction_BxT == targets_BxT) * weights_BxT).sum(), tokens),
-      # All tokens right under teacher forcing <=> greedy decoding is exact.
-      'sequence_accuracy': ((correct_BxT.all(-1) * mask_B).sum(), mask_B.sum()),
+    'loss': ((losses_BxT * weights_BxT).sum(), tokens),
+    'token_accuracy': (((prediction_BxT == targets_BxT) * weights_BxT).sum(), tokens),
+    # All tokens right under teacher forcing <=> greedy decoding is exact.
+    'sequence_accuracy': ((correct_BxT.all(-1) * mask_B).sum(), mask_B.sum()),
   }
   return metrics, prediction_BxT
 
 
-def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
-                 ) -> Callable:
+def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0) -> Callable:
   """Teacher-forced cross-entropy per target token.
 
   Returns:
@@ -50,19 +49,32 @@ def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
     real token, label-smoothed), 'token_accuracy' and 'sequence_accuracy' (all
     tokens right); outputs 'prediction' int32 (B, T), teacher-forced argmax.
   """
+
   def loss_fn(params, batch, rng, train):
     rngs = {'dropout': rng} if train else {}
-    logits = model.apply({'params': params}, batch['inputs'],
-                         shift_right(batch['targets'], tokenizers.BOS_ID), train=train,
-                         rngs=rngs)
-    metrics, prediction = _token_metrics(logits, batch['targets'], batch['mask'],
-                                         tokenizers.PAD_ID, label_smoothing)
+    logits = model.apply(
+      {'params': params},
+      batch['inputs'],
+      shift_right(batch['targets'], tokenizers.BOS_ID),
+      train=train,
+      rngs=rngs,
+    )
+    metrics, prediction = _token_metrics(
+      logits, batch['targets'], batch['mask'], tokenizers.PAD_ID, label_smoothing
+    )
     return metrics, {'prediction': prediction}
+
   return loss_fn
 
 
-def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
-             beam_size: int = 1, alpha: float = 0.0) -> jax.Array:
+def generate(
+  model: transformer.Transformer,
+  params,
+  inputs_BxS: jax.Array,
+  *,
+  beam_size: int = 1,
+  alpha: float = 0.0,
+) -> jax.Array:
   """Decodes int32 sources (B, S): `beam_size` 0 runs the greedy loop, K >= 1 beam
   search with K beams (K = 1 gives the greedy result).
 
@@ -80,12 +92,12 @@ def generate(model: transformer.Transformer, params, inputs_BxS: jax.Array, *,
   b, max_len = inputs_BxS.shape[0], model.config.max_target_length
   if beam_size == 0:
     return decoding.greedy(step_fn, cache, b, max_len, **kw)
-  return decoding.beam_search(step_fn, cache, b, max_len, beam_size=beam_size,
-                              alpha=alpha, **kw)[0]
+  return decoding.beam_search(step_fn, cache, b, max_len, beam_size=beam_size, alpha=alpha, **kw)[0]
 
 
-def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
-                        alpha: float = 0.0) -> Callable:
+def make_decode_eval_fn(
+  model: transformer.Transformer, *, beam_size: int, alpha: float = 0.0
+) -> Callable:
   """An evaluation-only loss function that also decodes (greedy and beam search).
 
   Returns:
@@ -101,20 +113,24 @@ def make_decode_eval_fn(model: transformer.Transformer, *, beam_size: int,
     del rng, train  # Always deterministic.
     metrics, _ = loss_fn(params, batch, None, False)
     targets, mask = batch['targets'], batch['mask']
-    outputs = {'greedy': gen(params, batch['inputs'], beam_size=0),
-               'beam': gen(params, batch['inputs'], beam_size=beam_size)}
+    outputs = {
+      'greedy': gen(params, batch['inputs'], beam_size=0),
+      'beam': gen(params, batch['inputs'], beam_size=beam_size),
+    }
     for name, seq in outputs.items():
-      exact = (seq[:, :targets.shape[1]] == targets).all(-1)
+      exact = (seq[:, : targets.shape[1]] == targets).all(-1)
       metrics[f'{name}_exact_accuracy'] = ((exact * mask).sum(), mask.sum())
     return metrics, outputs
+
   return decode_eval_fn
 
 
 DECODERS = ('greedy', 'beam')
 
 
-def exact_by_length(inputs_NxS, targets_NxT, decoded_NxT,
-                    pad_id: int = tokenizers.PAD_ID) -> dict[int, tuple[int, int]]:
+def exact_by_length(
+  inputs_NxS, targets_NxT, decoded_NxT, pad_id: int = tokenizers.PAD_ID
+) -> dict[int, tuple[int, int]]:
   """Exact decoded sequences per input length, on the host.
 
   Args:
@@ -129,13 +145,16 @@ def exact_by_length(inputs_NxS, targets_NxT, decoded_NxT,
   """
   targets_NxT = np.asarray(targets_NxT)
   lengths_N = (np.asarray(inputs_NxS) != pad_id).sum(-1)
-  exact_N = (np.asarray(decoded_NxT)[:, :targets_NxT.shape[1]] == targets_NxT).all(-1)
-  return {int(n): (int(exact_N[lengths_N == n].sum()), int((lengths_N == n).sum()))
-          for n in np.unique(lengths_N)}
+  exact_N = (np.asarray(decoded_NxT)[:, : targets_NxT.shape[1]] == targets_NxT).all(-1)
+  return {
+    int(n): (int(exact_N[lengths_N == n].sum()), int((lengths_N == n).sum()))
+    for n in np.unique(lengths_N)
+  }
 
 
-def length_summary(inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray],
-                   pad_id: int = tokenizers.PAD_ID) -> tuple[dict, str]:
+def length_summary(
+  inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray], pad_id: int = tokenizers.PAD_ID
+) -> tuple[dict, str]:
   """Per-length exact match of greedy and beam decoding.
 
   Args:
@@ -147,25 +166,34 @@ def length_summary(inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray],
     {'examples', 'greedy_exact_accuracy', 'beam_exact_accuracy'}}) and
     'test_{greedy,beam}_exact_accuracy_min_over_lengths'; the same as a text table.
   """
-  counts = {d: exact_by_length(inputs_NxS, targets_NxT, decoded[d], pad_id)
-            for d in DECODERS}
-  by_length: dict[str, dict[str, float]] = {str(n): {'examples': total} | {
-      f'{d}_exact_accuracy': counts[d][n][0] / total for d in DECODERS}
-               for n, (_, total) in counts['greedy'].items()}
-  minima = {f'test_{d}_exact_accuracy_min_over_lengths':
-                min(v[f'{d}_exact_accuracy'] for v in by_length.values()) for d in DECODERS}
+  counts = {d: exact_by_length(inputs_NxS, targets_NxT, decoded[d], pad_id) for d in DECODERS}
+  by_length: dict[str, dict[str, float]] = {
+    str(n): {'examples': total} | {f'{d}_exact_accuracy': counts[d][n][0] / total for d in DECODERS}
+    for n, (_, total) in counts['greedy'].items()
+  }
+  minima = {
+    f'test_{d}_exact_accuracy_min_over_lengths': min(
+      v[f'{d}_exact_accuracy'] for v in by_length.values()
+    )
+    for d in DECODERS
+  }
   metrics: dict[str, Any] = {'test_exact_accuracy_by_length': by_length, **minima}
   rows = ['  length  examples   greedy     beam'] + [
-      f'  {n:>6}  {v["examples"]:>8}  {100 * v["greedy_exact_accuracy"]:6.2f}%  '
-      f'{100 * v["beam_exact_accuracy"]:6.2f}%' for n, v in by_length.items()]
-  rows.append(f'  {"min":>6}  {"":>8}  '
-              f'{100 * minima["test_greedy_exact_accuracy_min_over_lengths"]:6.2f}%  '
-              f'{100 * minima["test_beam_exact_accuracy_min_over_lengths"]:6.2f}%')
+    f'  {n:>6}  {v["examples"]:>8}  {100 * v["greedy_exact_accuracy"]:6.2f}%  '
+    f'{100 * v["beam_exact_accuracy"]:6.2f}%'
+    for n, v in by_length.items()
+  ]
+  rows.append(
+    f'  {"min":>6}  {"":>8}  '
+    f'{100 * minima["test_greedy_exact_accuracy_min_over_lengths"]:6.2f}%  '
+    f'{100 * minima["test_beam_exact_accuracy_min_over_lengths"]:6.2f}%'
+  )
   return metrics, '\n'.join(rows)
 
 
-def examples_text(vocab: tokenizers.Tokenizer, inputs_NxS, targets_NxT, greedy_NxT,
-                  beam_NxT, num: int) -> str:
+def examples_text(
+  vocab: tokenizers.Tokenizer, inputs_NxS, targets_NxT, greedy_NxT, beam_NxT, num: int
+) -> str:
   """The first `num` decoded examples next to their references, marked ok/WRONG.
 
   Args:
@@ -175,8 +203,10 @@ def examples_text(vocab: tokenizers.Tokenizer, inputs_NxS, targets_NxT, greedy_N
   for i in range(min(num, len(inputs_NxS))):
     ref, greedy, beam = (vocab.decode(a[i]) for a in (targets_NxT, greedy_NxT, beam_NxT))
     mark = lambda s, ref=ref: 'ok' if s == ref else 'WRONG'
-    lines.append(f'  input     {vocab.decode(inputs_NxS[i])!r}\n'
-                 f'  reference {ref!r}\n'
-                 f'  greedy    {greedy!r} ({mark(greedy)})\n'
-                 f'  beam      {beam!r} ({mark(beam)})')
+    lines.append(
+      f'  input     {vocab.decode(inputs_NxS[i])!r}\n'
+      f'  reference {ref!r}\n'
+      f'  greedy    {greedy!r} ({mark(greedy)})\n'
+      f'  beam      {beam!r} ({mark(beam)})'
+    )
   return '\n'.join(lines)

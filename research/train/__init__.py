@@ -53,18 +53,44 @@ if TYPE_CHECKING:
   from research.train.trainer import train_and_evaluate
   from research.train.trainer import train_in_memory
 
-_LAZY = {'Checkpointer': 'research.train.checkpoint', 'Family': 'research.train.trainer',
-         'Model': 'research.train.trainer', 'Run': 'research.train.trainer',
-         'TrainData': 'research.train.trainer',
-         'train_and_evaluate': 'research.train.trainer',
-         'train_in_memory': 'research.train.trainer'}
+_LAZY = {
+  'Checkpointer': 'research.train.checkpoint',
+  'Family': 'research.train.trainer',
+  'Model': 'research.train.trainer',
+  'Run': 'research.train.trainer',
+  'TrainData': 'research.train.trainer',
+  'train_and_evaluate': 'research.train.trainer',
+  'train_in_memory': 'research.train.trainer',
+}
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
-    'Checkpointer', 'DataParallel', 'Family', 'LossFn', 'MetricSums', 'MetricWriter',
-    'Model', 'OptimizerConfig', 'PmapDataParallel', 'Run', 'StopOnSignal', 'TrainData',
-    'TrainState', 'abstract_train_state', 'batch_plan', 'count_params', 'eval_step',
-    'evaluate', 'init_train_state', 'initialize', 'is_primary', 'make_driver',
-    'make_optimizer', 'split_batch', 'take_examples', 'train_and_evaluate',
-    'train_in_memory', 'train_step',
+  'Checkpointer',
+  'DataParallel',
+  'Family',
+  'LossFn',
+  'MetricSums',
+  'MetricWriter',
+  'Model',
+  'OptimizerConfig',
+  'PmapDataParallel',
+  'Run',
+  'StopOnSignal',
+  'TrainData',
+  'TrainState',
+  'abstract_train_state',
+  'batch_plan',
+  'count_params',
+  'eval_step',
+  'evaluate',
+  'init_train_state',
+  'initialize',
+  'is_primary',
+  'make_driver',
+  'make_optimizer',
+  'split_batch',
+  'take_examples',
+  'train_and_evaluate',
+  'train_in_memory',
+  'train_step',
 ]

@@ -24,8 +24,8 @@ class Checkpointer:
   def __init__(self, workdir: str, max_to_keep: int = 3):
     self.directory = files.as_path(files.absolute(workdir)) / 'checkpoints'
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+      self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    )
 
   def latest_step(self) -> int | None:
     """Step of the newest complete checkpoint, or None."""

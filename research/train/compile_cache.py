@@ -18,8 +18,7 @@ def default_directory() -> str:
   else $XDG_CACHE_HOME/research/jax (~/.cache/research/jax)."""
   if ENV_VARIABLE in os.environ:
     return os.environ[ENV_VARIABLE]
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'),
-                                                          '.cache')
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
   return os.path.join(base, 'research', 'jax')
 
 

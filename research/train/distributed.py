@@ -5,8 +5,9 @@ import jax
 from research.errors import UserInputError
 
 
-def initialize(coordinator_address: str = '', num_processes: int = 1,
-               process_id: int = 0, auto: bool = False) -> None:
+def initialize(
+  coordinator_address: str = '', num_processes: int = 1, process_id: int = 0, auto: bool = False
+) -> None:
   """Joins this process to a multi-process JAX job, if it is one.
 
   Call before any other JAX work. With `auto`, JAX reads the cluster's environment
@@ -44,4 +45,5 @@ def allgather_rows(tree):
   if jax.process_count() == 1:
     return tree
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   return multihost_utils.process_allgather(tree, tiled=True)

@@ -85,8 +85,9 @@ def write_bytes(path: PathLike, data: bytes) -> str:
   return os.fspath(path)
 
 
-def write_json(path: PathLike, obj: Any, *, sort_keys: bool = False,
-               default: Callable[[Any], Any] | None = None) -> str:
+def write_json(
+  path: PathLike, obj: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None
+) -> str:
   """Writes `obj` as indented JSON (a trailing newline) to `path`; returns `path`.
 
   Args:

@@ -13,8 +13,15 @@ from research.errors import NonFiniteLossError
 from research.train import metrics as metrics_lib
 
 
-def batch_plan(num_examples: int, batch_size: int, *, shuffle: bool, seed: int = 0,
-               epoch: int = 0, process: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def batch_plan(
+  num_examples: int,
+  batch_size: int,
+  *,
+  shuffle: bool,
+  seed: int = 0,
+  epoch: int = 0,
+  process: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """Indices and masks of one pass over `num_examples` in batches.
 
   The last batch is padded with index 0 and mask 0, so every example is used
@@ -25,8 +32,9 @@ def batch_plan(num_examples: int, batch_size: int, *, shuffle: bool, seed: int =
     idx int32 (S, batch_size) and mask float32 (S, batch_size), S = ceil(N / B).
   """
   key = [seed, epoch] if process is None else [seed, epoch, process]
-  order = (np.random.default_rng(key).permutation(num_examples)
-           if shuffle else np.arange(num_examples))
+  order = (
+    np.random.default_rng(key).permutation(num_examples) if shuffle else np.arange(num_examples)
+  )
   num_steps = math.ceil(num_examples / batch_size)
   idx = np.zeros(num_steps * batch_size, np.int32)
   mask = np.zeros(num_steps * batch_size, np.float32)
@@ -48,8 +56,7 @@ def format_metrics(values: dict[str, float]) -> str:
   return ' | '.join(parts)
 
 
-def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None,
-                 skip: bool = False):
+def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None, skip: bool = False):
   """Raises NonFiniteLossError naming the first bad step, or, when `skip`, drops it.
 
   Args:
@@ -70,8 +77,7 @@ def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None,
     what = 'loss' if not np.isfinite(loss[i]) else 'gradient norm'
     value = loss[i] if what == 'loss' else norm[i]
     where = '' if epoch is None else f' (epoch {epoch + 1})'
-    raise NonFiniteLossError(f'training {what} is {value} at step '
-                             f'{first_step + i + 1}{where}')
+    raise NonFiniteLossError(f'training {what} is {value} at step {first_step + i + 1}{where}')
   keep = jax.tree.map(lambda x: np.asarray(x)[~bad], chunk_metrics)
   return keep, int(bad.sum())
 
@@ -90,8 +96,9 @@ def num_steps_per_epoch(num_examples: int, global_batch: int) -> int:
   return math.ceil(num_examples / _local(global_batch))
 
 
-def evaluate(driver, state, data, num_examples: int, batch_size: int,
-             steps_per_dispatch: int = 8) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def evaluate(
+  driver, state, data, num_examples: int, batch_size: int, steps_per_dispatch: int = 8
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
   """Evaluates every example once, in order (each process its own shard).
 
   Returns:
@@ -106,8 +113,10 @@ def evaluate(driver, state, data, num_examples: int, batch_size: int,
     m, out = driver.evaluate(state, data, idx[sl], mask[sl])
     sums.add(jax.device_get(m))
     outputs.append(jax.device_get(out))
-  flat = {k: np.concatenate([o[k].reshape((-1,) + o[k].shape[2:]) for o in outputs])
-          [:num_examples] for k in outputs[0]}
+  flat = {
+    k: np.concatenate([o[k].reshape((-1,) + o[k].shape[2:]) for o in outputs])[:num_examples]
+    for k in outputs[0]
+  }
   if jax.process_count() > 1:
     flat = multihost_utils.process_allgather(flat, tiled=True)
   return sums.result(), flat

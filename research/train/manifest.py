@@ -13,17 +13,30 @@ import jax
 from research.errors import UserInputError
 from research.train import files
 
-PACKAGES = ('research', 'jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'chex',
-            'numpy', 'tensorflow-cpu', 'tensorflow', 'tensorflow-datasets',
-            'ml-collections', 'scikit-learn')
+PACKAGES = (
+  'research',
+  'jax',
+  'jaxlib',
+  'flax',
+  'optax',
+  'orbax-checkpoint',
+  'chex',
+  'numpy',
+  'tensorflow-cpu',
+  'tensorflow',
+  'tensorflow-datasets',
+  'ml-collections',
+  'scikit-learn',
+)
 
 
 def git_commit(path: str | None = None) -> str:
   """The commit of the code's checkout, with '+dirty' if it has local changes."""
   path = path or os.path.dirname(os.path.abspath(__file__))
   try:
-    run = lambda *a: subprocess.run(['git', *a], cwd=path, capture_output=True,
-                                    text=True, timeout=10, check=True).stdout.strip()
+    run = lambda *a: subprocess.run(
+      ['git', *a], cwd=path, capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
     commit = run('rev-parse', 'HEAD')
     return commit + ('+dirty' if run('status', '--porcelain', '-uno') else '')
   except (OSError, subprocess.SubprocessError):
@@ -46,9 +59,13 @@ def device_summary() -> dict[str, Any]:
   kinds: dict[str, int] = {}
   for d in jax.devices():
     kinds[d.device_kind] = kinds.get(d.device_kind, 0) + 1
-  return {'backend': jax.default_backend(), 'process_count': jax.process_count(),
-          'local_device_count': jax.local_device_count(),
-          'device_count': jax.device_count(), 'device_kinds': kinds}
+  return {
+    'backend': jax.default_backend(),
+    'process_count': jax.process_count(),
+    'local_device_count': jax.local_device_count(),
+    'device_count': jax.device_count(),
+    'device_kinds': kinds,
+  }
 
 
 def check_resumable(workdir: str, experiment: str, parameters: Mapping[str, int]) -> None:
@@ -62,15 +79,23 @@ def check_resumable(workdir: str, experiment: str, parameters: Mapping[str, int]
     return
   earlier = files.read_json(path)
   if earlier.get('experiment', experiment) != experiment:
-    raise UserInputError(f'workdir {workdir!r} belongs to experiment '
-                         f'{earlier["experiment"]!r}, not {experiment!r}')
+    raise UserInputError(
+      f'workdir {workdir!r} belongs to experiment {earlier["experiment"]!r}, not {experiment!r}'
+    )
   if earlier.get('parameters', dict(parameters)) != dict(parameters):
-    raise UserInputError(f'workdir {workdir!r} holds a model with parameter counts '
-                         f'{earlier["parameters"]}, this config builds {dict(parameters)}')
+    raise UserInputError(
+      f'workdir {workdir!r} holds a model with parameter counts '
+      f'{earlier["parameters"]}, this config builds {dict(parameters)}'
+    )
 
 
-def write_manifest(workdir: str, experiment: str, config: Mapping[str, Any],
-                   data: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> str:
+def write_manifest(
+  workdir: str,
+  experiment: str,
+  config: Mapping[str, Any],
+  data: Mapping[str, Any],
+  extra: Mapping[str, Any] | None = None,
+) -> str:
   """Writes `<workdir>/manifest.json` (a resumed run: `manifest.resumed-<time>.json`).
 
   Args:
@@ -85,17 +110,17 @@ def write_manifest(workdir: str, experiment: str, config: Mapping[str, Any],
   """
   now = datetime.datetime.now(datetime.timezone.utc)
   manifest = {
-      'experiment': experiment,
-      'time': now.isoformat(),
-      'command': sys.argv,
-      'git_commit': git_commit(),
-      'python': platform.python_version(),
-      'platform': platform.platform(),
-      'packages': package_versions(),
-      'devices': device_summary(),
-      'config': dict(config),
-      'data': dict(data),
-      **(extra or {}),
+    'experiment': experiment,
+    'time': now.isoformat(),
+    'command': sys.argv,
+    'git_commit': git_commit(),
+    'python': platform.python_version(),
+    'platform': platform.platform(),
+    'packages': package_versions(),
+    'devices': device_summary(),
+    'config': dict(config),
+    'data': dict(data),
+    **(extra or {}),
   }
   path = files.join(workdir, 'manifest.json')
   if files.exists(path):  # Never overwrite the first run's manifest.

@@ -71,6 +71,7 @@ def _tensorboard_writer(logdir: str):
   # pylint: disable=g-import-not-at-top
   from tensorboardX import SummaryWriter
   from tensorboardX import record_writer
+
   # pylint: enable=g-import-not-at-top
   if files.is_url(logdir):
     # tensorboardX picks a writer by the text before ':'; ours replaces its own.
@@ -98,8 +99,12 @@ class MetricWriter:
     """Records `scalars` for `split` ('train', 'test', ...) at `step`."""
     if not self.enabled:
       return
-    record = {'step': int(step), 'split': split, **extra,
-              **{k: float(v) for k, v in scalars.items()}}
+    record = {
+      'step': int(step),
+      'split': split,
+      **extra,
+      **{k: float(v) for k, v in scalars.items()},
+    }
     self._jsonl.write(json.dumps(record) + '\n')
     self._jsonl.flush()
     for k, v in scalars.items():
@@ -111,8 +116,8 @@ class MetricWriter:
     if not self.enabled:
       return
     from tensorboardX.summary import hparams  # pylint: disable=g-import-not-at-top
-    plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-             for k, v in values.items()}
+
+    plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in values.items()}
     writer = self._tb._get_file_writer()  # pylint: disable=protected-access
     for summary in hparams(plain, {}):
       writer.add_summary(summary)
@@ -125,6 +130,7 @@ class MetricWriter:
     import io  # pylint: disable=g-import-not-at-top
 
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
     self._tb.add_image(tag, pixels, int(step), dataformats='HWC')
     self._tb.flush()

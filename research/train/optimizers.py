@@ -39,6 +39,7 @@ class OptimizerConfig:
     skip_nonfinite: skip (do not apply) updates whose gradient is not finite,
       via `optax.apply_if_finite`; training stops after 100 in a row.
   """
+
   name: str = 'adam'
   learning_rate: float = 1e-3
   weight_decay: float = 1e-4
@@ -61,11 +62,16 @@ def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
     return optax.constant_schedule(cfg.learning_rate)
   if cfg.schedule == 'warmup_cosine':
     if cfg.total_steps <= cfg.warmup_steps or cfg.warmup_steps < 0:
-      raise UserInputError('warmup_cosine needs 0 <= warmup_steps < total_steps, got '
-                           f'{cfg.warmup_steps} and {cfg.total_steps}')
+      raise UserInputError(
+        'warmup_cosine needs 0 <= warmup_steps < total_steps, got '
+        f'{cfg.warmup_steps} and {cfg.total_steps}'
+      )
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps, decay_steps=cfg.total_steps)
+      init_value=0.0,
+      peak_value=cfg.learning_rate,
+      warmup_steps=cfg.warmup_steps,
+      decay_steps=cfg.total_steps,
+    )
   raise UserInputError(f'unknown schedule {cfg.schedule!r}: use one of {SCHEDULES}')
 
 
@@ -82,13 +88,11 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
   if cfg.name == 'adam':
     tx = optax.chain(coupled_decay, optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
   elif cfg.name == 'adamw':
-    tx = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                     weight_decay=cfg.weight_decay)
+    tx = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
   elif cfg.name == 'sgd':
     tx = optax.chain(coupled_decay, optax.sgd(lr, momentum=cfg.momentum or None))
   elif cfg.name == 'rmsprop':
-    tx = optax.chain(coupled_decay, optax.rmsprop(lr, decay=0.99, eps=cfg.eps,
-                                                    eps_in_sqrt=False))
+    tx = optax.chain(coupled_decay, optax.rmsprop(lr, decay=0.99, eps=cfg.eps, eps_in_sqrt=False))
   else:
     raise UserInputError(f'unknown optimizer {cfg.name!r}: use one of {OPTIMIZERS}')
   if cfg.clip_grad_norm:
@@ -100,23 +104,25 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
 
 class EmaState(NamedTuple):
   """State of `with_parameter_ema`: the wrapped optimiser's state and the average."""
+
   inner: Any
   ema: Any
   # Shadows tuple.count; the field name is part of the checkpoint layout, so it stays.
   count: jax.Array  # type: ignore[assignment]
 
 
-def with_parameter_ema(tx: optax.GradientTransformation, decay: float
-                       ) -> optax.GradientTransformation:
+def with_parameter_ema(
+  tx: optax.GradientTransformation, decay: float
+) -> optax.GradientTransformation:
   """Wraps `tx` to keep an exponential moving average of the updated parameters.
 
   The average lives in the optimiser state, so it is checkpointed and restored
   with it. Its decay warms up as min(decay, (1 + n) / (10 + n)) after n updates,
   so early averages are not dominated by the random initialisation.
   """
+
   def init(params):
-    return EmaState(tx.init(params), jax.tree.map(jnp.asarray, params),
-                    jnp.zeros((), jnp.int32))
+    return EmaState(tx.init(params), jax.tree.map(jnp.asarray, params), jnp.zeros((), jnp.int32))
 
   def update(updates, state, params=None):
     updates, inner = tx.update(updates, state.inner, params)
@@ -125,6 +131,7 @@ def with_parameter_ema(tx: optax.GradientTransformation, decay: float
     d = jnp.minimum(decay, (1.0 + count) / (10.0 + count))
     ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema, new_params)
     return updates, EmaState(inner, ema, count)
+
   return optax.GradientTransformation(init, update)
 
 

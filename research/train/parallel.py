@@ -44,12 +44,14 @@ def _stack(trees):
 # the step once. `platform_dependent` makes the choice in the traced program, when it
 # is lowered for a platform (both branches are traced, S + 1 steps; a chunk of one
 # step needs no loop anywhere and is traced once).
-def _train_chunk(state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn,
-                 axis_name, microbatches):
+def _train_chunk(
+  state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn, axis_name, microbatches
+):
   def step(state, idx_B, mask_B):
     batch = dict(gather_fn(data, idx_B), mask=mask_B)
-    return steps.train_step(state, batch, rng, loss_fn=loss_fn, axis_name=axis_name,
-                            microbatches=microbatches)
+    return steps.train_step(
+      state, batch, rng, loss_fn=loss_fn, axis_name=axis_name, microbatches=microbatches
+    )
 
   def flat(state, idx_SxB, mask_SxB):
     metrics = []
@@ -63,8 +65,7 @@ def _train_chunk(state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn,
 
   if idx_SxB.shape[0] == 1:
     return flat(state, idx_SxB, mask_SxB)
-  return jax.lax.platform_dependent(state, idx_SxB, mask_SxB, cpu=flat,
-                                    default=scanned)
+  return jax.lax.platform_dependent(state, idx_SxB, mask_SxB, cpu=flat, default=scanned)
 
 
 def _eval_chunk(state, data, idx_SxB, mask_SxB, *, loss_fn, gather_fn, axis_name):
@@ -80,8 +81,10 @@ def _eval_chunk(state, data, idx_SxB, mask_SxB, *, loss_fn, gather_fn, axis_name
 def check_batch_size(batch_size: int, num_devices: int) -> None:
   """Raises UserInputError unless batch_size >= 1 and divisible by num_devices."""
   if batch_size < 1 or batch_size % num_devices:
-    raise UserInputError(f'batch size must be a positive multiple of the device count '
-                         f'({num_devices}), got {batch_size}')
+    raise UserInputError(
+      f'batch size must be a positive multiple of the device count '
+      f'({num_devices}), got {batch_size}'
+    )
 
 
 def resolve_microbatches(requested: int, per_device_batch: int, platform: str) -> int:
@@ -98,8 +101,10 @@ def resolve_microbatches(requested: int, per_device_batch: int, platform: str) -
     even_and_large = per_device_batch % 2 == 0 and per_device_batch >= 16
     return 2 if platform == 'cpu' and even_and_large else 1
   if per_device_batch % requested:
-    raise UserInputError(f'microbatches={requested} does not divide the per-device '
-                         f'batch of {per_device_batch} examples')
+    raise UserInputError(
+      f'microbatches={requested} does not divide the per-device '
+      f'batch of {per_device_batch} examples'
+    )
   return requested
 
 
@@ -149,9 +154,15 @@ class DataParallel:
       see `resolve_microbatches`).
   """
 
-  def __init__(self, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-               devices: list[Any] | None = None, fsdp: bool = False,
-               fsdp_min_size: int = 2 ** 14, microbatches: int = 1):
+  def __init__(
+    self,
+    loss_fn: steps.LossFn,
+    gather_fn: GatherFn = take_examples,
+    devices: list[Any] | None = None,
+    fsdp: bool = False,
+    fsdp_min_size: int = 2**14,
+    microbatches: int = 1,
+  ):
     self.devices = list(devices or jax.devices())
     self.microbatches = microbatches
     self.mesh = Mesh(device_grid(self.devices), BATCH_AXES)
@@ -160,9 +171,13 @@ class DataParallel:
     self.batch_sharded = NamedSharding(self.mesh, P(None, BATCH_AXES))
     self.data_sharding = NamedSharding(self.mesh, P('process'))
     # Each device gathers its part of the batch from its own process's data shard.
-    gather = jax.shard_map(gather_fn, mesh=self.mesh,
-                           in_specs=(P('process'), P(BATCH_AXES)),
-                           out_specs=P(BATCH_AXES), check_vma=False)
+    gather = jax.shard_map(
+      gather_fn,
+      mesh=self.mesh,
+      in_specs=(P('process'), P(BATCH_AXES)),
+      out_specs=P(BATCH_AXES),
+      check_vma=False,
+    )
     self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
     self._train = self._eval = None
 
@@ -176,8 +191,8 @@ class DataParallel:
       return jax.tree.map(lambda _: self.replicated, state)
     n = self.num_devices
     return jax.tree.map(
-        lambda x: NamedSharding(self.mesh, fsdp_spec(np.shape(x), n, self.fsdp_min_size)),
-        state)
+      lambda x: NamedSharding(self.mesh, fsdp_spec(np.shape(x), n, self.fsdp_min_size)), state
+    )
 
   def put_replicated(self, tree):
     """Places a pytree (state or small data) on every device, per `state_sharding`.
@@ -193,10 +208,12 @@ class DataParallel:
   def put_data(self, local_arrays: dict[str, np.ndarray]):
     """This process's data shard, onto its devices (every process must call it with
     equally many examples)."""
+
     def put(v):
       v = np.asarray(v)
       shape = (v.shape[0] * jax.process_count(),) + v.shape[1:]
       return jax.make_array_from_process_local_data(self.data_sharding, v, shape)
+
     return {k: put(v) for k, v in local_arrays.items()}
 
   def host_state(self, state):
@@ -206,11 +223,16 @@ class DataParallel:
   def _compile(self, state):
     if self._train is None:
       out = (self.state_sharding(state), self.replicated)
-      self._train = jax.jit(functools.partial(_train_chunk, **self._kw),
-                            donate_argnums=0, out_shardings=out,
-                            static_argnames='microbatches')
-      self._eval = jax.jit(functools.partial(_eval_chunk, **self._kw),
-                           out_shardings=(self.replicated, self.batch_sharded))
+      self._train = jax.jit(
+        functools.partial(_train_chunk, **self._kw),
+        donate_argnums=0,
+        out_shardings=out,
+        static_argnames='microbatches',
+      )
+      self._eval = jax.jit(
+        functools.partial(_eval_chunk, **self._kw),
+        out_shardings=(self.replicated, self.batch_sharded),
+      )
 
   def _parts(self, idx_SxB):
     per_device = np.shape(idx_SxB)[1] * jax.process_count() // self.num_devices
@@ -218,15 +240,17 @@ class DataParallel:
 
   def _indices(self, idx_SxB, mask_SxB):
     put = lambda a: jax.make_array_from_process_local_data(
-        self.batch_sharded, a, (a.shape[0], a.shape[1] * jax.process_count()))
+      self.batch_sharded, a, (a.shape[0], a.shape[1] * jax.process_count())
+    )
     return (put(np.asarray(idx_SxB, np.int32)), put(np.asarray(mask_SxB, np.float32)))
 
   def train(self, state, data, idx_SxB, mask_SxB, rng):
     """Runs S train steps on this process's (S, B / processes) indices into its data
     shard; returns the new state and the global metrics stacked over S."""
     self._compile(state)
-    return self._train(state, data, *self._indices(idx_SxB, mask_SxB), rng,
-                       microbatches=self._parts(idx_SxB))
+    return self._train(
+      state, data, *self._indices(idx_SxB, mask_SxB), rng, microbatches=self._parts(idx_SxB)
+    )
 
   def evaluate(self, state, data, idx_SxB, mask_SxB):
     """Evaluates S batches; returns summed metrics and this process's outputs
@@ -234,9 +258,13 @@ class DataParallel:
     self._compile(state)
     metrics, outputs = self._eval(state, data, *self._indices(idx_SxB, mask_SxB))
     local = lambda o: np.concatenate(
-        [np.asarray(s.data) for s in sorted(o.addressable_shards,
-                                            key=lambda s: s.index[1].start or 0)
-         if s.replica_id == 0], axis=1)
+      [
+        np.asarray(s.data)
+        for s in sorted(o.addressable_shards, key=lambda s: s.index[1].start or 0)
+        if s.replica_id == 0
+      ],
+      axis=1,
+    )
     return metrics, jax.tree.map(local, outputs)
 
 
@@ -245,23 +273,31 @@ class PmapDataParallel:
 
   axis_name = 'batch'
 
-  def __init__(self, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-               devices: list[Any] | None = None, microbatches: int = 1):
+  def __init__(
+    self,
+    loss_fn: steps.LossFn,
+    gather_fn: GatherFn = take_examples,
+    devices: list[Any] | None = None,
+    microbatches: int = 1,
+  ):
     self.devices = list(devices or jax.devices())
     self.microbatches = microbatches
     kw = dict(loss_fn=loss_fn, gather_fn=gather_fn, axis_name=self.axis_name)
-    self._pmap = functools.partial(jax.pmap, axis_name=self.axis_name,
-                                   devices=self.devices)
+    self._pmap = functools.partial(jax.pmap, axis_name=self.axis_name, devices=self.devices)
     self._train_chunk = functools.partial(_train_chunk, **kw)
     self._trains: dict[int, Any] = {}  # micro-batch count -> pmapped train chunk
     self._eval = self._pmap(functools.partial(_eval_chunk, **kw))
 
   def _train_fn(self, idx_SxB):
-    k = resolve_microbatches(self.microbatches, np.shape(idx_SxB)[1] // self.num_devices,
-                             self.devices[0].platform)
+    k = resolve_microbatches(
+      self.microbatches, np.shape(idx_SxB)[1] // self.num_devices, self.devices[0].platform
+    )
     if k not in self._trains:
-      self._trains[k] = self._pmap(functools.partial(self._train_chunk, microbatches=k),
-                                   donate_argnums=0, in_axes=(0, 0, 0, 0, None))
+      self._trains[k] = self._pmap(
+        functools.partial(self._train_chunk, microbatches=k),
+        donate_argnums=0,
+        in_axes=(0, 0, 0, 0, None),
+      )
     return self._trains[k]
 
   @property
@@ -294,15 +330,22 @@ class PmapDataParallel:
     def merge(o_DxSxBd):  # (D, S, B/D, ...) -> (S, B, ...)
       o = jnp.swapaxes(o_DxSxBd, 0, 1)
       return o.reshape((o.shape[0], -1) + o.shape[3:])
+
     return jax.tree.map(lambda m: m[0], metrics), jax.tree.map(merge, outputs)
 
 
 DRIVERS = {'jit': DataParallel, 'pmap': PmapDataParallel}
 
 
-def make_driver(name: str, loss_fn: steps.LossFn, gather_fn: GatherFn = take_examples,
-                devices: list[Any] | None = None, fsdp: bool = False,
-                microbatches: int = 1, fsdp_min_size: int = 2 ** 14):
+def make_driver(
+  name: str,
+  loss_fn: steps.LossFn,
+  gather_fn: GatherFn = take_examples,
+  devices: list[Any] | None = None,
+  fsdp: bool = False,
+  microbatches: int = 1,
+  fsdp_min_size: int = 2**14,
+):
   """Returns the data-parallel driver called `name` ('jit' or 'pmap').
 
   `fsdp` (jit only) shards the train state's large arrays over all devices;
@@ -314,6 +357,7 @@ def make_driver(name: str, loss_fn: steps.LossFn, gather_fn: GatherFn = take_exa
   if fsdp and name != 'jit':
     raise UserInputError('fsdp needs the jit driver')
   if name == 'jit':
-    return DataParallel(loss_fn, gather_fn, devices, fsdp=fsdp,
-                        fsdp_min_size=fsdp_min_size, microbatches=microbatches)
+    return DataParallel(
+      loss_fn, gather_fn, devices, fsdp=fsdp, fsdp_min_size=fsdp_min_size, microbatches=microbatches
+    )
   return PmapDataParallel(loss_fn, gather_fn, devices, microbatches=microbatches)

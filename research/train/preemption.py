@@ -36,6 +36,7 @@ def agreed_flags(flags: Sequence[bool]) -> tuple[bool, ...]:
   if jax.process_count() == 1:
     return tuple(bool(f) for f in flags)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   local = np.asarray([bool(f) for f in flags], np.int32)
   gathered = np.asarray(multihost_utils.process_allgather(local))  # (processes, n)
   return tuple(bool(f) for f in np.asarray(gathered.reshape(-1, len(local)).any(axis=0)))
@@ -64,8 +65,7 @@ class StopOnSignal:
       after the block is entered.
   """
 
-  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT),
-               max_seconds: float | None = None):
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT), max_seconds: float | None = None):
     self._signals = signals
     self._previous: dict[int, Any] = {}  # signal number -> the handler it replaced
     self._requested = False
@@ -84,8 +84,7 @@ class StopOnSignal:
 
   def over_time_budget(self) -> bool:
     """True once `max_seconds` have passed since the block was entered."""
-    return (self._max_seconds is not None
-            and time.monotonic() - self._entered >= self._max_seconds)
+    return self._max_seconds is not None and time.monotonic() - self._entered >= self._max_seconds
 
   def stop_requested(self) -> bool:
     """True once a signal has arrived or the time budget is spent (this process)."""

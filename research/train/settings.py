@@ -54,6 +54,7 @@ class TrainSettings:
     fsdp_min_size: under fsdp, arrays with fewer elements stay replicated.
     microbatches: independent parts per device train batch (0: automatic).
   """
+
   seed: int = 0
   num_epochs: int = 1
   num_steps: int = 0
@@ -68,18 +69,26 @@ class TrainSettings:
   progress: bool = True
   driver: str = 'jit'
   fsdp: bool = False
-  fsdp_min_size: int = 2 ** 14
+  fsdp_min_size: int = 2**14
   microbatches: int = 0
 
   def __post_init__(self):
-    if self.num_epochs < 0 or self.num_steps < 0 or not (self.num_epochs or
-                                                         self.num_steps):
-      raise UserInputError('set num_epochs >= 1, or num_epochs = 0 and num_steps >= 1; '
-                           f'got num_epochs={self.num_epochs}, num_steps={self.num_steps}')
+    if self.num_epochs < 0 or self.num_steps < 0 or not (self.num_epochs or self.num_steps):
+      raise UserInputError(
+        'set num_epochs >= 1, or num_epochs = 0 and num_steps >= 1; '
+        f'got num_epochs={self.num_epochs}, num_steps={self.num_steps}'
+      )
     for name in ('batch_size', 'eval_batch_size', 'steps_per_dispatch'):
       _at_least(name, getattr(self, name), 1)
-    for name in ('eval_every_steps', 'eval_every_epochs', 'checkpoint_every_steps',
-                 'log_every_steps', 'max_train_seconds', 'microbatches', 'fsdp_min_size'):
+    for name in (
+      'eval_every_steps',
+      'eval_every_epochs',
+      'checkpoint_every_steps',
+      'log_every_steps',
+      'max_train_seconds',
+      'microbatches',
+      'fsdp_min_size',
+    ):
       _at_least(name, getattr(self, name), 0)
     if self.driver not in DRIVERS:
       raise UserInputError(f'unknown driver {self.driver!r}: use one of {DRIVERS}')
@@ -101,8 +110,7 @@ def train_settings(config: Any) -> TrainSettings:
   return TrainSettings(**{k: config[k] for k in names if k in config})
 
 
-def optimizer_config(section: Mapping[str, Any], total_steps: int
-                     ) -> optimizers.OptimizerConfig:
+def optimizer_config(section: Mapping[str, Any], total_steps: int) -> optimizers.OptimizerConfig:
   """The OptimizerConfig of an `optimizer` section; total_steps 0 means the whole run.
 
   Raises:

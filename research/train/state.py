@@ -10,9 +10,13 @@ import optax
 from research.train.steps import TrainState
 
 
-def init_train_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable,
-                     tx: optax.GradientTransformation, rng: jax.Array,
-                     sharding: Any = None) -> TrainState:
+def init_train_state(
+  init_params: Callable[[jax.Array], Any],
+  apply_fn: Callable,
+  tx: optax.GradientTransformation,
+  rng: jax.Array,
+  sharding: Any = None,
+) -> TrainState:
   """Builds params and optimiser state directly on device(s).
 
   Shapes are derived first with `jax.eval_shape`, so nothing is computed on the
@@ -28,16 +32,21 @@ def init_train_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable
   Returns:
     a `TrainState` with step 0.
   """
+
   def init(rng):
     return TrainState.create(apply_fn=apply_fn, params=init_params(rng), tx=tx)
+
   return jax.jit(init, out_shardings=sharding)(rng)
 
 
-def abstract_train_state(init_params: Callable[[jax.Array], Any], apply_fn: Callable,
-                         tx: optax.GradientTransformation) -> TrainState:
+def abstract_train_state(
+  init_params: Callable[[jax.Array], Any], apply_fn: Callable, tx: optax.GradientTransformation
+) -> TrainState:
   """The state's shapes and dtypes (`jax.ShapeDtypeStruct` leaves), computing nothing."""
+
   def init(rng):
     return TrainState.create(apply_fn=apply_fn, params=init_params(rng), tx=tx)
+
   return jax.eval_shape(init, jax.random.key(0))
 
 

@@ -39,6 +39,7 @@ class IndexSource:
     seed: the run's seed.
     process: this process's index in a multi-process run, else None.
   """
+
   num_examples: int
   local_batch: int
   sampling: str = 'epochs'
@@ -55,24 +56,35 @@ class IndexSource:
     step .. step + num - 1 ('epochs': all within one epoch)."""
     if self.sampling == 'windows':
       key = lambda s: [self.seed, s] + ([] if self.process is None else [self.process])
-      idx = np.stack([np.random.default_rng(key(s)).integers(
-          0, self.num_examples, self.local_batch) for s in range(step, step + num)])
+      idx = np.stack(
+        [
+          np.random.default_rng(key(s)).integers(0, self.num_examples, self.local_batch)
+          for s in range(step, step + num)
+        ]
+      )
       return idx.astype(np.int32), np.ones(idx.shape, np.float32)
     epoch, first = divmod(step, self.steps_per_epoch)
     idx, mask = self._epoch_plan(epoch)
-    return idx[first:first + num], mask[first:first + num]
+    return idx[first : first + num], mask[first : first + num]
 
   # Chunks of one epoch share its plan. One entry, and the plan lives as long as the
   # run that owns it, so the cache holding `self` leaks nothing (B019).
   @functools.lru_cache(maxsize=1)  # noqa: B019
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    return loop.batch_plan(self.num_examples, self.local_batch, shuffle=True,
-                           seed=self.seed, epoch=epoch, process=self.process)
+    return loop.batch_plan(
+      self.num_examples,
+      self.local_batch,
+      shuffle=True,
+      seed=self.seed,
+      epoch=epoch,
+      process=self.process,
+    )
 
 
 @dataclasses.dataclass
 class Boundaries:
   """Step intervals at which the loop stops dispatching and calls `on_boundary`."""
+
   every: tuple[int, ...]
   total_steps: int
 
@@ -87,9 +99,14 @@ class Progress:
   at each log interval say how far it is."""
 
   def __init__(self, total: int, initial: int, enabled: bool):
-    self._bar = tqdm.tqdm(total=total, initial=initial, unit='step', leave=False,
-                          desc='train', disable=not (enabled and sys.stderr.isatty()
-                                                     and jax.process_index() == 0))
+    self._bar = tqdm.tqdm(
+      total=total,
+      initial=initial,
+      unit='step',
+      leave=False,
+      desc='train',
+      disable=not (enabled and sys.stderr.isatty() and jax.process_index() == 0),
+    )
 
   def update(self, num: int, loss: float) -> None:
     self._bar.update(num)
@@ -102,6 +119,7 @@ class Progress:
 @dataclasses.dataclass
 class LoopResult:
   """How the loop ended: the state, the last step and why it stopped."""
+
   state: Any
   step: int
   stopped: str  # 'done', 'preempted' or 'time_budget'.
@@ -109,11 +127,21 @@ class LoopResult:
   examples_trained: int  # Examples trained in that time.
 
 
-def run_steps(driver, state, data, source: IndexSource, rng: jax.Array, *,
-              start_step: int, boundaries: Boundaries, steps_per_dispatch: int,
-              on_boundary: Callable[[int, Any, metrics_lib.MetricSums], None],
-              should_stop: Callable[[], str | None], skip_nonfinite: bool = False,
-              progress: bool = True) -> LoopResult:
+def run_steps(
+  driver,
+  state,
+  data,
+  source: IndexSource,
+  rng: jax.Array,
+  *,
+  start_step: int,
+  boundaries: Boundaries,
+  steps_per_dispatch: int,
+  on_boundary: Callable[[int, Any, metrics_lib.MetricSums], None],
+  should_stop: Callable[[], str | None],
+  skip_nonfinite: bool = False,
+  progress: bool = True,
+) -> LoopResult:
   """Trains from `start_step` to `boundaries.total_steps`.
 
   Args:
@@ -138,15 +166,15 @@ def run_steps(driver, state, data, source: IndexSource, rng: jax.Array, *,
   Raises:
     NonFiniteLossError: naming the first step whose loss or gradient is not finite.
   """
-  sums, bar = metrics_lib.MetricSums(), Progress(boundaries.total_steps, start_step,
-                                                  progress)
+  sums, bar = metrics_lib.MetricSums(), Progress(boundaries.total_steps, start_step, progress)
   clock: dict[str, Any] = {'start': None, 'hooks': 0.0, 'examples': 0, 'skipped': 0}
   step, pending, stopped = start_step, None, 'done'
 
   def consume():
     chunk_metrics, first, num = pending
-    chunk_metrics, bad = loop.check_finite(jax.device_get(chunk_metrics), first,
-                                           skip=skip_nonfinite)
+    chunk_metrics, bad = loop.check_finite(
+      jax.device_get(chunk_metrics), first, skip=skip_nonfinite
+    )
     sums.add(chunk_metrics)
     clock['skipped'] += bad
     if clock['start'] is None:  # Time from the end of the compiled first chunk.
@@ -179,6 +207,7 @@ def run_steps(driver, state, data, source: IndexSource, rng: jax.Array, *,
         break
   finally:
     bar.close()
-  seconds = (time.perf_counter() - clock['start'] - clock['hooks']
-             if clock['start'] is not None else 0.0)
+  seconds = (
+    time.perf_counter() - clock['start'] - clock['hooks'] if clock['start'] is not None else 0.0
+  )
   return LoopResult(state, step, stopped, seconds, clock['examples'])

@@ -34,8 +34,9 @@ import jax.numpy as jnp
 import optax
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]
-LossFn = Callable[[Any, dict[str, jax.Array], jax.Array | None, bool],
-                  tuple[Metrics, dict[str, jax.Array]]]
+LossFn = Callable[
+  [Any, dict[str, jax.Array], jax.Array | None, bool], tuple[Metrics, dict[str, jax.Array]]
+]
 TrainState = train_state.TrainState
 
 
@@ -43,16 +44,17 @@ def _psum(tree, axis_name):
   return tree if axis_name is None else jax.lax.psum(tree, axis_name)
 
 
-def split_batch(batch: dict[str, jax.Array], num_parts: int
-                ) -> list[dict[str, jax.Array]]:
+def split_batch(batch: dict[str, jax.Array], num_parts: int) -> list[dict[str, jax.Array]]:
   """Cuts a batch into `num_parts` interleaved parts: part i holds examples i,
   i + num_parts, i + 2 num_parts, ... (B must be a multiple of `num_parts`).
 
   Returns:
     `num_parts` dicts of arrays with leading axis B / num_parts, dtypes unchanged.
   """
+
   def part(v, i):
     return v.reshape((v.shape[0] // num_parts, num_parts) + v.shape[1:])[:, i]
+
   return [{k: part(v, i) for k, v in batch.items()} for i in range(num_parts)]
 
 
@@ -60,9 +62,15 @@ def _sum_trees(trees):
   return jax.tree.map(lambda *xs: functools.reduce(jnp.add, xs), *trees)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
-               loss_fn: LossFn, axis_name: str | None = None, microbatches: int = 1
-               ) -> tuple[TrainState, Metrics]:
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  loss_fn: LossFn,
+  axis_name: str | None = None,
+  microbatches: int = 1,
+) -> tuple[TrainState, Metrics]:
   """One optimiser step on a batch.
 
   Args:
@@ -92,9 +100,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   if microbatches == 1:
     grads, metrics = grad_fn(state.params, batch, step_rng)
   else:
-    grads, metrics = _sum_trees([
+    grads, metrics = _sum_trees(
+      [
         grad_fn(state.params, part, jax.random.fold_in(step_rng, i))
-        for i, part in enumerate(split_batch(batch, microbatches))])
+        for i, part in enumerate(split_batch(batch, microbatches))
+      ]
+    )
   grads, metrics = _psum((grads, metrics), axis_name)
   count = jnp.maximum(metrics['loss'][1], 1.0)
   grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
@@ -103,8 +114,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   return state.apply_gradients(grads=grads), metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn,
-              axis_name: str | None = None) -> tuple[Metrics, dict[str, jax.Array]]:
+def eval_step(
+  state: TrainState, batch: dict[str, jax.Array], *, loss_fn: LossFn, axis_name: str | None = None
+) -> tuple[Metrics, dict[str, jax.Array]]:
   """Evaluates a batch without updating anything (dropout and augmentation off).
 
   (No micro-batches here: for the forward pass alone they measured slower.)

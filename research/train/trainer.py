@@ -52,6 +52,7 @@ class TrainData:
     facts: what the manifest records about the data (name, version, sizes, ...).
     summary: a line the trainer logs about the data ('' for none).
   """
+
   train: dict[str, np.ndarray]
   num_train: int
   sampling: str = 'epochs'
@@ -70,23 +71,23 @@ class Model:
     gather_fn: gathers a batch from the data arrays by index (see `parallel`).
     wrap_optimizer: optional tx -> tx (e.g. an EMA of the parameters).
   """
+
   module: nn.Module
   init_params: Callable[[jax.Array], Any]
   loss_fn: Callable
   gather_fn: Callable = parallel.take_examples
-  wrap_optimizer: Callable[[optax.GradientTransformation],
-                           optax.GradientTransformation] | None = None
+  wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = (
+    None
+  )
 
   def optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """`tx` as this model trains with it: wrapped by `wrap_optimizer`, if any."""
     return self.wrap_optimizer(tx) if self.wrap_optimizer else tx
 
-  def init_state(self, tx: optax.GradientTransformation, rng: jax.Array
-                 ) -> state_lib.TrainState:
+  def init_state(self, tx: optax.GradientTransformation, rng: jax.Array) -> state_lib.TrainState:
     """The initial train state (float32 params from `init_params(rng)`) for optimiser
     `tx` (wrapped as `optimizer` says), outside the trainer: benchmarks, tests."""
-    return state_lib.init_train_state(self.init_params, self.module.apply,
-                                      self.optimizer(tx), rng)
+    return state_lib.init_train_state(self.init_params, self.module.apply, self.optimizer(tx), rng)
 
 
 class Family(Protocol):
@@ -112,6 +113,7 @@ class Family(Protocol):
 @dataclasses.dataclass
 class Run:
   """A started run, as the family's hooks see it."""
+
   settings: settings_lib.TrainSettings
   workdir: str | None
   data: TrainData
@@ -143,8 +145,9 @@ class Run:
   def write(self, step: int, split: str, scalars: dict[str, Any], **extra) -> None:
     """Scalars to metrics.jsonl and TensorBoard (no-op without a workdir)."""
     if self.writer is not None:
-      self.writer.write(step, split, {k: v for k, v in scalars.items()
-                                      if isinstance(v, (int, float))}, **extra)
+      self.writer.write(
+        step, split, {k: v for k, v in scalars.items() if isinstance(v, (int, float))}, **extra
+      )
 
   def image(self, step: int, tag: str, png: bytes) -> None:
     """A PNG on TensorBoard (no-op without a workdir)."""
@@ -173,14 +176,29 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
     log(data.summary)
   model = family.build(data)
   source = _index_source(settings, data)
-  total = (settings.num_epochs * source.steps_per_epoch if settings.num_epochs
-           else settings.num_steps)
-  driver = parallel.make_driver(settings.driver, model.loss_fn, model.gather_fn,
-                                fsdp=settings.fsdp, fsdp_min_size=settings.fsdp_min_size,
-                                microbatches=settings.microbatches)
+  total = (
+    settings.num_epochs * source.steps_per_epoch if settings.num_epochs else settings.num_steps
+  )
+  driver = parallel.make_driver(
+    settings.driver,
+    model.loss_fn,
+    model.gather_fn,
+    fsdp=settings.fsdp,
+    fsdp_min_size=settings.fsdp_min_size,
+    microbatches=settings.microbatches,
+  )
   optimizer = settings_lib.optimizer_config(family.config.optimizer, total)
-  return Run(settings=settings, workdir=workdir, data=data, model=model, driver=driver,
-             source=source, optimizer=optimizer, total_steps=total, log=log)
+  return Run(
+    settings=settings,
+    workdir=workdir,
+    data=data,
+    model=model,
+    driver=driver,
+    source=source,
+    optimizer=optimizer,
+    total_steps=total,
+    log=log,
+  )
 
 
 def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
@@ -189,8 +207,12 @@ def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
   if data.num_train < 1:
     raise UserInputError('the training data is empty')
   return step_loop.IndexSource(
-      data.num_train, settings.batch_size // jax.process_count(), data.sampling,
-      settings.seed, jax.process_index() if jax.process_count() > 1 else None)
+    data.num_train,
+    settings.batch_size // jax.process_count(),
+    data.sampling,
+    settings.seed,
+    jax.process_index() if jax.process_count() > 1 else None,
+  )
 
 
 def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> Any:
@@ -198,7 +220,8 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
   m = run.model
   tx = m.optimizer(optimizers.make_optimizer(run.optimizer))
   run.param_counts = state_lib.count_params(
-      state_lib.abstract_train_state(m.init_params, m.module.apply, tx).params)
+    state_lib.abstract_train_state(m.init_params, m.module.apply, tx).params
+  )
   run.log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in run.param_counts.items()))
   state = state_lib.init_train_state(m.init_params, m.module.apply, tx, rng)
   if run.workdir is None:
@@ -206,8 +229,13 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
   if resume:
     manifest.check_resumable(run.workdir, family.name, run.param_counts)
   if distributed.is_primary():
-    manifest.write_manifest(run.workdir, family.name, _to_dict(family.config),
-                            run.data.facts, {'parameters': run.param_counts})
+    manifest.write_manifest(
+      run.workdir,
+      family.name,
+      _to_dict(family.config),
+      run.data.facts,
+      {'parameters': run.param_counts},
+    )
   run.checkpointer = checkpoint_lib.Checkpointer(run.workdir)
   run.writer = metrics_lib.MetricWriter(run.workdir, enabled=distributed.is_primary())
   run.writer.hparams(traverse_util.flatten_dict(_to_dict(family.config), sep='.'))
@@ -221,10 +249,15 @@ def _restore(run: Run, state: Any) -> Any:
   try:
     step, restored = run.checkpointer.restore_latest(state, run.log)
   except ValueError as e:
-    raise UserInputError(f'no checkpoint in {run.checkpointer.directory} fits this '
-                         f'config (another model or data set?): {e}') from None
-  run.log('No checkpoint to resume from: starting from scratch.' if step is None else
-          f'Resumed from the checkpoint at step {step}.')
+    raise UserInputError(
+      f'no checkpoint in {run.checkpointer.directory} fits this '
+      f'config (another model or data set?): {e}'
+    ) from None
+  run.log(
+    'No checkpoint to resume from: starting from scratch.'
+    if step is None
+    else f'Resumed from the checkpoint at step {step}.'
+  )
   return restored
 
 
@@ -242,10 +275,13 @@ class _Hooks:
     self.schedule = optimizers.make_schedule(run.optimizer)
     self.eval_every = s.eval_every_steps or s.eval_every_epochs * run.steps_per_epoch
     self.epoch_every = run.steps_per_epoch if s.num_epochs else 0
-    self.every = (self.epoch_every, self.eval_every, s.checkpoint_every_steps,
-                  s.log_every_steps)
-    self.last = {'step': start_step, 'time': time.perf_counter(), 'epoch_time':
-                 time.perf_counter(), 'epoch_step': start_step}
+    self.every = (self.epoch_every, self.eval_every, s.checkpoint_every_steps, s.log_every_steps)
+    self.last = {
+      'step': start_step,
+      'time': time.perf_counter(),
+      'epoch_time': time.perf_counter(),
+      'epoch_step': start_step,
+    }
     self.hook_seconds = 0.0
 
   def __call__(self, step: int, state: Any, sums: metrics_lib.MetricSums) -> None:
@@ -270,8 +306,11 @@ class _Hooks:
     now = time.perf_counter()
     steps = step - self.last['step']
     rate = steps * self.run.settings.batch_size / max(now - self.last['time'], 1e-9)
-    self.run.write(step, 'train', dict(values, learning_rate=float(self.schedule(step - 1)),
-                                       examples_per_second=rate))
+    self.run.write(
+      step,
+      'train',
+      dict(values, learning_rate=float(self.schedule(step - 1)), examples_per_second=rate),
+    )
     self.last.update(step=step, time=now)
 
   def _end_epoch(self, step: int) -> None:
@@ -279,13 +318,18 @@ class _Hooks:
     epoch = step // run.steps_per_epoch
     values = self.epoch_sums.result()
     seconds = now - self.last['epoch_time']
-    examples = min((step - self.last['epoch_step']) * run.settings.batch_size,
-                   run.data.num_train * jax.process_count())
+    examples = min(
+      (step - self.last['epoch_step']) * run.settings.batch_size,
+      run.data.num_train * jax.process_count(),
+    )
     shown = {k: v for k, v in values.items() if k == 'loss' or 'accuracy' in k}
-    run.log(f'[Epoch {epoch}] {loop.format_metrics(shown)} ({seconds:.1f} s, '
-            f'{examples / seconds:.0f} examples/s)')
-    run.history.append(dict(values, epoch=epoch, epoch_seconds=seconds,
-                            examples_per_second=examples / seconds))
+    run.log(
+      f'[Epoch {epoch}] {loop.format_metrics(shown)} ({seconds:.1f} s, '
+      f'{examples / seconds:.0f} examples/s)'
+    )
+    run.history.append(
+      dict(values, epoch=epoch, epoch_seconds=seconds, examples_per_second=examples / seconds)
+    )
     run.write(step, 'epoch', dict(values, epoch_seconds=seconds), epoch=epoch)
     self.epoch_sums = metrics_lib.MetricSums()
     self.last.update(epoch_time=now, epoch_step=step)
@@ -303,29 +347,39 @@ def _stop_reason(requested: bool, over_budget: bool) -> str | None:
   return 'time_budget' if over_budget else None
 
 
-def _train(family: Family, run: Run, state: Any, rng: jax.Array,
-           stop: preemption.StopOnSignal) -> step_loop.LoopResult:
+def _train(
+  family: Family, run: Run, state: Any, rng: jax.Array, stop: preemption.StopOnSignal
+) -> step_loop.LoopResult:
   s = run.settings
   start_step = int(jax.device_get(run.driver.host_state(state).step))
   hooks = _Hooks(family, run, start_step)
   began = time.perf_counter()
 
   def should_stop():
-    over = s.max_train_seconds and (time.perf_counter() - began - hooks.hook_seconds
-                                    >= s.max_train_seconds)
+    over = s.max_train_seconds and (
+      time.perf_counter() - began - hooks.hook_seconds >= s.max_train_seconds
+    )
     return _stop_reason(*preemption.agreed_flags([stop.signalled(), bool(over)]))
 
   return step_loop.run_steps(
-      run.driver, state, run.driver.put_data(run.data.train),
-      run.source, rng, start_step=start_step,
-      boundaries=step_loop.Boundaries(hooks.every, run.total_steps),
-      steps_per_dispatch=s.steps_per_dispatch, on_boundary=hooks,
-      should_stop=should_stop, skip_nonfinite=family.config.optimizer.skip_nonfinite,
-      progress=s.progress)
+    run.driver,
+    state,
+    run.driver.put_data(run.data.train),
+    run.source,
+    rng,
+    start_step=start_step,
+    boundaries=step_loop.Boundaries(hooks.every, run.total_steps),
+    steps_per_dispatch=s.steps_per_dispatch,
+    on_boundary=hooks,
+    should_stop=should_stop,
+    skip_nonfinite=family.config.optimizer.skip_nonfinite,
+    progress=s.progress,
+  )
 
 
-def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
-                       log: Log = print) -> dict[str, Any]:
+def train_and_evaluate(
+  family: Family, workdir: str, resume: bool = False, log: Log = print
+) -> dict[str, Any]:
   """Runs `family` end to end in `workdir` and returns its final metrics.
 
   Writes manifest.json, checkpoints/, metrics.jsonl, tensorboard/, the family's
@@ -348,8 +402,10 @@ def train_and_evaluate(family: Family, workdir: str, resume: bool = False,
     if result.stopped == 'preempted':  # Its checkpoint is awaited below.
       raise Preempted(result.step)
     if result.stopped == 'time_budget':
-      log(f'Stopped at step {result.step}: max_train_seconds = '
-          f'{run.settings.max_train_seconds} reached.')
+      log(
+        f'Stopped at step {result.step}: max_train_seconds = '
+        f'{run.settings.max_train_seconds} reached.'
+      )
     final = _final(family, run, result)
   finally:
     run.checkpointer.wait()
@@ -362,10 +418,15 @@ def _final(family: Family, run: Run, result: step_loop.LoopResult) -> dict[str, 
   if result.train_seconds:
     run.examples_per_second = result.examples_trained / result.train_seconds
   final = family.report(run, result.state)
-  final.update(steps=result.step, parameters=run.param_counts,
-               train_history=run.history, train_seconds=result.train_seconds,
-               train_examples_per_second=run.examples_per_second, stopped=result.stopped,
-               skipped_steps=run.skipped_steps)
+  final.update(
+    steps=result.step,
+    parameters=run.param_counts,
+    train_history=run.history,
+    train_seconds=result.train_seconds,
+    train_examples_per_second=run.examples_per_second,
+    stopped=result.stopped,
+    skipped_steps=run.skipped_steps,
+  )
   run.write(result.step, 'final', final)
   path = run.path('final_metrics.json')
   if path is not None:

@@ -25,8 +25,7 @@ def _check_writable(workdir: str, path: str) -> None:
   # Beyond OSError, URL back ends raise their own errors (TensorFlow's OpError,
   # missing credentials or fsspec packages): all mean the workdir cannot be used.
   except Exception as e:  # pylint: disable=broad-except
-    raise UserInputError(f'workdir {workdir!r} is not writable: '
-                         f'{_first_line(e)}') from None
+    raise UserInputError(f'workdir {workdir!r} is not writable: {_first_line(e)}') from None
 
 
 def _holds_checkpoints(path: str) -> bool:
@@ -53,16 +52,21 @@ def prepare_workdir(workdir: str, resume: bool) -> str:
       writable, or holds checkpoints from an earlier run while `resume` is False.
   """
   if not workdir:
-    raise UserInputError('--workdir is required: the directory for checkpoints, '
-                         'metrics and reports')
+    raise UserInputError(
+      '--workdir is required: the directory for checkpoints, metrics and reports'
+    )
   try:
     path = files.absolute(workdir)
   except KeyError:  # epath knows no file system for this scheme.
     scheme = workdir.split('://', 1)[0]
-    raise UserInputError(f'workdir {workdir!r}: unsupported URL scheme {scheme!r}; '
-                         'use a local directory or gs://, s3://, az://') from None
+    raise UserInputError(
+      f'workdir {workdir!r}: unsupported URL scheme {scheme!r}; '
+      'use a local directory or gs://, s3://, az://'
+    ) from None
   _check_writable(workdir, path)
   if not resume and _holds_checkpoints(path):
-    raise UserInputError(f'workdir {workdir!r} already holds checkpoints of an earlier '
-                         'run: pass --resume to continue it, or use a new --workdir')
+    raise UserInputError(
+      f'workdir {workdir!r} already holds checkpoints of an earlier '
+      'run: pass --resume to continue it, or use a new --workdir'
+    )
   return path
