@@ -70,6 +70,21 @@ def train_and_test(config: Any, given: Images | None, whole_test: bool = False) 
   return given
 
 
+def image_facts(
+  config: Any, train: image_classification.ImageDataset, test: image_classification.ImageDataset
+) -> dict[str, Any]:
+  """What the manifest records about an image family's data."""
+  return {
+    'name': train.name,
+    'version': train.version,
+    'train_split': config.train_split,
+    'test_split': config.test_split,
+    'train_examples': len(train),
+    'test_examples': len(test),
+    'num_classes': train.num_classes,
+  }
+
+
 @dataclasses.dataclass
 class CNNClassifier:
   """Trains the seed's CNN on `config.train_split`, reports on `config.test_split`.
@@ -97,19 +112,8 @@ class CNNClassifier:
       )
     self.train_set, self.test_set = train_and_test(c, self.datasets)
     t = self.train_set
-    return trainer.TrainData(
-      t.arrays(),
-      len(t),
-      facts={
-        'name': t.name,
-        'version': t.version,
-        'train_split': c.train_split,
-        'test_split': self.test_set.split,
-        'train_examples': len(t),
-        'test_examples': len(self.test_set),
-        'num_classes': t.num_classes,
-      },
-    )
+    facts = image_facts(c, t, self.test_set) | {'test_split': self.test_set.split}
+    return trainer.TrainData(t.arrays(), len(t), facts=facts)
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config

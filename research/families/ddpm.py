@@ -100,20 +100,11 @@ class PromptDDPM:
       raise UserInputError(f'{e}: raise text.max_length') from None
     self.vocab_size = tokenizer.size
     t = self.train_set
-    return trainer.TrainData(
-      t.arrays(),
-      len(t),
-      facts={
-        'name': t.name,
-        'version': t.version,
-        'train_split': c.train_split,
-        'test_split': c.test_split,
-        'train_examples': len(t),
-        'test_examples': len(self.test_set),
-        'prompts': self.prompts,
-        'prompt_vocabulary': tokenizer.words,
-      },
-    )
+    facts = cnn.image_facts(c, t, self.test_set) | {
+      'prompts': self.prompts,
+      'prompt_vocabulary': tokenizer.words,
+    }
+    return trainer.TrainData(t.arrays(), len(t), facts=facts)
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config
