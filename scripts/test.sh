@@ -13,4 +13,4 @@ trap 'rm -rf "$cache"' EXIT
 export JAX_COMPILATION_CACHE_DIR="$cache"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
-python -m pytest tests -n "${PYTEST_WORKERS:-2}" "$@"
+python -m pytest tests -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -9,6 +9,10 @@ import pytest
 
 from benchmarks import accelerator_check
 
+# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# (scripts/test.sh uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('test_accelerator_check')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

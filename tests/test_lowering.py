@@ -55,6 +55,10 @@ from research.train import parallel
 from research.train import state as state_lib
 from research.train import steps
 
+# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# (scripts/test.sh uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('test_lowering')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCELERATORS = ('cuda', 'tpu')
 PLATFORMS = ('cpu',) + ACCELERATORS

@@ -18,6 +18,10 @@ from tests.train import checkpoint_topology_worker as topology
 from tests.train import family_setups
 from tests.train import multiprocess_worker as worker
 
+# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# (scripts/test.sh uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('test_multiprocess')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -16,6 +16,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# (scripts/test.sh uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('test_multiprocess_preemption')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_EPOCHS, STEPS_PER_EPOCH = 4, 32  # 512 examples, a global batch of 16.
 NUM_TEST = 32

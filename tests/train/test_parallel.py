@@ -12,6 +12,10 @@ from jax.sharding import PartitionSpec as P
 from research.errors import UserInputError
 from research.train import parallel
 
+# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# (scripts/test.sh uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('test_parallel')
+
 BATCH = parallel.BATCH_AXES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -13,6 +13,10 @@ import pytest
 
 from research.train import preemption
 
+# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# (scripts/test.sh uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('test_preemption_sync')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
