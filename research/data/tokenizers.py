@@ -56,6 +56,17 @@ def _symbols(ids: Iterable[int], size: int) -> list[int]:
   return out
 
 
+def _id_table(symbols: Sequence[str], what: str) -> dict[str, int]:
+  """{symbol: NUM_SPECIAL + index}; `what` names the symbols in the error.
+
+  Raises:
+    ValueError: if a symbol repeats.
+  """
+  if len(set(symbols)) != len(symbols):
+    raise ValueError(f'{what} repeat in {symbols!r}')
+  return {x: NUM_SPECIAL + i for i, x in enumerate(symbols)}
+
+
 @dataclasses.dataclass(frozen=True)
 class CharTokenizer:
   """Characters <-> ids: chars[i] has id NUM_SPECIAL + i.
@@ -71,9 +82,7 @@ class CharTokenizer:
   _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
 
   def __post_init__(self):
-    if len(set(self.chars)) != len(self.chars):
-      raise ValueError(f'characters repeat in {self.chars!r}')
-    object.__setattr__(self, '_ids', {c: NUM_SPECIAL + i for i, c in enumerate(self.chars)})
+    object.__setattr__(self, '_ids', _id_table(self.chars, 'characters'))
 
   @classmethod
   def from_text(cls, text: str, *, strict: bool = False) -> 'CharTokenizer':
@@ -142,9 +151,7 @@ class WordTokenizer:
   _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
 
   def __post_init__(self):
-    if len(set(self.words)) != len(self.words):
-      raise ValueError(f'words repeat in {self.words!r}')
-    object.__setattr__(self, '_ids', {w: NUM_SPECIAL + i for i, w in enumerate(self.words)})
+    object.__setattr__(self, '_ids', _id_table(self.words, 'words'))
 
   @classmethod
   def from_prompts(cls, prompts: Sequence[str]) -> 'WordTokenizer':
