@@ -17,6 +17,7 @@ from research.data import tokenizers
 from research.errors import UserInputError
 from research.models import rnn
 from research.tasks import language_model as lm
+from research.tasks import next_words
 from research.train import files
 from research.train import loop
 from research.train import settings
@@ -126,6 +127,7 @@ class CharLanguageModel:
     )
     for sample in samples:
       run.log(f'Sample: {sample!r}')
+    words = self._next_words(run, state)
     if (path := run.path('samples.txt')) is not None:
       files.write_text(path, '\n\n'.join(samples) + '\n')
       run.text(step, 'samples', '\n\n'.join(samples))
@@ -137,4 +139,19 @@ class CharLanguageModel:
       'bigram_bits_per_char': self.bigram_bpc,
       'tokens_per_second': (run.examples_per_second or 0.0) * self.config.seq_len,
       'samples': samples,
+      'next_words': words,
     }
+
+  def _next_words(self, run: trainer.Run, state: Any) -> dict[str, list[tuple[str, float]]]:
+    """{prompt: [(word, probability)] likeliest first} for `sample.next_word_prompts`."""
+    s, params = self.config.sample, run.driver.host_state(state).params
+    if not s.num_next_words:
+      return {}
+    found = {}
+    for prompt in s.next_word_prompts:
+      found[prompt] = next_words.next_words(
+        run.model.module, params, self.vocab, prompt, num_words=s.num_next_words
+      )
+      listed = ', '.join(f'{w!r} {p:.3f}' for w, p in found[prompt])
+      run.log(f'Next words after {prompt!r}: {listed}')
+    return found

@@ -7,7 +7,8 @@ Each task is a module whose `make_loss_fn(model, ...)` returns the `LossFn` that
   `classification_report` adds the per-class report and confusion matrix (sklearn,
   imported on first use).
 - `language_model`: next-character loss on text windows, perplexity and bits per
-  character, prompt completion.
+  character, prompt completion; `next_words` lists the likeliest next words
+  after a prompt (beam search over characters).
 - `seq2seq`: teacher-forced loss with label smoothing, greedy and beam decoding.
 - `diffusion`: the prompt-conditioned DDPM noise loss, an EMA of the parameters,
   guided sampling and sample grids.
@@ -19,6 +20,7 @@ from research._lazy import lazy_attributes
 from research.tasks import classification
 from research.tasks import diffusion
 from research.tasks import language_model
+from research.tasks import next_words
 from research.tasks import seq2seq
 
 if TYPE_CHECKING:
@@ -28,4 +30,11 @@ __getattr__, __dir__ = lazy_attributes(
   __name__, {'classification_report': 'research.tasks.classification_report'}
 )
 
-__all__ = ['classification', 'classification_report', 'diffusion', 'language_model', 'seq2seq']
+__all__ = [
+  'classification',
+  'classification_report',
+  'diffusion',
+  'language_model',
+  'next_words',
+  'seq2seq',
+]

@@ -47,6 +47,11 @@ def test_main_runs_end_to_end(tmp_path, text_file):
   assert final['bigram_bits_per_char'] > 0
   assert final['samples'][0].startswith('The cat sat on the')
   assert 'bits/char' in run.stdout and 'Sample:' in run.stdout
+  words = final['next_words']['The cat sat on the']
+  assert len(words) == 5 and all(w.isalpha() for w, _ in words)
+  probs = [p for _, p in words]
+  assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+  assert "Next words after 'The cat sat on the':" in run.stdout
   for name in ('manifest.json', 'metrics.jsonl', 'samples.txt'):
     assert (tmp_path / 'w' / name).exists()
   manifest = json.loads((tmp_path / 'w' / 'manifest.json').read_text())

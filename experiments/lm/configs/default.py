@@ -52,4 +52,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample.length = 120  # Characters sampled after each prompt.
   c.sample.temperature = 0.7  # Softmax temperature (<= 0: greedy).
   c.sample.top_k = 10  # Sample among the k likeliest characters (0: all).
+  c.sample.next_word_prompts = ('The cat sat on the',)  # Likeliest next words after each.
+  c.sample.num_next_words = 5  # How many next words to list (0: none).
   return c
