@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import accelerator_check
 
-# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_accelerator_check')
 
@@ -22,7 +22,7 @@ def _table_rows(stdout: str) -> list[list[str]]:
   return [[c.strip() for c in l.strip('|').split('|')] for l in lines[1:]]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def tiny_run() -> str:
   # Quick XLA:CPU compiles: the check compiles ten train steps, and speed is moot.
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(

@@ -55,7 +55,7 @@ from research.train import parallel
 from research.train import state as state_lib
 from research.train import steps
 
-# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_lowering')
 
@@ -399,7 +399,7 @@ def _sharded_report() -> dict[str, Any]:
   return report
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def sharded():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
              JAX_PLATFORMS='cpu')

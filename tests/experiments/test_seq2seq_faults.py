@@ -1,13 +1,14 @@
-"""Faults of the seq2seq experiment: SIGTERM and resume, broken checkpoints, divergence."""
+"""Faults of the seq2seq experiment: broken checkpoints, divergence, a foreign workdir.
+
+SIGTERM and --resume through this entry point are tested on two processes at once
+(tests/train/test_multiprocess_preemption.py) and, for every family, by the trainer
+matrix (tests/train/test_trainer_matrix.py).
+"""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from tests.experiments.test_seq2seq_main import ROOT, TINY
@@ -30,27 +31,6 @@ def _steps(workdir):
 def _params(workdir, step):
   path = workdir / 'checkpoints' / str(step) / 'default'
   return ocp.StandardCheckpointer().restore(str(path))['params']
-
-
-def test_sigterm_then_resume_is_bit_identical(tmp_path):
-  stopped = tmp_path / 'stopped'
-  proc = _start(stopped)
-  deadline = time.time() + 240
-  while not (stopped / 'checkpoints' / '4').exists() and time.time() < deadline:
-    time.sleep(0.2)
-  proc.send_signal(signal.SIGTERM)
-  _, err = proc.communicate(timeout=240)
-  assert proc.returncode == 0 and 'rerun with --resume' in err, err[-2000:]
-  assert _steps(stopped)[-1] < 96
-  resumed = _start(stopped, '--resume')
-  _, err = resumed.communicate(timeout=300)
-  assert resumed.returncode == 0, err[-2000:]
-  straight = tmp_path / 'straight'
-  _start(straight).communicate(timeout=300)
-  assert _steps(stopped)[-1] == _steps(straight)[-1] == 96
-  for a, b in zip(jax.tree.leaves(_params(stopped, 96)),
-                  jax.tree.leaves(_params(straight, 96))):
-    np.testing.assert_array_equal(a, b)
 
 
 def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path):

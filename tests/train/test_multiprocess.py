@@ -18,7 +18,7 @@ from tests.train import checkpoint_topology_worker as topology
 from tests.train import family_setups
 from tests.train import multiprocess_worker as worker
 
-# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_multiprocess')
 
@@ -41,7 +41,7 @@ def _eight_devices(*args):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def two_process_run(tmp_path_factory):
   """Saves on 8 devices; then 2 processes restore that and save their own; then 8
   devices restore the 2-process checkpoint."""

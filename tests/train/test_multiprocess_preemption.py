@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_multiprocess_preemption')
 
@@ -94,7 +94,7 @@ def _read_state(workdir: str, step: int) -> dict:
   return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def runs(tmp_path_factory):
   """An uninterrupted run and, at the same time, one signalled and then resumed."""
   whole = str(tmp_path_factory.mktemp('uninterrupted'))

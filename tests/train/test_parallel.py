@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 from research.errors import UserInputError
 from research.train import parallel
 
-# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_parallel')
 
@@ -21,7 +21,7 @@ BATCH = parallel.BATCH_AXES
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def eight_device_results():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
              JAX_PLATFORMS='cpu')

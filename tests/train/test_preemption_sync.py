@@ -13,7 +13,7 @@ import pytest
 
 from research.train import preemption
 
-# Its module-scoped runs happen once: all its tests on one pytest-xdist worker
+# Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_preemption_sync')
 
@@ -56,7 +56,7 @@ def _results(procs):
   return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def runs():
   """Both scenarios at once: SIGTERM to process 1; a time budget on process 0."""
   signalled = _start_pair((), ())
