@@ -1,0 +1,160 @@
+r"""Re-runs the README's experiments over several seeds and writes one table.
+
+  scripts/reproduce.sh                                  # everything, several hours
+  scripts/reproduce.sh --experiments=reverse,addition --seeds=3
+  python -m experiments.reproduce --workdir=runs/reproduce --experiments=lstm
+
+Each (experiment, seed) run is the experiment's own entry point with its default
+config and `--config.seed=S`, in `<workdir>/<experiment>/seed<S>`; a run whose
+`final_metrics.json` exists is not run again, so an interrupted reproduction picks
+up where it stopped. The table (`<workdir>/table.md`, also printed) gives, per
+headline metric, the median, min and max over the seeds, the median wall time of a
+run, and the machine (lscpu's model name and core count).
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One README experiment: its entry point, flags and headline metrics.
+
+  Attributes:
+    module: the entry point's experiment name (`experiments.<module>.main`).
+    flags: its command-line flags, the config included.
+    metrics: (key in final_metrics.json, label, scale) per headline metric; the
+      table shows value * scale.
+    seeds: how many seeds a full reproduction runs.
+  """
+
+  module: str
+  flags: tuple[str, ...]
+  metrics: tuple[tuple[str, str, float], ...]
+  seeds: int = 3
+
+
+_EXACT = (
+  ('test_greedy_exact_accuracy', 'exact match, greedy (%)', 100.0),
+  ('test_beam_exact_accuracy', 'exact match, beam (%)', 100.0),
+  ('test_greedy_exact_accuracy_min_over_lengths', 'worst input length, greedy (%)', 100.0),
+)
+_BPC = (('validation_bits_per_char', 'validation bits/char', 1.0),)
+EXPERIMENTS = {
+  'cnn': Experiment(
+    'cnn',
+    ('--config=experiments/cnn/configs/default.py',),
+    (('test_accuracy', 'test accuracy (%)', 100.0),),
+  ),
+  'lstm': Experiment('lm', ('--config=experiments/lm/configs/default.py',), _BPC),
+  'gru': Experiment(
+    'lm', ('--config=experiments/lm/configs/default.py', '--config.model.cell=gru'), _BPC
+  ),
+  'reverse': Experiment('seq2seq', ('--config=experiments/seq2seq/configs/default.py',), _EXACT),
+  'addition': Experiment('seq2seq', ('--config=experiments/seq2seq/configs/addition.py',), _EXACT),
+  'ddpm': Experiment(
+    'ddpm',
+    ('--config=experiments/ddpm/configs/default.py',),
+    (
+      ('prompt_accuracy', 'samples classified as their prompt (%)', 100.0),
+      ('frechet_distance', 'Frechet distance', 1.0),
+    ),
+    seeds=2,
+  ),
+}
+
+
+def machine() -> str:
+  """'<lscpu model name>, <n> cores' (or the platform's processor where lscpu fails)."""
+  try:
+    out = subprocess.run(['lscpu'], capture_output=True, text=True, check=True).stdout
+    model = next(line.split(':', 1)[1].strip() for line in out.splitlines()
+                 if line.startswith('Model name'))
+  except (OSError, subprocess.CalledProcessError, StopIteration):
+    model = platform.processor() or 'unknown CPU'
+  return f'{model}, {os.cpu_count()} cores'
+
+
+def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=print) -> dict:
+  """Runs (or reads back) one seed; returns {'metrics': final_metrics, 'seconds': wall}.
+
+  Raises:
+    RuntimeError: if the run fails (its last lines of stderr in the message).
+  """
+  run_dir = os.path.join(workdir, name, f'seed{seed}')
+  final = os.path.join(run_dir, 'final_metrics.json')
+  timing = os.path.join(run_dir, 'wall_seconds.txt')
+  if not (os.path.exists(final) and os.path.exists(timing)):
+    command = [sys.executable, '-m', f'experiments.{experiment.module}.main', *experiment.flags,
+               f'--config.seed={seed}', f'--workdir={run_dir}', '--resume']
+    log(f'[{name} seed {seed}] ' + ' '.join(command[1:]))
+    start = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+      raise RuntimeError(f'{name} seed {seed} failed:\n' + result.stderr[-3000:])
+    with open(timing, 'w', encoding='utf-8') as f:
+      f.write(f'{time.monotonic() - start:.1f}\n')
+  with open(final, encoding='utf-8') as f, open(timing, encoding='utf-8') as t:
+    return {'metrics': json.load(f), 'seconds': float(t.read())}
+
+
+def table(results: dict[str, list[dict]], experiments: dict[str, Experiment], where: str) -> str:
+  """The Markdown table of `results` ({experiment: [run_seed's result per seed]}).
+
+  One row per headline metric: median, min and max over the seeds, the seed count
+  and the median wall time of one run.
+  """
+  lines = [
+    f'Machine: {where}.',
+    '',
+    '| experiment | metric | median | min | max | seeds | wall time per run (median) |',
+    '|---|---|---|---|---|---|---|',
+  ]
+  for name, runs in results.items():
+    minutes = statistics.median(r['seconds'] for r in runs) / 60
+    for key, label, scale in experiments[name].metrics:
+      values = [r['metrics'][key] * scale for r in runs]
+      lines.append(
+        f'| {name} | {label} | {statistics.median(values):.2f} | {min(values):.2f} | '
+        f'{max(values):.2f} | {len(values)} | {minutes:.1f} min |'
+      )
+  return '\n'.join(lines) + '\n'
+
+
+_EXPERIMENTS = flags.DEFINE_list('experiments', list(EXPERIMENTS), 'Which experiments to run.')
+_SEEDS = flags.DEFINE_integer('seeds', 0, 'Seeds per experiment (0: 3, and 2 for the DDPM).')
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/reproduce', 'Where the runs and table go.')
+
+
+def main(argv):
+  del argv
+  unknown = sorted(set(_EXPERIMENTS.value) - set(EXPERIMENTS))
+  if unknown:
+    sys.exit(f'error: unknown experiments {unknown}: use some of {sorted(EXPERIMENTS)}')
+  workdir = os.path.join(ROOT, _WORKDIR.value)
+  results = {}
+  for name in _EXPERIMENTS.value:
+    seeds = _SEEDS.value or EXPERIMENTS[name].seeds
+    try:
+      results[name] = [run_seed(name, EXPERIMENTS[name], s, workdir) for s in range(seeds)]
+    except RuntimeError as e:
+      sys.exit(f'error: {e}')
+  text = table(results, EXPERIMENTS, machine())
+  with open(os.path.join(workdir, 'table.md'), 'w', encoding='utf-8') as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == '__main__':
+  app.run(main)

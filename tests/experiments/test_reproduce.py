@@ -1,0 +1,44 @@
+"""The reproduction driver: real tiny runs per seed, kept between calls; the table."""
+
+import pytest
+
+from experiments import reproduce
+
+TINY_LM = reproduce.Experiment(
+    'lm', ('--config=experiments/lm/configs/tiny.py', '--config.sample.num_next_words=0'),
+    reproduce._BPC)  # pylint: disable=protected-access
+
+
+@pytest.fixture(name='tiny_lm')
+def _tiny_lm(tmp_path):
+  text = tmp_path / 'text.txt'
+  text.write_text(''.join(f'The cat sat on the mat {i}.\n' for i in range(200)))
+  return reproduce.Experiment(TINY_LM.module, TINY_LM.flags + (f'--config.text_file={text}',),
+                              TINY_LM.metrics)
+
+
+def test_each_seed_runs_once_and_the_seed_reaches_the_run(tiny_lm, tmp_path):
+  runs = [reproduce.run_seed('lm', tiny_lm, s, str(tmp_path / 'w'), log=lambda _: None)
+          for s in (0, 1)]
+  bpc = [r['metrics']['validation_bits_per_char'] for r in runs]
+  assert bpc[0] != bpc[1]  # Different seeds, different initialisations.
+  assert all(r['seconds'] > 0 for r in runs)
+  # A finished seed is read back, not run again (this entry point would fail).
+  broken = reproduce.Experiment('no_such_experiment', (), tiny_lm.metrics)
+  again = reproduce.run_seed('lm', broken, 1, str(tmp_path / 'w'), log=lambda _: None)
+  assert again == runs[1]
+  with pytest.raises(RuntimeError, match='no_such_experiment seed 2 failed'):
+    reproduce.run_seed('no_such_experiment', broken, 2, str(tmp_path / 'w'),
+                       log=lambda _: None)
+
+
+def test_table_has_median_min_max_per_metric_and_the_machine():
+  runs = [{'metrics': {'prompt_accuracy': a, 'frechet_distance': f}, 'seconds': s}
+          for a, f, s in ((0.99, 20.0, 60.0), (0.90, 30.0, 120.0), (0.97, 12.0, 600.0))]
+  text = reproduce.table({'ddpm': runs}, reproduce.EXPERIMENTS, 'Some CPU, 2 cores')
+  lines = text.splitlines()
+  assert lines[0] == 'Machine: Some CPU, 2 cores.'
+  assert ('| ddpm | samples classified as their prompt (%) | 97.00 | 90.00 | 99.00 | 3 '
+          '| 2.0 min |') in lines
+  assert '| ddpm | Frechet distance | 20.00 | 12.00 | 30.00 | 3 | 2.0 min |' in lines
+  assert 'model name' not in reproduce.machine().lower() and 'cores' in reproduce.machine()
