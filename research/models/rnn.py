@@ -4,7 +4,10 @@ Dimension key: B batch, T time steps, D layer input width, H hidden width,
 G gates x H (4H for the LSTM, 3H for the GRU), V vocabulary size, N sampled steps.
 
 The input projection of every time step is one (B*T, D) x (D, G) matmul made before
-the scan, so the scan body carries only the recurrent (B, H) x (H, G) matmul.
+the scan, so the scan body carries only the recurrent (B, H) x (H, G) matmul. On CPU the
+gradient of the scan is `scan_fused_grad`'s: the backward scan carries only the carry
+cotangents, and the gradient of w_hh is one (H, T*B) x (T*B, G) matmul after it (JAX's
+autodiff, kept on other platforms, accumulates it with a matmul per step).
 
 Parameters per layer (gate arithmetic, one bias per gate for the LSTM as in Flax,
 input and recurrent biases for the GRU as in PyTorch, whose reset gate multiplies the
@@ -256,8 +259,30 @@ def _fused_forward(cell, reverse, unroll, dtype, xg_TxBxG, m_TxBx1, w_hh, b_hh, 
   return (last, h_TxBxH), (m_TxBx1, w_hh, b_hh, prev_T, res_T)
 
 
+def _hh_gradients(
+  cell: str, h_TxBxH: jax.Array, dxg_TxBxG: jax.Array, res_T: tuple[jax.Array, ...], dtype: Any
+) -> tuple[jax.Array, jax.Array]:
+  """float32 dw_hh (H, G) and db_hh (G,) from every step's input h and gate cotangents.
+
+  The LSTM's recurrent cotangent is its input one; the GRU's n block is r times it
+  (r_TxBxH is the first residual), so the loop need not emit a second (T, B, G) array.
+  """
+  if cell == 'lstm':
+    blocks = [dxg_TxBxG]
+  else:
+    h = h_TxBxH.shape[-1]
+    blocks = [dxg_TxBxG[..., : 2 * h], (dxg_TxBxG[..., 2 * h :] * res_T[0]).astype(dtype)]
+  h_TxBxH = h_TxBxH.astype(dtype)
+  # One (H, T*B) x (T*B, G) matmul per block, not one (H, B) x (B, G) per step.
+  dw_hh = [
+    jnp.einsum('tbh,tbg->hg', h_TxBxH, d, preferred_element_type=jnp.float32) for d in blocks
+  ]
+  db_hh = [jnp.sum(d, axis=(0, 1), dtype=jnp.float32) for d in blocks]
+  return jnp.concatenate(dw_hh, axis=-1), jnp.concatenate(db_hh, axis=-1)
+
+
 def _fused_backward(cell, reverse, unroll, dtype, saved, cotangents):
-  """The carry cotangents in a scan, then dw_hh and db_hh as one matmul and one sum."""
+  """The carry cotangents in a scan, then dw_hh and db_hh after it (`_hh_gradients`)."""
   m_TxBx1, w_hh, b_hh, prev_T, res_T = saved
   dlast, dh_TxBxH = cotangents
   w_hh_t = w_hh.T
@@ -267,20 +292,15 @@ def _fused_backward(cell, reverse, unroll, dtype, saved, cotangents):
     dnew = dcarry[:-1] + (dcarry[-1] + dy_BxH,)
     dnew = tuple(jnp.where(m_Bx1, d, 0.0) for d in dnew)
     dprev, dxg_BxG, dhg_BxG = _CELL_BACKWARD[cell](dnew, prev, res)
-    dhg_BxG = dhg_BxG.astype(dtype)
-    dh_mm_BxH = (dhg_BxG @ w_hh_t).astype(jnp.float32)
+    dh_mm_BxH = (dhg_BxG.astype(dtype) @ w_hh_t).astype(jnp.float32)
     dprev = dprev[:-1] + (dprev[-1] + dh_mm_BxH,)
     dprev = tuple(jnp.where(m_Bx1, p, d) for p, d in zip(dprev, dcarry, strict=True))
-    return dprev, (dxg_BxG.astype(dtype), dhg_BxG) if cell == 'gru' else dhg_BxG
+    return dprev, dxg_BxG.astype(dtype)
 
-  dcarry, ys = jax.lax.scan(
+  dcarry, dxg_TxBxG = jax.lax.scan(
     step, dlast, (dh_TxBxH, m_TxBx1, prev_T, res_T), reverse=not reverse, unroll=unroll
   )
-  dxg_TxBxG, dhg_TxBxG = ys if cell == 'gru' else (ys, ys)
-  dw_hh = jnp.einsum(
-    'tbh,tbg->hg', prev_T[-1].astype(dtype), dhg_TxBxG, preferred_element_type=jnp.float32
-  )
-  db_hh = jnp.sum(dhg_TxBxG, axis=(0, 1), dtype=jnp.float32)
+  dw_hh, db_hh = _hh_gradients(cell, prev_T[-1], dxg_TxBxG, res_T, dtype)
   return dxg_TxBxG, None, dw_hh.astype(w_hh.dtype), db_hh.astype(b_hh.dtype), dcarry
 
 
@@ -301,10 +321,11 @@ def scan_fused_grad(
   Autodiff of the scan accumulates the gradient of the loop-invariant w_hh inside the
   backward loop: one (H, B) x (B, G) matmul and a read-modify-write of the (H, G)
   accumulator per step. Here the backward scan carries only the carry cotangents and
-  emits each step's gate cotangents; dw_hh is then one (H, T*B) x (T*B, G) matmul,
-  db_hh one sum, and the cotangent of xg_TxBxG (hence of the input projection,
-  differentiated outside) is the emitted gate cotangents. The forward saves each
-  step's input carry and gate activations, so the backward redoes no matmul.
+  emits each step's gate cotangents; dw_hh is then one (H, T*B) x (T*B, G) matmul (two
+  for the GRU, whose n block differs), db_hh a sum, and the cotangent of xg_TxBxG (hence
+  of the input projection, differentiated outside) is the emitted gate cotangents. The
+  forward saves each step's input carry and gate activations, so the backward redoes no
+  matmul.
 
   Arguments and results are `scan_autodiff`'s (same values, same dtypes).
   """

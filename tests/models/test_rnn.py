@@ -330,10 +330,11 @@ def test_fused_gradient_in_bfloat16_keeps_the_forward_and_is_close(cell, monkeyp
     loss, args = _layer_loss(cell, scan_fn, monkeypatch, dtype=jnp.bfloat16)
     results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(*args, mask))
   (value, grads), (fused_value, fused_grads) = results
-  # The same casts in the forward; the gradients differ only by bfloat16 roundings.
+  # The same casts in the forward. The gradients agree but for dw_hh and db_hh, summed
+  # over time and batch in float32 here and in bfloat16 steps by autodiff: ~1 bf16 ulp.
   chex.assert_trees_all_close(fused_value, value, rtol=1e-6)
   chex.assert_trees_all_equal_dtypes(fused_grads, grads)
-  chex.assert_trees_all_close(fused_grads, grads, atol=0.1, rtol=0.05)
+  chex.assert_trees_all_close(fused_grads, grads, atol=0.03, rtol=0.01)
 
 
 def test_layer_on_cpu_takes_the_fused_gradient(monkeypatch):
