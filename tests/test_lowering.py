@@ -6,6 +6,8 @@ needs no accelerator, and for cpu. The assertions read the StableHLO text:
 
 - the seed CNN's gradient is XLA's native convolution gradient on cuda/tpu (8
   convolutions) and takes im2col matmuls for its kernel gradients on cpu;
+- the LSTM/GRU gradient of w_hh is one matmul after the backward scan on cpu
+  (`rnn.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
 - a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu and
   S steps traced flat on cpu;
 - a single-platform export holds no live platform dispatch (and a two-platform
@@ -264,6 +266,49 @@ def test_cpu_compiler_folds_the_platform_case_away():
   hlo = grad.lower(x, k).compile().as_text()
   assert 'conditional(' not in hlo
   assert hlo.count('convolution(') == 1 and 'dot(' in hlo  # Input grad; im2col.
+
+
+# ---------------------------------------------------------------------------
+# The recurrent layers' w_hh gradient.
+
+def w_hh_gradient_dots(text: str, cell: str) -> tuple[int, int]:
+  """(after, inside) for the (H, G) gradients of a `_char_lm` layer's w_ih and w_hh.
+
+  after: the columns of the matmuls that contract over time and batch at once (one
+  after the backward scan), giving (H, N) or (N, H) with N = G or, the GRU's w_hh
+  being done in an (r, z) and an n block, 2H or H. `_char_lm` has H = D = 8, so dw_ih
+  ((B, T, D) x (B, T, G)) counts too: G columns per layer.
+  inside: the (B, H) x (B, G) products over batch only (one per step in the scan).
+  """
+  h, g = 8, rnn.NUM_GATES[cell] * 8
+  widths = (g,) if cell == 'lstm' else (g, 2 * h, h)
+  after, inside = 0, 0
+  for dims, shape in re.findall(r'stablehlo\.dot_general .*contracting_dims = '
+                                r'(\[[\d, ]+\] x \[[\d, ]+\]).* -> tensor<(\d+x\d+)xf32>',
+                                text):
+    rows, cols = (int(n) for n in shape.split('x'))
+    n = cols if rows == h else rows if cols == h else 0
+    if ',' in dims and n in widths:
+      after += n
+    # (With B = H the forward h @ w_hh, [1] x [0], and the cotangent dpre @ w_hh.T,
+    # [1] x [1], have such shapes too.)
+    inside += dims == '[0] x [0]' and n == g
+  return after, inside
+
+
+@pytest.mark.parametrize('cell', ('lstm', 'gru'))
+def test_recurrent_w_hh_gradient_is_one_matmul_on_cpu_only(cell):
+  num_layers, g = 2, rnn.NUM_GATES[cell] * 8  # `_char_lm`'s.
+  cpu = lowered(cell, 'step', ('cpu',))
+  # dw_ih and dw_hh of each layer after the loop; no per-step w_hh gradient.
+  assert w_hh_gradient_dots(cpu, cell) == (2 * g * num_layers, 0)
+  for platform in ACCELERATORS:
+    text = lowered(cell, 'step', (platform,))
+    # dw_ih after the loop, dw_hh accumulated by one product per step in the loop.
+    assert w_hh_gradient_dots(text, cell) == (g * num_layers, num_layers), platform
+    # The same loops: one forward and one backward scan per layer.
+    assert (count(function_body(text, 'main'), 'while') ==
+            count(function_body(cpu, 'main'), 'while') == 2 * num_layers), platform
 
 
 # ---------------------------------------------------------------------------
