@@ -1,8 +1,8 @@
 r"""A/B on CPU: the LSTM/GRU train step with autodiff's scan gradient vs the fused one.
 
-`rnn.scan_recurrence` picks `rnn.scan_fused_grad` (a custom VJP: the backward scan
+`recurrence.scan_recurrence` picks `recurrence.scan_fused_grad` (a custom VJP: the backward scan
 carries only the carry cotangents; dw_hh is one matmul after it) on CPU and
-`rnn.scan_autodiff` (JAX's autodiff of the scan, dw_hh accumulated in the loop)
+`recurrence.scan_autodiff` (JAX's autodiff of the scan, dw_hh accumulated in the loop)
 elsewhere. This times the jitted train step of `rnn.CharLM` (one layer; value_and_grad
 of the mean cross-entropy and an adam update) with each path, in one process, the
 variants interleaved (A B, B A, ...) so that noise on a shared machine hits them alike.
@@ -31,9 +31,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from research.models import recurrence
 from research.models import rnn
 
-PATHS = {'autodiff': rnn.scan_autodiff, 'fused': rnn.scan_fused_grad}
+PATHS = {'autodiff': recurrence.scan_autodiff, 'fused': recurrence.scan_fused_grad}
 FULL = dict(batch=64, seq=128, embed=128, hidden=512, vocab=107)
 UNROLLS = (1, 2, 4, 8)
 QUICK = dict(batch=4, seq=16, embed=16, hidden=32, vocab=20)
@@ -41,13 +42,13 @@ QUICK = dict(batch=4, seq=16, embed=16, hidden=32, vocab=20)
 
 @contextlib.contextmanager
 def _recurrence_as(scan_fn: Callable):
-  """Traces `rnn.Recurrent` with `scan_fn` in place of `rnn.scan_recurrence`."""
-  saved = rnn.scan_recurrence
-  rnn.scan_recurrence = scan_fn
+  """Traces `rnn.Recurrent` with `scan_fn` in place of `recurrence.scan_recurrence`."""
+  saved = recurrence.scan_recurrence
+  recurrence.scan_recurrence = scan_fn
   try:
     yield
   finally:
-    rnn.scan_recurrence = saved
+    recurrence.scan_recurrence = saved
 
 
 def make_step(cell: str, path: str, unroll: int, s: dict) -> Callable[[int], None]:

@@ -1,5 +1,8 @@
 """Tiny CNN set-ups shared by the training-core tests, built by the CNN family."""
 
+import os
+import re
+
 import jax
 import numpy as np
 
@@ -7,6 +10,19 @@ from experiments.cnn.configs import default as cnn_default
 from research.data import image_classification
 from research.families import cnn
 from research.train import optimizers
+
+
+
+def xla_flags(device_count: int | None = None) -> str:
+  """XLA_FLAGS for a test's subprocess: this process's flags (scripts/test.sh sets
+  quick-compile ones) with the forced host device count replaced by `device_count`
+  (None: no forced count, one CPU device)."""
+  flags = re.sub(r'--xla_force_host_platform_device_count=\S+', '',
+                 os.environ.get('XLA_FLAGS', '')).split()
+  if device_count is not None:
+    flags.append(f'--xla_force_host_platform_device_count={device_count}')
+  return ' '.join(flags)
+
 
 SIZE = 8  # Image side: the CNN pools twice, so fc1 sees 128 * 2 * 2 features.
 

@@ -7,7 +7,7 @@ needs no accelerator, and for cpu. The assertions read the StableHLO text:
 - the seed CNN's gradient is XLA's native convolution gradient on cuda/tpu (8
   convolutions) and takes im2col matmuls for its kernel gradients on cpu;
 - the LSTM/GRU gradient of w_hh is one matmul after the backward scan on cpu
-  (`rnn.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
+  (`recurrence.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
 - a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu and
   S steps traced flat on cpu;
 - a single-platform export holds no live platform dispatch (and a two-platform
@@ -44,6 +44,7 @@ from research.data import augment
 from research.data import tokenizers
 from research.models import cnn
 from research.models import layers
+from research.models import recurrence
 from research.models import rnn
 from research.models import text_encoder
 from research.models import transformer
@@ -56,6 +57,7 @@ from research.train import optimizers
 from research.train import parallel
 from research.train import state as state_lib
 from research.train import steps
+from tests import helpers
 
 # Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
@@ -280,7 +282,7 @@ def w_hh_gradient_dots(text: str, cell: str) -> tuple[int, int]:
   ((B, T, D) x (B, T, G)) counts too: G columns per layer.
   inside: the (B, H) x (B, G) products over batch only (one per step in the scan).
   """
-  h, g = 8, rnn.NUM_GATES[cell] * 8
+  h, g = 8, recurrence.NUM_GATES[cell] * 8
   widths = (g,) if cell == 'lstm' else (g, 2 * h, h)
   after, inside = 0, 0
   for dims, shape in re.findall(r'stablehlo\.dot_general .*contracting_dims = '
@@ -298,7 +300,7 @@ def w_hh_gradient_dots(text: str, cell: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize('cell', ('lstm', 'gru'))
 def test_recurrent_w_hh_gradient_is_one_matmul_on_cpu_only(cell):
-  num_layers, g = 2, rnn.NUM_GATES[cell] * 8  # `_char_lm`'s.
+  num_layers, g = 2, recurrence.NUM_GATES[cell] * 8  # `_char_lm`'s.
   cpu = lowered(cell, 'step', ('cpu',))
   # dw_ih and dw_hh of each layer after the loop; no per-step w_hh gradient.
   assert w_hh_gradient_dots(cpu, cell) == (2 * g * num_layers, 0)
@@ -446,7 +448,7 @@ def _sharded_report() -> dict[str, Any]:
 
 @pytest.fixture(scope='session')
 def sharded():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
              JAX_PLATFORMS='cpu')
   out = subprocess.run([sys.executable, '-m', 'tests.test_lowering'], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)

@@ -198,6 +198,7 @@ class PromptDDPM:
       'frechet_distance_train_vs_test': sample_quality.feature_frechet_distance(real_train, real),
       'classifier_test_accuracy': accuracy,
       'num_samples': len(classes),
+      'frechet_feature_dims': int(feats.shape[1]),
       'sampling_seconds_per_image': seconds / len(classes),
       'per_prompt_accuracy': [float(np.mean(pred[classes == i] == i)) for i in range(k)],
     }
@@ -208,4 +209,10 @@ class PromptDDPM:
       f'{1000 * result["sampling_seconds_per_image"]:.0f} ms per image '
       f'({c.sampler}, {c.sample_steps} steps, guidance {c.guidance_scale})'
     )
+    if min(len(feats), len(real)) <= feats.shape[1]:
+      run.log(
+        f'Note: the Fréchet distance fits {feats.shape[1]}-dimensional Gaussians to '
+        f'{len(feats)} samples and {len(real)} test images: a singular covariance, so '
+        'the figure is biased; raise eval_samples_per_prompt (or test images) past that.'
+      )
     return result

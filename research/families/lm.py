@@ -15,6 +15,7 @@ from research.data import shard
 from research.data import text as text_lib
 from research.data import tokenizers
 from research.errors import UserInputError
+from research.models import recurrence
 from research.models import rnn
 from research.tasks import language_model as lm
 from research.tasks import next_words
@@ -86,8 +87,8 @@ class CharLanguageModel:
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config
-    if c.model.cell not in rnn.CELLS:
-      raise UserInputError(f'unknown model.cell {c.model.cell!r}: use one of {rnn.CELLS}')
+    if c.model.cell not in recurrence.CELLS:
+      raise UserInputError(f'unknown model.cell {c.model.cell!r}: use one of {recurrence.CELLS}')
     module = rnn.CharLM(
       settings.model_settings(rnn.CharLMConfig, c.model, vocab_size=self.vocab.size)
     )

@@ -3,9 +3,10 @@
 - `CNN`, `CNNConfig` (`cnn.py`): the seed's image classifier; `Conv3x3` and
   `max_pool2` (`layers.py`) are its building blocks.
 - `Recurrent` (an LSTM/GRU layer under `lax.scan`), `RecurrentCell` (the same step for
-  `flax.linen.RNN`), `Bidirectional`, `CharLM`, `CharLMConfig` (`rnn.py`), with
-  `lstm_cell`, `gru_cell`, `zero_carry` and `zero_lm_carry`; `rnn.generate` samples
-  from a `CharLM`.
+  `flax.linen.RNN`), `Bidirectional`, `CharLM`, `CharLMConfig`, `zero_lm_carry`
+  (`rnn.py`); `rnn.generate` samples from a `CharLM`. The cells `lstm_cell`,
+  `gru_cell`, `zero_carry` and the scan over time with its CPU gradient are in
+  `recurrence.py`.
 - `Transformer`, `TransformerConfig` (`transformer.py`): encoder-decoder with a KV
   cache for decoding; `MultiHeadAttention`, `padding_mask`, `causal_mask`
   (`attention.py`); `sinusoidal_positions`.
@@ -24,14 +25,14 @@ from research.models.cnn import CNNConfig
 from research.models.denoiser import Denoiser
 from research.models.layers import Conv3x3
 from research.models.layers import max_pool2
+from research.models.recurrence import gru_cell
+from research.models.recurrence import lstm_cell
+from research.models.recurrence import zero_carry
 from research.models.rnn import Bidirectional
 from research.models.rnn import CharLM
 from research.models.rnn import CharLMConfig
 from research.models.rnn import Recurrent
 from research.models.rnn import RecurrentCell
-from research.models.rnn import gru_cell
-from research.models.rnn import lstm_cell
-from research.models.rnn import zero_carry
 from research.models.rnn import zero_lm_carry
 from research.models.text_encoder import TextEncoder
 from research.models.text_encoder import TextEncoderConfig

@@ -38,6 +38,9 @@ def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path,
   assert manifest['experiment'] == 'ddpm'
   assert manifest['data']['prompts'][7] == 'a handwritten seven'
   assert 0 <= final['prompt_accuracy'] <= 1 and final['num_samples'] == 30
+  # The distance's features are the judge's fc1 (16 wide here): 30 samples, full rank.
+  assert final['frechet_feature_dims'] == 16
+  assert not any(l.startswith('Note: the Fréchet distance fits') for l in lines)
   assert final['frechet_distance'] >= 0 and final['sampling_seconds_per_image'] > 0
   assert lines[1].startswith('[Epoch 1] loss = ')
   assert any(l.startswith('Samples classified as their prompt: ') for l in lines)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from research.models import recurrence
 from research.models import rnn
 
 B, T, D, H, V = 2, 7, 5, 6, 11
@@ -42,7 +43,7 @@ def test_scan_equals_step_by_step_loop(cell):
   layer, params, x = _layer(cell)
   y_scan, carry_scan = layer.apply({'params': params}, x)
   chex.assert_shape(y_scan, (B, T, H))
-  carry, ys, ref_carry, ref_ys = None, [], rnn.zero_carry(cell, B, H), []
+  carry, ys, ref_carry, ref_ys = None, [], recurrence.zero_carry(cell, B, H), []
   for t in range(T):
     y_t, carry = layer.apply({'params': params}, x[:, t:t + 1], carry=carry)
     ys.append(y_t[:, 0])
@@ -66,13 +67,13 @@ def test_parameter_counts_match_gate_formulas(cell, gates, extra_bias):
   _, params, _ = _layer(cell)
   n = sum(p.size for p in jax.tree.leaves(params))
   assert n == gates * (D * H + H * H + (1 + extra_bias) * H)
-  assert n == rnn.num_cell_params(cell, D, H)
+  assert n == recurrence.num_cell_params(cell, D, H)
   cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=D, hidden_dim=H, num_layers=2, cell=cell)
   shapes = jax.eval_shape(lambda: rnn.CharLM(cfg).init(
       jax.random.key(0), jnp.zeros((1, 3), jnp.int32), train=False))['params']
   total = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
-  assert total == (V * D + rnn.num_cell_params(cell, D, H)
-                   + rnn.num_cell_params(cell, H, H) + H * V + V)
+  assert total == (V * D + recurrence.num_cell_params(cell, D, H)
+                   + recurrence.num_cell_params(cell, H, H) + H * V + V)
 
 
 @pytest.mark.parametrize('cell', CELLS)
@@ -193,7 +194,7 @@ def test_cell_carry_and_feature_axes_follow_flax_protocol():
   carry = lstm.initialize_carry(jax.random.key(0), (3, B, D))
   chex.assert_trees_all_equal(carry, (jnp.zeros((3, B, H)),) * 2)
   chex.assert_trees_all_equal(gru.initialize_carry(jax.random.key(0), (B, D)),
-                              rnn.zero_carry('gru', B, H))
+                              recurrence.zero_carry('gru', B, H))
   with pytest.raises(ValueError, match='unknown cell'):
     rnn.RecurrentCell('rnn', H).initialize_carry(jax.random.key(0), (B, D))
 
@@ -263,7 +264,7 @@ def test_top_k_keeps_only_the_k_likeliest():
 
 def test_unknown_cell_is_rejected():
   with pytest.raises(ValueError, match='unknown cell'):
-    rnn.zero_carry('rnn', 1, 2)
+    recurrence.zero_carry('rnn', 1, 2)
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def _layer_loss(cell, scan_fn, monkeypatch, **kw):
   The loss weighs every output and the final carry with fixed random weights, so each
   gets a distinct cotangent.
   """
-  monkeypatch.setattr(rnn, 'scan_recurrence', scan_fn)
+  monkeypatch.setattr(recurrence, 'scan_recurrence', scan_fn)
   b = MASK_4xT.shape[0]
   layer = rnn.Recurrent(cell, H, **kw)
   x = jax.random.normal(jax.random.key(0), (b, T, D))
@@ -311,7 +312,7 @@ def test_fused_gradient_equals_autodiff(cell, case, monkeypatch):
   kw = dict(FUSED_CASES[case])
   mask = jnp.asarray(MASK_4xT) if kw.pop('mask', False) else None
   results = []
-  for scan_fn in (rnn.scan_autodiff, rnn.scan_fused_grad):
+  for scan_fn in (recurrence.scan_autodiff, recurrence.scan_fused_grad):
     loss, args = _layer_loss(cell, scan_fn, monkeypatch, **kw)
     results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(*args, mask))
   (value, grads), (fused_value, fused_grads) = results
@@ -326,7 +327,7 @@ def test_fused_gradient_equals_autodiff(cell, case, monkeypatch):
 def test_fused_gradient_in_bfloat16_keeps_the_forward_and_is_close(cell, monkeypatch):
   mask = jnp.asarray(MASK_4xT)
   results = []
-  for scan_fn in (rnn.scan_autodiff, rnn.scan_fused_grad):
+  for scan_fn in (recurrence.scan_autodiff, recurrence.scan_fused_grad):
     loss, args = _layer_loss(cell, scan_fn, monkeypatch, dtype=jnp.bfloat16)
     results.append(jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(*args, mask))
   (value, grads), (fused_value, fused_grads) = results
@@ -340,8 +341,8 @@ def test_fused_gradient_in_bfloat16_keeps_the_forward_and_is_close(cell, monkeyp
 def test_layer_on_cpu_takes_the_fused_gradient(monkeypatch):
   """`Recurrent` calls `scan_recurrence`, whose CPU branch is `scan_fused_grad`."""
   calls = []
-  fused = rnn.scan_fused_grad
-  monkeypatch.setattr(rnn, 'scan_fused_grad', lambda *a: calls.append(1) or fused(*a))
-  loss, args = _layer_loss('gru', rnn.scan_recurrence, monkeypatch)
+  fused = recurrence.scan_fused_grad
+  monkeypatch.setattr(recurrence, 'scan_fused_grad', lambda *a: calls.append(1) or fused(*a))
+  loss, args = _layer_loss('gru', recurrence.scan_recurrence, monkeypatch)
   jax.grad(loss)(*args, None)
   assert calls

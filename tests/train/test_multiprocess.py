@@ -32,7 +32,7 @@ def _free_port():
 
 
 def _eight_devices(*args):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
              JAX_PLATFORMS='cpu')
   out = subprocess.run([sys.executable, '-m', 'tests.train.checkpoint_topology_worker',
                         *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -48,7 +48,7 @@ def two_process_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('two_process'))
   eight_workdir = str(tmp_path_factory.mktemp('eight_devices'))
   saved_on_8 = _eight_devices('save', eight_workdir)
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(2),
              JAX_PLATFORMS='cpu')
   port = str(_free_port())
   procs = [subprocess.Popen([sys.executable, '-m', 'tests.train.multiprocess_worker',

@@ -16,6 +16,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests import helpers
+
 # Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_multiprocess_preemption')
@@ -47,7 +49,7 @@ def _free_port() -> str:
 def _start(workdir: str, *extra: str) -> list[subprocess.Popen]:
   """Both processes of one run, on a fresh coordinator port."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
-  env.pop('XLA_FLAGS', None)  # One CPU device per process.
+  env['XLA_FLAGS'] = helpers.xla_flags()  # One CPU device per process.
   port = _free_port()
   return [subprocess.Popen(
       [sys.executable, '-m', 'experiments.seq2seq.main', *FLAGS, f'--workdir={workdir}',

@@ -11,6 +11,7 @@ from jax.sharding import PartitionSpec as P
 
 from research.errors import UserInputError
 from research.train import parallel
+from tests import helpers
 
 # Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
@@ -23,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope='session')
 def eight_device_results():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
              JAX_PLATFORMS='cpu')
   out = subprocess.run([sys.executable, '-m', 'tests.train.multidevice_worker'],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from research.train import preemption
+from tests import helpers
 
 # Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
@@ -29,7 +30,7 @@ def _free_port():
 def _start_pair(*extra_per_process):
   """Two workers on one coordinator; extra_per_process[i]: process i's extra args."""
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
+  env['XLA_FLAGS'] = helpers.xla_flags()  # One CPU device per process.
   port = str(_free_port())
   return [subprocess.Popen([sys.executable, '-m', 'tests.train.preemption_sync_worker',
                             port, str(i), *extra], cwd=ROOT, env=env,

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests import helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Families whose training draws no per-example noise: layouts must agree to round-off.
 # The DDPM draws noise and time steps from the step key, which the pmap driver folds
@@ -26,7 +28,7 @@ STEPS = {'cnn': 8, 'lstm': 8, 'gru': 8, 'transformer': 8, 'ddpm': 4}
 def _run_matrix(name, data_dir, tmp):
   out = tmp / 'result.json'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
-             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+             XLA_FLAGS=helpers.xla_flags(2))
   run = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'train',
                                                      'trainer_matrix_worker.py'),
                         name, str(tmp), data_dir, str(out)],

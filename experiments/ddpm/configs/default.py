@@ -41,7 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample_steps = 50  # DDIM denoising steps.
   c.guidance_scale = 3.0  # Classifier-free guidance: 0 unconditional, 1 conditional.
   c.samples_per_prompt = 10  # Columns of the sample grids (also the sampling batch / prompts).
-  c.eval_samples_per_prompt = 50  # Samples per prompt for the quality numbers.
+  # Samples per prompt for the quality numbers: 10 prompts x 100 = 1,000 samples, more
+  # than the judge's 512 features, so the Fréchet distance's covariances are full rank.
+  c.eval_samples_per_prompt = 100
 
   c.model = ml_collections.ConfigDict()
   c.model.widths = (32, 64, 64)  # U-Net channels per level (28 -> 14 -> 7 pixels).
