@@ -8,11 +8,17 @@ Run (scripts/env.sh sets the allocator variables; source it or prefix them):
   ... --config.dataset=tiny_shakespeare       # the real tfds data set
   ... --config.text_file=path/to/any.txt      # any UTF-8 text, split 90/10
 
-Expect (2 CPU cores): validation bits per character about 1.8 for the LSTM (1.833
-after all 600 steps, measured with --config.max_train_seconds=0; with the default
-540 s budget an earlier run stopped at 466 steps with 1.79) and 1.72 for the GRU
-(1.720 after 600 steps, about 6 minutes unloaded), against 3.35 for the bigram model
-counted on the same training text.
+Expect (2-core AMD EPYC, under 10 minutes in all): validation bits per character
+1.655 for the LSTM (the 540 s budget stopped it at step 763 of 800; 559 s in all) and
+GRU_PLACEHOLDER for the GRU, against 3.35 for the bigram model counted on the
+same training text (measured at e29d3c7 with these settings as flags). The log also
+lists the five likeliest next words after "The cat sat on the" (LSTM: 'class' 0.058,
+'same' 0.027, 'module' 0.022, 'function' 0.021, 'current' 0.021: the text is Python's
+documentation). The settings are the LSTM's: learning rate 8e-3 (3e-3 reached 2.23
+bits/char at step 300 where 8e-3 reached 1.98) and dropout 0.2 (without it the
+training loss fell to 0.82 nats per character by step 800 while validation stalled at
+1.68 bits/char). The GRU did better with the earlier ones (1.720 with learning rate
+3e-3, warm-up 50, no dropout, 600 steps). The target of 1.5 bits/char is not reached.
 """
 
 import ml_collections
@@ -30,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.validation_split = 'validation'  # tfds split for validation bits per character.
   c.seq_len = 128  # Characters predicted per window (backpropagation length).
   shared_config.add_training_fields(
-      c, num_epochs=0, num_steps=600, batch_size=64, eval_batch_size=256,
+      c, num_epochs=0, num_steps=800, batch_size=64, eval_batch_size=256,
       eval_every_steps=200, max_train_seconds=540.0, microbatches=1)  # 2: no gain here.
   c.bigram_smoothing = 1.0  # Add-k smoothing of the bigram baseline's counts.
 
@@ -39,13 +45,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.embed_dim = 128  # Character embedding width.
   c.model.hidden_dim = 512  # Hidden width of every recurrent layer.
   c.model.num_layers = 1  # Stacked recurrent layers.
-  c.model.dropout_rate = 0.0  # Dropout after every recurrent layer (training only).
+  c.model.dropout_rate = 0.2  # Dropout after every recurrent layer (training only).
   c.model.unroll = 1  # Time steps per scan iteration (speed only).
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
 
   c.optimizer = shared_config.optimizer_section(
-      name='adam', learning_rate=3e-3, weight_decay=0.0, schedule='warmup_cosine',
-      warmup_steps=50, clip_grad_norm=1.0)
+      name='adam', learning_rate=8e-3, weight_decay=0.0, schedule='warmup_cosine',
+      warmup_steps=20, clip_grad_norm=1.0)
 
   c.sample = ml_collections.ConfigDict()
   c.sample.prompts = ('The cat sat on the', 'The return value of ')  # Prompts to complete.
