@@ -15,9 +15,9 @@ Run:
 
 import argparse
 import collections
-import contextlib
 import re
 from typing import Callable
+from unittest import mock
 
 import jax
 
@@ -41,19 +41,8 @@ VARIANTS = {
 }
 
 
-@contextlib.contextmanager
-def _conv3x3_as(conv_fn: Callable):
-  """Traces `layers.Conv3x3` with `conv_fn` in place of `layers.conv3x3`."""
-  saved = layers.conv3x3
-  layers.conv3x3 = conv_fn
-  try:
-    yield
-  finally:
-    layers.conv3x3 = saved
-
-
 def _compiled(conv_fn: Callable, quick: bool) -> jax_models.JaxBench:
-  with _conv3x3_as(conv_fn):
+  with mock.patch.object(layers, 'conv3x3', conv_fn):  # What Conv3x3 traces.
     bench = jax_models.build('cnn_train', quick)
     bench.compile()  # Traces (and compiles) here, inside the context.
   return bench

@@ -22,10 +22,10 @@ Run:
 """
 
 import argparse
-import contextlib
 import statistics
 import time
 from typing import Callable
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -38,17 +38,6 @@ PATHS = {'autodiff': recurrence.scan_autodiff, 'fused': recurrence.scan_fused_gr
 FULL = dict(batch=64, seq=128, embed=128, hidden=512, vocab=107)
 UNROLLS = (1, 2, 4, 8)
 QUICK = dict(batch=4, seq=16, embed=16, hidden=32, vocab=20)
-
-
-@contextlib.contextmanager
-def _recurrence_as(scan_fn: Callable):
-  """Traces `rnn.Recurrent` with `scan_fn` in place of `recurrence.scan_recurrence`."""
-  saved = recurrence.scan_recurrence
-  recurrence.scan_recurrence = scan_fn
-  try:
-    yield
-  finally:
-    recurrence.scan_recurrence = saved
 
 
 def make_step(cell: str, path: str, unroll: int, s: dict) -> Callable[[int], None]:
@@ -72,7 +61,7 @@ def make_step(cell: str, path: str, unroll: int, s: dict) -> Callable[[int], Non
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss
 
-  with _recurrence_as(PATHS[path]):
+  with mock.patch.object(recurrence, 'scan_recurrence', PATHS[path]):  # What Recurrent traces.
     step = jax.jit(train_step, donate_argnums=0).lower((params, tx.init(params))).compile()
   state = [(params, tx.init(params))]
 

@@ -8,17 +8,18 @@ Run (scripts/env.sh sets the allocator variables; source it or prefix them):
   ... --config.dataset=tiny_shakespeare       # the real tfds data set
   ... --config.text_file=path/to/any.txt      # any UTF-8 text, split 90/10
 
-Expect (2-core AMD EPYC, under 10 minutes in all): validation bits per character
-1.655 for the LSTM (the 540 s budget stopped it at step 763 of 800; 559 s in all) and
-1.720 for the GRU (800 steps, 471 s), against 3.35 for the bigram model counted on the
-same training text (LSTM measured at e29d3c7 with these settings as flags, GRU at 1d72fdb). The log also
-lists the five likeliest next words after "The cat sat on the" (LSTM: 'class' 0.058,
-'same' 0.027, 'module' 0.022, 'function' 0.021, 'current' 0.021: the text is Python's
-documentation). The settings are the LSTM's: learning rate 8e-3 (3e-3 reached 2.23
-bits/char at step 300 where 8e-3 reached 1.98) and dropout 0.2 (without it the
-training loss fell to 0.82 nats per character by step 800 while validation stalled at
-1.68 bits/char). The GRU gets the same 1.720 as with the earlier ones (learning
-rate 3e-3, no dropout, 600 steps). The target of 1.5 bits/char is not reached.
+Expect (2-core AMD EPYC, under 10 minutes in all): validation bits per character 1.655
+for the LSTM (the 540 s budget stopped it at step 763 of 800; 559 s in all) and 1.720
+for the GRU (800 steps, 471 s), against 3.35 for the bigram model counted on the same
+training text (LSTM measured at e29d3c7 with these settings as flags, GRU at 1d72fdb).
+The log also lists the five likeliest next words after "The cat sat on the" (LSTM:
+'class' 0.058, 'same' 0.027, 'module' 0.022, 'function' 0.021, 'current' 0.021: the
+text is Python's documentation). The settings are the LSTM's: learning rate 8e-3 (3e-3
+reached 2.23 bits/char at step 300 where 8e-3 reached 1.98) and dropout 0.2 (without
+it the training loss fell to 0.82 nats per character by step 800 while validation
+stalled at 1.68 bits/char). The GRU gets the same 1.720 as with the earlier ones
+(learning rate 3e-3, no dropout, 600 steps). The target of 1.5 bits/char is not
+reached.
 """
 
 import ml_collections
