@@ -253,21 +253,26 @@ def test_cnn_gradient_is_xla_native_off_cpu(platform):
   assert count(text, 'dot_general') == 6
 
 
-def test_cnn_kernel_gradients_are_im2col_matmuls_on_cpu():
+def test_cnn_forward_and_kernel_gradients_are_im2col_matmuls_on_cpu():
   text = lowered('cnn', 'step', ('cpu',))
-  # conv3's 8x24x24 rows are below the im2col threshold: XLA's kernel gradient.
-  assert count(text, 'convolution') == 3 + 2 + 1
-  assert count(text, 'dot_general') == 6 + 2
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x27x32xf32>', text)  # conv1
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text)  # conv2
+  # Left as convolutions: 2 input gradients, and conv3's kernel gradient (its
+  # 8x24x24 rows are below the im2col threshold).
+  assert count(text, 'convolution') == 2 + 1
+  # fc1 and fc2 (6), the three forward convolutions, two kernel gradients.
+  assert count(text, 'dot_general') == 6 + 3 + 2
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<18432x32xf32>', text)  # conv1 fwd
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<4608x128xf32>', text)  # conv3 fwd
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x27x32xf32>', text)  # conv1 dk
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text)  # conv2 dk
 
 
 def test_cpu_compiler_folds_the_platform_case_away():
-  grad = jax.jit(jax.grad(lambda x, k: layers.conv3x3(x, k).sum(), (0, 1)))
+  grad = jax.jit(jax.grad(lambda x, k: jnp.square(layers.conv3x3(x, k)).sum(), (0, 1)))
   x, k = jnp.zeros((8, 32, 32, 3)), jnp.zeros((3, 3, 3, 4))
   hlo = grad.lower(x, k).compile().as_text()
   assert 'conditional(' not in hlo
-  assert hlo.count('convolution(') == 1 and 'dot(' in hlo  # Input grad; im2col.
+  # The input gradient only: the forward and the kernel gradient are im2col dots.
+  assert hlo.count('convolution(') == 1 and hlo.count(' dot(') == 2
 
 
 # ---------------------------------------------------------------------------

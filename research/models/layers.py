@@ -65,23 +65,39 @@ def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
   return dk.reshape(3, 3, c, o)
 
 
+def _conv_im2col(x_BxHxWxC, kernel_3x3xCxO):
+  """The convolution as one (B*H*W, 9C) x (9C, O) matmul of im2col patches.
+
+  XLA:CPU runs its convolutions with Eigen kernels that reach a fraction of the
+  matmul rate; the patches cost one extra pass over 9x the input. In the seed CNN's
+  train step (batch 64, two micro-batches) this forward made the step 8% faster for
+  all three layers together (benchmarks/conv_lowering_ab.py). The input gradient stays
+  a convolution: as im2col it was 15% slower, as a matmul then col2im no faster.
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  o = kernel_3x3xCxO.shape[-1]
+  patches = _patches_BxHxWx9C(x_BxHxWxC).reshape(b * h * w, 9 * c)
+  return (patches @ kernel_3x3xCxO.reshape(9 * c, o)).reshape(b, h, w, o)
+
+
 @jax.custom_vjp
-def conv3x3_im2col_grad(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
-  """`conv3x3` with the backward pass that is fast on XLA:CPU, on every platform.
+def conv3x3_im2col(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
+  """`conv3x3` as fast on XLA:CPU, on every platform: im2col forward and kernel gradient.
 
   Same values and gradients as `lax.conv_general_dilated` (up to float summation
-  order): the input gradient is a forward convolution with the flipped kernel and
-  the kernel gradient is an im2col matmul (`_kernel_grad`). Use `conv3x3`, which
-  takes this path on CPU only; this one is public for the CPU A/B benchmark.
+  order): the forward is an im2col matmul (`_conv_im2col`), the input gradient is
+  a forward convolution with the flipped kernel and the kernel gradient an im2col
+  matmul (`_kernel_grad`). Use `conv3x3`, which takes this path on CPU only; this
+  one is public for the CPU A/B benchmark.
 
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
-  return _conv(x_BxHxWxC, kernel_3x3xCxO)
+  return _conv_im2col(x_BxHxWxC, kernel_3x3xCxO)
 
 
 def _conv3x3_fwd(x, kernel):
-  return _conv(x, kernel), (x, kernel)
+  return _conv_im2col(x, kernel), (x, kernel)
 
 
 def _conv3x3_bwd(residuals, g):
@@ -92,15 +108,15 @@ def _conv3x3_bwd(residuals, g):
   return dx, _kernel_grad(x, g).astype(kernel.dtype)
 
 
-conv3x3_im2col_grad.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+conv3x3_im2col.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
   """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
 
-  On CPU its gradient is `conv3x3_im2col_grad`'s, a workaround for XLA:CPU's slow
-  kernel gradient; on every other platform (cuda, rocm, tpu) it is XLA's own
-  convolution gradient, left to the platform's convolution kernels. The choice is
+  On CPU it is `conv3x3_im2col` (forward and kernel gradient as matmuls), a
+  workaround for XLA:CPU's slow convolutions; on every other platform (cuda, rocm,
+  tpu) it is XLA's own convolution and gradient, left to the platform's kernels. The choice is
   made in the traced program (`lax.platform_dependent`) and resolved when it is
   lowered, so one jitted function serves every backend and a module lowered for one
   platform holds only that platform's path (see tests/test_lowering.py).
@@ -113,7 +129,7 @@ def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
   return jax.lax.platform_dependent(
-    x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col_grad, default=_conv
+    x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col, default=_conv
   )
 
 
