@@ -128,9 +128,7 @@ def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
-  return jax.lax.platform_dependent(
-    x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col, default=_conv
-  )
+  return jax.lax.platform_dependent(x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col, default=_conv)
 
 
 class Conv3x3(nn.Module):
