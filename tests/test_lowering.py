@@ -266,6 +266,13 @@ def test_cnn_forward_and_kernel_gradients_are_im2col_matmuls_on_cpu():
   assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text)  # conv2 dk
 
 
+def test_cnn_evaluation_keeps_xla_convolutions_on_cpu():
+  # Not differentiated, the forward stays XLA's convolution (faster there).
+  text = lowered('cnn', 'eval', ('cpu',))
+  assert count(text, 'convolution') == 3
+  assert count(text, 'dot_general') == 2  # fc1, fc2
+
+
 def test_cpu_compiler_folds_the_platform_case_away():
   grad = jax.jit(jax.grad(lambda x, k: jnp.square(layers.conv3x3(x, k)).sum(), (0, 1)))
   x, k = jnp.zeros((8, 32, 32, 3)), jnp.zeros((3, 3, 3, 4))

