@@ -1,7 +1,7 @@
 r"""Side-by-side training benchmark: our JAX steps against PyTorch peers.
 
 Run (scripts/benchmark.sh sets up the venv, torch and the allocator variables):
-  scripts/benchmark.sh                      # every model, full size (~15-25 min)
+  scripts/benchmark.sh                      # every model + main job, full size (~30 min)
   scripts/benchmark.sh --quick              # tiny sizes, smoke test (< 1 min)
   python -m benchmarks.run --models=cnn_train,lstm --frameworks=jax
 
@@ -9,7 +9,9 @@ Every (model, framework, mode) runs in its own worker process, importing only on
 framework. Workers of one model are started one after another (so compilations do
 not overlap), then timed in rounds A, B, C, A, B, C, ... so that noise on a shared
 machine hits every peer alike. The report gives medians with min and max over the
-rounds, and MFU against the fp32 matmul peak measured in the same run.
+rounds, and MFU against the fp32 matmul peak measured in the same run. Then (full
+size, with torch) the whole main job runs beside the seed's program in PyTorch
+(`benchmarks/main_job.py`, 2 rounds, ~8 min) and the report gets their table.
 """
 
 import argparse
@@ -254,6 +256,9 @@ def _parse(argv):
                  help='target length of one round per peer (3 s; quick 0.1 s)')
   p.add_argument('--warmup_steps', type=int, default=2, help='untimed steps after compile')
   p.add_argument('--torch_threads', type=int, default=2, help='torch.set_num_threads')
+  p.add_argument('--main_job_rounds', type=int, default=None,
+                 help='runs of the main job and of the PyTorch seed program after the '
+                 'steps (benchmarks/main_job.py; default 2, 0 with --quick or without torch)')
   p.add_argument('--out', default='runs/benchmark', help='directory for the report')
   p.add_argument('--verbose', action='store_true', help="show the workers' stderr")
   p.add_argument('--worker', choices=('jax', 'torch'), help=argparse.SUPPRESS)
@@ -266,6 +271,10 @@ def _parse(argv):
   args.torch_modes = [m for m in args.torch_modes.split(',') if m]
   if args.quick and '--torch_modes' not in ' '.join(argv or sys.argv):
     args.torch_modes = ['eager']
+  if args.main_job_rounds is None:
+    args.main_job_rounds = 0 if args.quick or 'torch' not in args.frameworks else 2
+  if args.main_job_rounds < 0:
+    p.error('--main_job_rounds must be >= 0')
   args.reps = args.reps or (2 if args.quick else 5)
   args.rep_seconds = args.rep_seconds or (0.1 if args.quick else 3.0)
   for name, values, allowed in (('models', args.models, measure.MODELS),
@@ -323,7 +332,15 @@ def main(argv=None):
     _write(results, args)  # After every model: a long run leaves partial results.
   timed_rounds(probes, args.reps)
   results = finish_workers('matmul', probes, args) + results
-  print(_write(results, args))
+  text = _write(results, args)
+  if args.main_job_rounds:
+    from benchmarks import main_job  # pylint: disable=g-import-not-at-top
+    runs = main_job.compare(args.main_job_rounds, threads=args.torch_threads,
+                            log=lambda line: print(line, file=sys.stderr))
+    text += '\n## The main job beside the seed program in PyTorch\n\n' + main_job.table(runs)
+    with open(os.path.join(args.out, 'report.md'), 'w') as f:
+      f.write(text)
+  print(text)
   print(f'[benchmark] wrote {os.path.join(args.out, "report.md")}', file=sys.stderr)
   return 0
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark our JAX training steps side by side with PyTorch peers (eager,
-# channels-last, torch.compile) and write runs/benchmark/report.md. Extra arguments
-# go to benchmarks/run.py, e.g.
-#   scripts/benchmark.sh                                  # every model, ~20 min
+# channels-last, torch.compile), then the whole main job beside the seed's program
+# in PyTorch, and write runs/benchmark/report.md. Extra arguments go to
+# benchmarks/run.py, e.g.
+#   scripts/benchmark.sh                                  # everything, ~30 min
 #   scripts/benchmark.sh --quick                          # smoke test, < 1 min
 #   scripts/benchmark.sh --models=cnn_train,lstm --reps=7
 #   scripts/benchmark.sh --frameworks=jax                 # no torch needed

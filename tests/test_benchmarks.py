@@ -57,3 +57,33 @@ def test_bad_model_name_is_rejected():
 def test_summary_scaling_swaps_min_and_max():
   s = measure.Summary.of([0.5, 0.25, 1.0]).scaled(64)
   assert (s.median, s.min, s.max) == (128.0, 64.0, 256.0)
+
+
+def test_main_job_table_ratios_say_which_program_is_faster():
+  from benchmarks import main_job  # pylint: disable=g-import-not-at-top
+  row = lambda program, train, whole, acc: dict(
+      program=program, round=1, cache='warm', test_accuracy=acc, train_seconds=train,
+      examples_per_second=20_000 / train, program_seconds=whole, peak_rss_mib=1000.0)
+  runs = [row(main_job.OURS, 100.0, 120.0, 0.97), row(main_job.TORCH, 80.0, 90.0, 0.96),
+          row(main_job.OURS, 110.0, 130.0, 0.975), row(main_job.TORCH, 80.0, 96.0, 0.965)]
+  text = main_job.table(runs)
+  assert text.count('\n| ours (JAX) |') == 2 and text.count('\n| PyTorch seed program |') == 2
+  # Medians: ours 105 s / 125 s, PyTorch 80 s / 93 s: ours is slower (< 1).
+  assert 'training 0.76x, whole program 0.74x' in text
+  assert 'test accuracy 97.25% vs 96.25%' in text
+
+
+def test_torch_seed_program_trains_on_the_main_jobs_split(offline_data_dir):
+  pytest.importorskip('torch')
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_seed_program  # pylint: disable=g-import-not-at-top
+  from research.data import image_classification  # pylint: disable=g-import-not-at-top
+  split = torch_seed_program.load_split(48)
+  for name, size in (('train', 4000), ('test', 1000)):
+    ours = image_classification.load_image_classification(
+        'mnist_offline', name, image_size=48, data_dir=offline_data_dir)
+    images, labels = (t.numpy() for t in split[name])
+    assert images.shape == (size, 1, 48, 48) and images.dtype == np.uint8
+    # The same digits (tfds stores them in its own order; resizing rounds apart).
+    key = lambda x, y: np.sort(x.reshape(len(x), -1).astype(float).mean(1) + 1000 * y)
+    np.testing.assert_allclose(key(images, labels), key(ours.image, ours.label), atol=0.5)
