@@ -1,9 +1,11 @@
-r"""A/B on CPU: the seed CNN's train step with each lowering of its 3x3 convolutions.
+r"""A/B on CPU: a train step with each lowering of its 3x3 convolutions.
 
 `layers.conv3x3` takes `conv3x3_im2col` (im2col forward and kernel gradient, a
-custom VJP) on CPU only, chosen in the traced program by `lax.platform_dependent`.
-This times, on the benchmark's CNN train step (batch 64, 48x48x3, two micro-batches
-as the experiment runs it, `benchmarks.jax_models`), the levers tried for it, and
+custom VJP) on CPU only, chosen in the traced program by `lax.platform_dependent`,
+where the model asks for it (the CNN does, the U-Net does not). This times, on the
+benchmark's CNN train step (batch 64, 48x48x3, two micro-batches as the experiment
+runs it, `benchmarks.jax_models`) or its DDPM U-Net step (`--model=unet`), each
+lowering forced on every convolution, and
 checks that the gated function compiles to the same XLA program on CPU as the
 custom VJP applied unconditionally (instruction opcodes and shapes). (Evaluation,
 not differentiated, keeps XLA's convolution: on the benchmark's eval step, one
@@ -14,6 +16,11 @@ machine hits them alike; the table gives median, min and max.
 Run:
   python -m benchmarks.conv_lowering_ab               # ~2-3 min on 2 cores
   python -m benchmarks.conv_lowering_ab --reps=15 --no-native
+  python -m benchmarks.conv_lowering_ab --model=unet --reps=7   # ~4 min
+
+Measured (2-core AMD EPYC, medians of interleaved repetitions, ms per step): CNN
+im2col fwd + kernel grad 303.7, XLA fwd + im2col kernel grad 330.5, im2col input
+grad too 377.8, XLA native 312.2; U-Net 583.3, 505.8, -, 472.7.
 """
 
 import argparse
@@ -50,19 +57,20 @@ def _flipped(kernel_3x3xCxO):
 
 VARIANTS = {
     # pylint: disable=protected-access
-    'kept: platform_dependent -> im2col fwd + kernel grad': layers.conv3x3,
+    'im2col fwd + kernel grad (CNN on CPU)': layers.conv3x3,
     'same, custom VJP on every platform': layers.conv3x3_im2col,
-    'before: XLA fwd, im2col kernel grad': _custom_vjp(
+    'XLA fwd, im2col kernel grad (before)': _custom_vjp(
         layers._conv, lambda g, k: layers._conv(g, _flipped(k))),
-    'dropped: im2col input grad too': _custom_vjp(
+    'im2col input grad too (dropped)': _custom_vjp(
         layers._conv_im2col, lambda g, k: layers._conv_im2col(g, _flipped(k))),
-    'XLA native fwd and gradients (cuda/tpu branch)': _xla_conv3x3,
+    'XLA native (U-Net on CPU; cuda/tpu)': _xla_conv3x3,
 }
 
 
-def _compiled(conv_fn: Callable, quick: bool) -> jax_models.JaxBench:
-  with mock.patch.object(layers, 'conv3x3', conv_fn):  # What Conv3x3 traces.
-    bench = jax_models.build('cnn_train', quick)
+def _compiled(conv_fn: Callable, quick: bool, model: str = 'cnn_train') -> jax_models.JaxBench:
+  # What every Conv3x3 traces, whatever its own im2col_on_cpu choice.
+  with mock.patch.object(layers, 'conv3x3', lambda x, k, *_: conv_fn(x, k)):
+    bench = jax_models.build(model, quick)
     bench.compile()  # Traces (and compiles) here, inside the context.
   return bench
 
@@ -106,18 +114,20 @@ def main(argv: list[str] | None = None) -> None:
                  help='target length of one repetition of one variant')
   p.add_argument('--no-native', dest='native', action='store_false',
                  help="leave out XLA's native convolutions (the slow ones on CPU)")
+  p.add_argument('--model', default='cnn_train', choices=('cnn_train', 'unet'),
+                 help="the benchmark's train step to time (the DDPM's U-Net step too)")
   p.add_argument('--quick', action='store_true', help='tiny sizes (smoke test)')
   args = p.parse_args(argv)
   if args.reps < 1 or args.rep_seconds <= 0:
     p.error('--reps must be >= 1 and --rep_seconds > 0')
   names = list(VARIANTS)[:None if args.native else -1]
-  spec = measure.spec('cnn_train', args.quick)
-  benches = {n: _compiled(VARIANTS[n], args.quick) for n in names}
+  spec = measure.spec(args.model, args.quick)
+  benches = {n: _compiled(VARIANTS[n], args.quick, args.model) for n in names}
   # pylint: disable-next=protected-access
   before, after = (instruction_histogram(benches[n]._compiled.as_text())
                    for n in names[:2])
   results = measure_variants(benches, args.reps, args.rep_seconds)
-  print(f"CNN train step, batch {spec['batch']}, {spec['image']}x{spec['image']}x"
+  print(f"{args.model} step, batch {spec['batch']}, {spec['image']}x{spec['image']}x"
         f"{spec['channels']}, {jax.devices()[0].device_kind}, "
         f"{jax.device_count()} device(s), {args.reps} interleaved repetitions")
   print(f'compiled gated and ungated custom VJP: {sum(before.values())} and '

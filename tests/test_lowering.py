@@ -5,7 +5,8 @@ Every family's train step, the drivers' chunk of S = 2 train steps and the eval 
 needs no accelerator, and for cpu. The assertions read the StableHLO text:
 
 - the seed CNN's gradient is XLA's native convolution gradient on cuda/tpu (8
-  convolutions) and takes im2col matmuls for its kernel gradients on cpu;
+  convolutions) and takes im2col matmuls for its training forward and kernel
+  gradients on cpu; its evaluation and the U-Net keep XLA's convolutions on cpu;
 - the LSTM/GRU gradient of w_hh is one matmul after the backward scan on cpu
   (`recurrence.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
 - a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu and
@@ -271,6 +272,13 @@ def test_cnn_evaluation_keeps_xla_convolutions_on_cpu():
   text = lowered('cnn', 'eval', ('cpu',))
   assert count(text, 'convolution') == 3
   assert count(text, 'dot_general') == 2  # fc1, fc2
+
+
+def test_unet_keeps_xla_convolutions_on_cpu():
+  # The U-Net opts out of im2col (slower in its step on CPU): the same convolutions
+  # on cpu as on cuda.
+  convs = {p: count(lowered('ddpm', 'step', (p,)), 'convolution') for p in ('cpu', 'cuda')}
+  assert convs['cpu'] == convs['cuda'] > 0
 
 
 def test_cpu_compiler_folds_the_platform_case_away():

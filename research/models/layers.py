@@ -113,23 +113,31 @@ def _conv3x3_bwd(residuals, g):
 conv3x3_im2col.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
-def conv3x3(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
+def conv3x3(
+  x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray, im2col_on_cpu: bool = True
+) -> jnp.ndarray:
   """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
 
-  On CPU it is `conv3x3_im2col` (forward and kernel gradient as matmuls), a
-  workaround for XLA:CPU's slow convolutions; on every other platform (cuda, rocm,
-  tpu) it is XLA's own convolution and gradient, left to the platform's kernels. The choice is
-  made in the traced program (`lax.platform_dependent`) and resolved when it is
-  lowered, so one jitted function serves every backend and a module lowered for one
-  platform holds only that platform's path (see tests/test_lowering.py).
+  On CPU, with `im2col_on_cpu`, it is `conv3x3_im2col` (in training, forward and
+  kernel gradient as matmuls), a workaround for XLA:CPU's slow convolutions; on
+  every other platform (cuda, rocm, tpu) it is XLA's own convolution and gradient,
+  left to the platform's kernels. The choice is made in the traced program
+  (`lax.platform_dependent`) and resolved when it is lowered, so one jitted function
+  serves every backend and a module lowered for one platform holds only that
+  platform's path (see tests/test_lowering.py). Whether im2col pays depends on the
+  whole step (benchmarks/conv_lowering_ab.py): 8% faster for the seed CNN's train
+  step, 19% slower for the DDPM U-Net's, which turns it off.
 
   Args:
     x_BxHxWxC: input, any float dtype.
     kernel_3x3xCxO: kernel, any float dtype.
+    im2col_on_cpu: False keeps XLA's convolution on CPU too.
 
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
+  if not im2col_on_cpu:
+    return _conv(x_BxHxWxC, kernel_3x3xCxO)
   return jax.lax.platform_dependent(x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col, default=_conv)
 
 
@@ -140,11 +148,13 @@ class Conv3x3(nn.Module):
     features: output channels O.
     dtype: compute dtype; parameters are float32.
     kernel_init: initializer of the (3, 3, C, O) kernel.
+    im2col_on_cpu: `conv3x3`'s choice of the CPU lowering.
   """
 
   features: int
   dtype: Any = jnp.float32
   kernel_init: Any = nn.initializers.lecun_normal()
+  im2col_on_cpu: bool = True
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
@@ -152,5 +162,5 @@ class Conv3x3(nn.Module):
     c = x_BxHxWxC.shape[-1]
     kernel = self.param('kernel', self.kernel_init, (3, 3, c, self.features), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    y = conv3x3(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype))
+    y = conv3x3(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype), self.im2col_on_cpu)
     return y + bias.astype(self.dtype)
