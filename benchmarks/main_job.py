@@ -27,17 +27,19 @@ import time
 OURS, TORCH = 'ours (JAX)', 'PyTorch seed program'
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+def _run(cmd: list[str]) -> tuple[float, float]:
   """Runs `cmd` to completion; (wall seconds, peak RSS MiB of that process)."""
-  start = time.perf_counter()
-  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
-  _, status, usage = os.wait4(proc.pid, 0)
-  wall = time.perf_counter() - start
-  proc.returncode = os.waitstatus_to_exitcode(status)
-  stderr = proc.stderr.read() if proc.stderr else ''
-  if proc.returncode != 0:
-    raise RuntimeError(f'{" ".join(cmd)} exited with {proc.returncode}:\n{stderr[-2000:]}')
+  # stderr goes to a file, not a pipe: a pipe read only after the wait would fill up
+  # and block a long run that logs a lot.
+  with tempfile.TemporaryFile('w+') as stderr:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+      stderr.seek(0)
+      raise RuntimeError(f'{" ".join(cmd)} exited with {code}:\n{stderr.read()[-2000:]}')
   return wall, usage.ru_maxrss / 1024
 
 
@@ -46,7 +48,7 @@ def run_ours(workdir: str, cache_dir: str, seed: int) -> dict:
   cmd = [sys.executable, '-m', 'experiments.cnn.main',
          '--config=experiments/cnn/configs/default.py', f'--workdir={workdir}',
          f'--compilation_cache={cache_dir}', f'--config.seed={seed}', '--config.progress=false']
-  wall, rss = _run(cmd, dict(os.environ))
+  wall, rss = _run(cmd)
   with open(os.path.join(workdir, 'final_metrics.json')) as f:
     final = json.load(f)
   # The epochs' wall time, first-step compilation and per-epoch checkpoints included,
@@ -62,7 +64,7 @@ def run_torch(out_json: str, seed: int, threads: int) -> dict:
   """One run of the PyTorch seed program; its summary and costs."""
   cmd = [sys.executable, '-m', 'benchmarks.torch_seed_program', f'--out={out_json}',
          f'--seed={seed}', f'--threads={threads}']
-  wall, rss = _run(cmd, dict(os.environ))
+  wall, rss = _run(cmd)
   with open(out_json) as f:
     summary = json.load(f)
   return dict(test_accuracy=summary['test_accuracy'], train_seconds=summary['train_seconds'],

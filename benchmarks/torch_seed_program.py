@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import resource
-import sys
 import time
 
 _START = time.perf_counter()
@@ -158,4 +157,3 @@ def main(argv=None) -> dict:
 
 if __name__ == '__main__':
   main()
-  sys.exit(0)
