@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 from absl import app
 from absl import flags
@@ -35,7 +36,7 @@ class Experiment:
     module: the entry point's experiment name (`experiments.<module>.main`).
     flags: its command-line flags, the config included.
     metrics: (key in final_metrics.json, label, scale) per headline metric; the
-      table shows value * scale.
+      table shows value * scale. A dotted key reads nested dictionaries.
     seeds: how many seeds a full reproduction runs.
   """
 
@@ -68,7 +69,11 @@ EXPERIMENTS = {
     ('--config=experiments/ddpm/configs/default.py',),
     (
       ('prompt_accuracy', 'samples classified as their prompt (%)', 100.0),
+      ('paraphrase_accuracy', 'same, paraphrases never trained on (%)', 100.0),
       ('frechet_distance', 'Frechet distance', 1.0),
+      ('attributes.thickness.agreement', 'asked thickness followed (%, chance 50)', 100.0),
+      ('attributes.size.agreement', 'asked size followed (%, chance 50)', 100.0),
+      ('attributes.slant.agreement', 'asked slant followed (%, chance 50)', 100.0),
     ),
     seeds=2,
   ),
@@ -109,6 +114,14 @@ def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=pri
     return {'metrics': json.load(f), 'seconds': float(t.read())}
 
 
+def _metric(metrics: dict, key: str) -> float:
+  """metrics[key], where 'a.b' means metrics['a']['b']."""
+  value: Any = metrics
+  for part in key.split('.'):
+    value = value[part]
+  return float(value)
+
+
 def table(results: dict[str, list[dict]], experiments: dict[str, Experiment], where: str) -> str:
   """The Markdown table of `results` ({experiment: [run_seed's result per seed]}).
 
@@ -124,7 +137,7 @@ def table(results: dict[str, list[dict]], experiments: dict[str, Experiment], wh
   for name, runs in results.items():
     minutes = statistics.median(r['seconds'] for r in runs) / 60
     for key, label, scale in experiments[name].metrics:
-      values = [r['metrics'][key] * scale for r in runs]
+      values = [_metric(r['metrics'], key) * scale for r in runs]
       lines.append(
         f'| {name} | {label} | {statistics.median(values):.2f} | {min(values):.2f} | '
         f'{max(values):.2f} | {len(values)} | {minutes:.1f} min |'

@@ -167,7 +167,7 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
   model = _tiny_model()
   tokens = VOCAB.encode_batch(PROMPTS, 4)
   sched = diffusion.make_schedule('linear', 100)
-  loss_fn = task.make_loss_fn(model, sched, tokens, cond_drop_rate=0.1)
+  loss_fn = task.make_loss_fn(model, sched, task.class_prompt_fn(tokens), cond_drop_rate=0.1)
   tx = optimizers.with_parameter_ema(optimizers.make_optimizer(optimizers.OptimizerConfig(
       learning_rate=3e-3, weight_decay=0.0)), 0.9)
   state = state_lib.init_train_state(lambda r: _init(model, tokens), model.apply, tx,

@@ -196,7 +196,7 @@ def _ddpm() -> Family:
     return ddpm.sample(model, params, sched, jnp.asarray(tokens[:2]), rng,
                        image_shape=(8, 8, 1), sampler=sampler, num_steps=3,
                        guidance_scale=2.0)
-  loss_fn = ddpm.make_loss_fn(model, sched, tokens, cond_drop_rate=0.2)
+  loss_fn = ddpm.make_loss_fn(model, sched, ddpm.class_prompt_fn(tokens), cond_drop_rate=0.2)
   return Family(loss_fn, parallel.take_examples, state, data, sample_fn=sample_fn)
 
 

@@ -1,9 +1,15 @@
 """The prompt-conditioned DDPM as a trainer family.
 
-Periodic evaluation writes a sample grid (one row per prompt); the report writes the
-final grid, then trains the seed's CNN (through the CNN family, in memory) on the
-same training split and measures how often samples are classified as their prompt's
-class and the Fréchet distance between CNN features of samples and of real images.
+Training prompts come from a grammar (`research.data.prompt_grammar`): the
+config's templates, each class's names and the words of the attributes measured
+on each training image (`research.data.glyph_attributes`), drawn afresh per
+example and step. Periodic evaluation writes a sample grid (one row per class);
+the report writes the final grid and one of the config's showcase prompts, then
+trains the seed's CNN (through the CNN family, in memory) on the same training
+split and judges samples: digit accuracy on the training templates and on
+paraphrase templates never trained on, the Fréchet distance between CNN
+features of samples and of real images, and how often samples asked for an
+attribute measure on the asked side of their class's median.
 """
 
 import dataclasses
@@ -17,12 +23,15 @@ import numpy as np
 
 from research import diffusion
 from research import sample_quality
+from research.data import glyph_attributes
+from research.data import prompt_grammar
 from research.data import tokenizers
 from research.errors import UserInputError
 from research.families import cnn
 from research.models import text_encoder
 from research.models import unet
 from research.tasks import diffusion as task
+from research.tasks import prompt_requests
 from research.train import files
 from research.train import optimizers
 from research.train import settings
@@ -48,6 +57,19 @@ def check(config: Any) -> None:
   for name in ('samples_per_prompt', 'eval_samples_per_prompt'):
     if config[name] < 1:
       raise UserInputError(f'{name} must be >= 1, got {config[name]}')
+  for name in ('paraphrase_samples_per_class', 'attribute_samples_per_prompt'):
+    if config[name] < 0:
+      raise UserInputError(f'{name} must be >= 0, got {config[name]}')
+  p = config.prompts
+  for name in ('attribute_rate', 'unknown_word_rate'):
+    if not 0 <= p[name] <= 1:
+      raise UserInputError(f'prompts.{name} must be in [0, 1], got {p[name]}')
+  try:
+    glyph_attributes.check_names(p.attributes)
+    for template in tuple(p.templates) + tuple(p.paraphrases):
+      prompt_grammar.check_template(template)
+  except ValueError as e:
+    raise UserInputError(f'prompts: {e}') from None
 
 
 def judge_config(config: Any) -> ml_collections.ConfigDict:
@@ -87,24 +109,58 @@ class PromptDDPM:
     check(c)
     # The whole test split is the Fréchet distance's reference.
     self.train_set, self.test_set = cnn.train_and_test(c, self.datasets, whole_test=True)
-    if self.train_set.image.shape[-1] != c.image_channels:
-      raise UserInputError(
-        f'data set {c.dataset!r} has {self.train_set.image.shape[-1]} '
-        'channels; set image_channels to it'
-      )
-    self.prompts = task.class_prompts(c.dataset, self.train_set.class_names)
-    tokenizer = tokenizers.WordTokenizer.from_prompts(self.prompts)
-    try:
-      self.tokens = tokenizer.encode_batch(self.prompts, c.text.max_length)
-    except ValueError as e:
-      raise UserInputError(f'{e}: raise text.max_length') from None
-    self.vocab_size = tokenizer.size
     t = self.train_set
+    if t.image.shape[-1] != c.image_channels:
+      raise UserInputError(
+        f'data set {c.dataset!r} has {t.image.shape[-1]} channels; set image_channels to it'
+      )
+    p = c.prompts
+    names = prompt_grammar.class_names(c.dataset, t.class_names, p.numerals)
+    self.grammar = prompt_grammar.PromptGrammar(names, tuple(p.templates), tuple(p.attributes))
+    measured = glyph_attributes.measure(t.image, self.grammar.attributes)
+    try:
+      self.thresholds = glyph_attributes.fit_thresholds(measured, t.label, len(names))
+    except ValueError as e:
+      raise UserInputError(f'{e} (train_split {c.train_split!r})') from None
+    levels = glyph_attributes.levels(measured, t.label, self.thresholds)
+    self.tokenizer = tokenizers.WordTokenizer.from_prompts(self.grammar.prompts())
+    # One grid row per class: the first template and name, no attribute.
+    self.prompts = [
+      self.grammar.render(k, 0, 0, [0] * levels.shape[1], ()) for k in range(len(names))
+    ]
+    self.table = self._encode(self.grammar.prompts(), 'training prompt')
     facts = cnn.image_facts(c, t, self.test_set) | {
       'prompts': self.prompts,
-      'prompt_vocabulary': tokenizer.words,
+      'prompt_vocabulary': self.tokenizer.words,
+      'prompt_table_rows': len(self.table),
+      'attribute_tertiles': {
+        a: {'low': self.thresholds.low[:, i].tolist(), 'high': self.thresholds.high[:, i].tolist()}
+        for i, a in enumerate(self.grammar.attributes)
+      },
     }
-    return trainer.TrainData(t.arrays(), len(t), facts=facts)
+    return trainer.TrainData(t.arrays() | {'levels': levels}, len(t), facts=facts)
+
+  def _encode(self, prompts: list[str], what: str) -> np.ndarray:
+    """int32 (len(prompts), text.max_length) tokens, or a UserInputError saying why not."""
+    try:
+      return self.tokenizer.encode_batch(prompts, self.config.text.max_length)
+    except ValueError as e:
+      raise UserInputError(f'{what}: {e}; raise text.max_length or shorten it') from None
+
+  def _prompt_fn(self) -> task.PromptFn:
+    """Training draws a prompt per example from the grammar's table (a fixed one in
+    evaluation, so its loss is comparable), then hides words at unknown_word_rate."""
+    table, grammar, p = jnp.asarray(self.table), self.grammar, self.config.prompts
+
+    def prompt_fn(rng, batch, train):
+      row_rng, hide_rng = jax.random.split(rng)
+      rows = grammar.sample_rows(row_rng, batch['label'], batch['levels'], p.attribute_rate)
+      tokens = table[rows]
+      if train and p.unknown_word_rate:
+        tokens = prompt_grammar.hide_words(hide_rng, tokens, p.unknown_word_rate)
+      return tokens
+
+    return prompt_fn
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config
@@ -116,7 +172,7 @@ class PromptDDPM:
     module = task.Denoiser(
       unet_cfg,
       settings.model_settings(
-        text_encoder.TextEncoderConfig, c.text, vocab_size=self.vocab_size, dtype=c.model.dtype
+        text_encoder.TextEncoderConfig, c.text, vocab_size=self.tokenizer.size, dtype=c.model.dtype
       ),
     )
     self.sched = diffusion.make_schedule(c.schedule, c.num_diffusion_steps)
@@ -125,14 +181,13 @@ class PromptDDPM:
       {'params': rng},
       jnp.zeros((1, s, s, ch)),
       jnp.zeros((1,), jnp.int32),
-      jnp.asarray(self.tokens[:1]),
+      jnp.asarray(self.table[:1]),
       jnp.zeros((1,), bool),
       train=False,
     )['params']
     self.sampler = task.PromptSampler(
       module,
       self.sched,
-      self.tokens,
       (s, s, ch),
       sampler=c.sampler,
       num_steps=c.sample_steps,
@@ -141,36 +196,52 @@ class PromptDDPM:
     return trainer.Model(
       module,
       init,
-      task.make_loss_fn(module, self.sched, self.tokens, c.cond_drop_rate),
+      task.make_loss_fn(module, self.sched, self._prompt_fn(), c.cond_drop_rate),
       wrap_optimizer=lambda tx: optimizers.with_parameter_ema(tx, c.ema_decay),
     )
 
-  def _grid(self, run: trainer.Run, state: Any, name: str, step: int) -> None:
-    params = optimizers.ema_params(run.driver.host_state(state).opt_state)
+  def _grid(
+    self,
+    run: trainer.Run,
+    params: Any,
+    prompts: list[str],
+    name: str,
+    step: int,
+    tag: str = 'samples',
+  ) -> None:
+    tokens = self._encode(prompts, 'grid prompt')
     png = self.sampler.grid(
-      params, self.config.samples_per_prompt, jax.random.key(self.config.seed + 4)
+      params, tokens, self.config.samples_per_prompt, jax.random.key(self.config.seed + 4)
     )
     if (path := run.path(name)) is not None:
       run.log(f'Saved {files.write_bytes(path, png)}')
-      run.image(step, 'samples', png)
+      run.image(step, tag, png)
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
-    self._grid(run, state, f'samples_step{step}.png', step)
+    params = optimizers.ema_params(run.driver.host_state(state).opt_state)
+    self._grid(run, params, self.prompts, f'samples_step{step}.png', step)
     return {}
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
-    self._grid(run, state, 'samples_final.png', run.total_steps)
     params = optimizers.ema_params(run.driver.host_state(state).opt_state)
+    self._grid(run, params, self.prompts, 'samples_final.png', run.total_steps)
+    showcase = list(self.config.prompts.showcase)
+    if showcase:
+      if unknown := prompt_grammar.unknown_words(self.tokenizer, showcase):
+        run.log(f'Showcase prompts: words the model never trained on (read as unknown): {unknown}')
+      self._grid(run, params, showcase, 'samples_showcase.png', run.total_steps, 'showcase')
     result = self._judge(run, params)
     result['prompts'] = self.prompts
+    result['showcase_prompts'] = showcase
     return result
 
-  def _judge(self, run: trainer.Run, params: Any) -> dict[str, Any]:
-    c = self.config
+  def _train_judge(self, run: trainer.Run) -> tuple[Any, float]:
+    """The seed's CNN trained on this family's data: (images -> (logits, features),
+    its test accuracy)."""
     # The judge trains and tests on the data this family already holds, as its own
     # load_data would read it: this process's share of both splits.
     judge = cnn.CNNClassifier(
-      judge_config(c), datasets=(self.train_set, cnn.process_share(self.test_set))
+      judge_config(self.config), datasets=(self.train_set, cnn.process_share(self.test_set))
     )
     judge_run, judge_state = trainer.train_in_memory(
       judge, log=lambda line: run.log('classifier ' + line)
@@ -181,17 +252,51 @@ class PromptDDPM:
       judge_run.driver.host_state(judge_state).params,
       cnn.preprocessing(judge.config, train=False),
     )
-    k = len(self.prompts)
-    classes = np.repeat(np.arange(k), c.eval_samples_per_prompt)
-    t0 = time.perf_counter()
-    images = self.sampler.many(
-      params, classes, jax.random.key(c.seed + 3), batch=k * c.samples_per_prompt
-    )
-    seconds = time.perf_counter() - t0
+    return classifier_fn, accuracy
+
+  def _requests(self) -> dict[str, prompt_requests.Requests]:
+    """What the judge asks for: training templates (accuracy and Fréchet distance),
+    paraphrases (accuracy) and attributes (agreement), the last two if configured."""
+    c, g = self.config, self.grammar
+    a = len(g.attributes)
+    out = {
+      'templates': prompt_requests.class_requests(
+        g.names, g.templates, c.eval_samples_per_prompt, a
+      )
+    }
+    if c.prompts.paraphrases and c.paraphrase_samples_per_class:
+      out['paraphrases'] = prompt_requests.class_requests(
+        g.names, tuple(c.prompts.paraphrases), c.paraphrase_samples_per_class, a
+      )
+    if a and c.attribute_samples_per_prompt:
+      out['attributes'] = prompt_requests.attribute_requests(g, 0, c.attribute_samples_per_prompt)
+    return out
+
+  def _sample_requests(self, params: Any, requests) -> tuple[dict[str, np.ndarray], float]:
+    """uint8 samples of each request set, and the sampling seconds per image."""
+    c = self.config
+    samples, seconds = {}, 0.0
+    for i, (name, req) in enumerate(requests.items()):
+      tokens = self._encode(req.prompts, f'{name} prompt')
+      t0 = time.perf_counter()
+      samples[name] = self.sampler.many(
+        params,
+        tokens,
+        jax.random.key(c.seed + 3 + 100 * i),
+        batch=len(self.prompts) * c.samples_per_prompt,
+      )
+      seconds += time.perf_counter() - t0
+    return samples, seconds / sum(len(r) for r in requests.values())
+
+  def _judge(self, run: trainer.Run, params: Any) -> dict[str, Any]:
+    classifier_fn, accuracy = self._train_judge(run)
+    reqs = self._requests()
+    samples, seconds_per_image = self._sample_requests(params, reqs)
     to3 = lambda im: np.repeat(im, 3, -1) if im.shape[-1] == 1 else im
-    pred, feats = sample_quality.classify(classifier_fn, to3(images))
+    pred, feats = sample_quality.classify(classifier_fn, to3(samples['templates']))
     _, real = sample_quality.classify(classifier_fn, to3(self.test_set.image))
     _, real_train = sample_quality.classify(classifier_fn, to3(self.train_set.image))
+    classes = reqs['templates'].classes
     result: dict[str, Any] = {
       'prompt_accuracy': sample_quality.prompt_accuracy(pred, classes),
       'frechet_distance': sample_quality.feature_frechet_distance(feats, real),
@@ -199,20 +304,52 @@ class PromptDDPM:
       'classifier_test_accuracy': accuracy,
       'num_samples': len(classes),
       'frechet_feature_dims': int(feats.shape[1]),
-      'sampling_seconds_per_image': seconds / len(classes),
-      'per_prompt_accuracy': [float(np.mean(pred[classes == i] == i)) for i in range(k)],
+      'sampling_seconds_per_image': seconds_per_image,
+      'per_class_accuracy': [
+        float(np.mean(pred[classes == k] == k)) for k in range(len(self.prompts))
+      ],
     }
+    if 'paraphrases' in samples:
+      para_pred, _ = sample_quality.classify(classifier_fn, to3(samples['paraphrases']))
+      result['paraphrase_accuracy'] = sample_quality.prompt_accuracy(
+        para_pred, reqs['paraphrases'].classes
+      )
+      result['unknown_paraphrase_words'] = prompt_grammar.unknown_words(
+        self.tokenizer, reqs['paraphrases'].prompts
+      )
+    if 'attributes' in samples:
+      result['attributes'] = prompt_requests.attribute_report(
+        samples['attributes'], reqs['attributes'], self.grammar, self.thresholds
+      )
+    self._log_judgement(run, result)
+    return result
+
+  def _log_judgement(self, run: trainer.Run, result: dict[str, Any]) -> None:
+    c = self.config
     run.log(
       f'Samples classified as their prompt: {100 * result["prompt_accuracy"]:.1f}% '
-      f'| Fréchet distance to test images: {result["frechet_distance"]:.2f} (real '
-      f'train vs test: {result["frechet_distance_train_vs_test"]:.2f}) | '
+      f'| Fréchet distance to test images: {result["frechet_distance"]:.2f} over '
+      f'{result["num_samples"]} samples (real train vs test: '
+      f'{result["frechet_distance_train_vs_test"]:.2f}) | '
       f'{1000 * result["sampling_seconds_per_image"]:.0f} ms per image '
       f'({c.sampler}, {c.sample_steps} steps, guidance {c.guidance_scale})'
     )
-    if min(len(feats), len(real)) <= feats.shape[1]:
+    if 'paraphrase_accuracy' in result:
       run.log(
-        f'Note: the Fréchet distance fits {feats.shape[1]}-dimensional Gaussians to '
-        f'{len(feats)} samples and {len(real)} test images: a singular covariance, so '
-        'the figure is biased; raise eval_samples_per_prompt (or test images) past that.'
+        f'Paraphrases never trained on: {100 * result["paraphrase_accuracy"]:.1f}% classified '
+        f'as their digit (unknown words: {result["unknown_paraphrase_words"]})'
       )
-    return result
+    for name, r in result.get('attributes', {}).items():
+      means = ', '.join(
+        f'{k.removeprefix("mean_")} {v:.3g}' for k, v in r.items() if k != 'agreement'
+      )
+      run.log(
+        f'Attribute {name}: {100 * r["agreement"]:.1f}% of samples on the asked side of '
+        f'their class median (chance 50%); mean measured {means}'
+      )
+    if result['num_samples'] <= result['frechet_feature_dims']:
+      run.log(
+        f'Note: the Fréchet distance fits {result["frechet_feature_dims"]}-dimensional '
+        f'Gaussians to {result["num_samples"]} samples: a singular covariance, so the '
+        'figure is biased; raise eval_samples_per_prompt past that.'
+      )

@@ -3,10 +3,13 @@
 Dimension key: B batch, H height, W width, C channels, L prompt length, D
 conditioning width, K classes (one prompt per class).
 
-Images enter as uint8 and are scaled to [-1, 1]. Each class has one prompt
-("a handwritten seven"); in training a prompt is replaced by a learned null
-embedding with probability `cond_drop_rate`, so the same network also predicts
-the unconditional noise and classifier-free guidance works at sampling time.
+Images enter as uint8 and are scaled to [-1, 1]. Each training example gets its
+prompt's tokens from a prompt function: one fixed prompt per class
+(`class_prompt_fn`) or a fresh draw from a grammar of templates, names and
+measured attributes (`research.data.prompt_grammar`). In training a prompt is
+replaced by a learned null embedding with probability `cond_drop_rate`, so the
+same network also predicts the unconditional noise and classifier-free guidance
+works at sampling time.
 """
 
 import functools
@@ -20,6 +23,9 @@ from research import diffusion
 from research.models.denoiser import Denoiser
 
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+
+
+PromptFn = Callable[[jax.Array, dict, bool], jax.Array]
 
 
 def class_prompts(dataset: str, class_names: Sequence[str]) -> list[str]:
@@ -39,24 +45,35 @@ def to_uint8(x: jax.Array) -> jax.Array:
   return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
+def class_prompt_fn(prompt_tokens_KxL: np.ndarray) -> PromptFn:
+  """The prompt function of one fixed prompt per class: row `label` of the table."""
+  table = jnp.asarray(prompt_tokens_KxL)
+  return lambda rng, batch, train: table[batch['label']]
+
+
 def make_loss_fn(
-  model: Denoiser, sched: diffusion.Schedule, prompt_tokens_KxL: np.ndarray, cond_drop_rate: float
+  model: Denoiser, sched: diffusion.Schedule, prompt_fn: PromptFn, cond_drop_rate: float
 ) -> Callable:
   """The noise-prediction loss (see `research.train.steps` for the contract).
 
-  Batches hold 'image' uint8 (B, H, W, C), 'label' int32 (B,) and 'mask'. Each
-  example draws its time step uniformly from [0, T) and its noise; evaluation
-  (rng None) uses a fixed key, so its loss is comparable between calls, and
-  never drops prompts.
+  Batches hold 'image' uint8 (B, H, W, C), 'label' int32 (B,), 'mask', and what
+  `prompt_fn` reads. Each example draws its time step uniformly from [0, T) and
+  its noise; evaluation (rng None) uses a fixed key, so its loss is comparable
+  between calls, and never drops prompts.
+
+  Args:
+    model: the Denoiser.
+    sched: the noise schedule.
+    prompt_fn: (rng, batch, train) -> int32 (B, L) prompt tokens of the batch.
+    cond_drop_rate: share of training prompts replaced by the null embedding.
 
   Returns:
     loss_fn(params, batch, rng, train) -> ({'loss': (sum, count)}, {'loss': (B,)}).
   """
-  tokens_table = jnp.asarray(prompt_tokens_KxL)
 
   def loss_fn(params, batch, rng, train):
     rng = jax.random.key(0) if rng is None else rng
-    t_rng, noise_rng, drop_rng, dropout_rng = jax.random.split(rng, 4)
+    t_rng, noise_rng, drop_rng, dropout_rng, prompt_rng = jax.random.split(rng, 5)
     x0 = to_model_range(batch['image'])
     b = x0.shape[0]
     t_B = jax.random.randint(t_rng, (b,), 0, sched.num_steps)
@@ -68,7 +85,7 @@ def make_loss_fn(
       {'params': params},
       diffusion.q_sample(sched, x0, t_B, noise),
       t_B,
-      tokens_table[batch['label']],
+      prompt_fn(prompt_rng, batch, train),
       drop_B,
       train=train,
       rngs={'dropout': dropout_rng},
@@ -156,7 +173,6 @@ class PromptSampler:
   Args:
     model: the Denoiser.
     sched: its noise schedule.
-    tokens_KxL: int32 token ids of the K prompts.
     image_shape: (H, W, C).
     sampler, num_steps, guidance_scale: see `sample`.
   """
@@ -165,14 +181,12 @@ class PromptSampler:
     self,
     model: Denoiser,
     sched: diffusion.Schedule,
-    tokens_KxL: np.ndarray,
     image_shape: tuple[int, int, int],
     *,
     sampler: str,
     num_steps: int,
     guidance_scale: float,
   ):
-    self.tokens = np.asarray(tokens_KxL)
     self.sched = sched
     self._fn = jax.jit(
       functools.partial(
@@ -185,22 +199,23 @@ class PromptSampler:
       )
     )
 
-  def __call__(self, params: Any, classes_B: np.ndarray, rng: jax.Array) -> np.ndarray:
-    """uint8 samples (B, H, W, C) for the prompts of `classes_B`."""
-    x = self._fn(params, self.sched, jnp.asarray(self.tokens[classes_B]), rng)
+  def __call__(self, params: Any, tokens_BxL: np.ndarray, rng: jax.Array) -> np.ndarray:
+    """uint8 samples (B, H, W, C), one per tokenised prompt."""
+    x = self._fn(params, self.sched, jnp.asarray(tokens_BxL), rng)
     return np.asarray(jax.device_get(to_uint8(x)))
 
-  def many(self, params: Any, classes_N: np.ndarray, rng: jax.Array, batch: int) -> np.ndarray:
+  def many(self, params: Any, tokens_NxL: np.ndarray, rng: jax.Array, batch: int) -> np.ndarray:
     """uint8 samples (N, H, W, C), `batch` at a time (the last batch padded)."""
+    tokens_NxL = np.asarray(tokens_NxL)
     out = []
-    for i in range(0, len(classes_N), batch):
-      chunk = classes_N[i : i + batch]
-      padded = np.concatenate([chunk, np.zeros(batch - len(chunk), int)])
+    for i in range(0, len(tokens_NxL), batch):
+      chunk = tokens_NxL[i : i + batch]
+      padded = np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), 0)])
       out.append(self(params, padded, jax.random.fold_in(rng, i))[: len(chunk)])
     return np.concatenate(out)
 
-  def grid(self, params: Any, per_prompt: int, rng: jax.Array) -> bytes:
-    """A PNG with one row per prompt, `per_prompt` samples each."""
-    k = len(self.tokens)
-    images = self(params, np.repeat(np.arange(k), per_prompt), rng)
-    return grid_png(images.reshape((k, per_prompt) + images.shape[1:]))
+  def grid(self, params: Any, tokens_RxL: np.ndarray, per_row: int, rng: jax.Array) -> bytes:
+    """A PNG with one row per prompt, `per_row` samples each."""
+    r = len(tokens_RxL)
+    images = self(params, np.repeat(np.asarray(tokens_RxL), per_row, 0), rng)
+    return grid_png(images.reshape((r, per_row) + images.shape[1:]))

@@ -5,12 +5,18 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 from PIL import Image
 
 from experiments.ddpm.configs import tiny
 from research import families
+from research.data import glyph_attributes
 from research.data import image_classification
+from research.data import prompt_grammar
+from research.families import ddpm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,7 +34,7 @@ def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path,
   # The judging classifier reuses the DDPM's data: each split is read once.
   assert reads == [c.train_split, c.test_split]
   for name in ('manifest.json', 'metrics.jsonl', 'final_metrics.json',
-               'samples_step2.png', 'samples_final.png'):
+               'samples_step2.png', 'samples_final.png', 'samples_showcase.png'):
     assert (tmp_path / name).stat().st_size > 0, name
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
   grid = Image.open(tmp_path / 'samples_final.png')
@@ -42,15 +48,48 @@ def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path,
   assert final['frechet_feature_dims'] == 16
   assert not any(l.startswith('Note: the Fréchet distance fits') for l in lines)
   assert final['frechet_distance'] >= 0 and final['sampling_seconds_per_image'] > 0
+  # One showcase row per free-form prompt; 'draw' is a word training never saw.
+  assert Image.open(tmp_path / 'samples_showcase.png').size[1] == 2 * (
+      len(c.prompts.showcase) * 10 + 2)
+  assert any("never trained on (read as unknown): ['draw']" in l for l in lines)
+  # Paraphrases: 10 classes x 1 ('draw a seven'), the words new to the model named.
+  assert 0 <= final['paraphrase_accuracy'] <= 1
+  assert final['unknown_paraphrase_words'] == ['draw']
+  assert set(final['attributes']) == {'thickness', 'size', 'slant'}
+  assert set(final['attributes']['slant']) == {'agreement', 'mean_upright', 'mean_slanted'}
   assert lines[1].startswith('[Epoch 1] loss = ')
   assert any(l.startswith('Samples classified as their prompt: ') for l in lines)
   records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [r['split'] for r in records] == ['train', 'epoch', 'train', 'epoch', 'final']
 
 
+def test_training_prompts_name_each_images_class_and_only_its_measured_attributes(
+    offline_data_dir):
+  c = tiny.get_config()
+  c.data_dir = offline_data_dir
+  c.prompts.attribute_rate = 1.0  # Name every measured attribute.
+  c.prompts.unknown_word_rate = 0.0
+  family = ddpm.PromptDDPM(c)
+  data = family.load_data()
+  levels = data.train['levels']
+  assert levels.shape == (64, 3) and set(np.unique(levels)) == {0, 1, 2}
+  batch = {k: jnp.asarray(v) for k, v in data.train.items()}
+  tokens = jax.jit(family._prompt_fn(), static_argnums=2)(jax.random.key(0), batch, True)
+  words = {w for pair in glyph_attributes.WORDS.values() for w in pair}
+  for row, label, lv in zip(np.asarray(tokens), data.train['label'], levels):
+    prompt = family.tokenizer.decode(row).split()
+    assert set(prompt) & set(prompt_grammar.class_names('mnist', '0123456789', True)[label])
+    named = {w for w in prompt if w in words}
+    asked = {glyph_attributes.WORDS[a][v - 1] for a, v in zip(c.prompts.attributes, lv) if v}
+    assert named == asked, (prompt, lv)
+
+
 @pytest.mark.parametrize('override,message', [
     ('--config.sampler=euler', "unknown sampler 'euler'"),
     ('--config.image_size=30', 'image size must be a positive multiple of 4'),
+    ("--config.prompts.templates=('a {name}',)", 'must use exactly the fields'),
+    ("--config.prompts.attributes=('colour',)", "unknown attribute 'colour'"),
+    ('--config.text.max_length=6', 'raise text.max_length'),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, override, message):
   out = subprocess.run(

@@ -33,12 +33,18 @@ def test_each_seed_runs_once_and_the_seed_reaches_the_run(tiny_lm, tmp_path):
 
 
 def test_table_has_median_min_max_per_metric_and_the_machine():
-  runs = [{'metrics': {'prompt_accuracy': a, 'frechet_distance': f}, 'seconds': s}
-          for a, f, s in ((0.99, 20.0, 60.0), (0.90, 30.0, 120.0), (0.97, 12.0, 600.0))]
+  runs = [{'metrics': {'prompt_accuracy': a, 'frechet_distance': f, 'paraphrase_accuracy': a,
+                       'attributes': {n: {'agreement': g} for n in ('thickness', 'size', 'slant')}},
+           'seconds': s}
+          for a, f, g, s in ((0.99, 20.0, 0.6, 60.0), (0.90, 30.0, 0.9, 120.0),
+                             (0.97, 12.0, 0.7, 600.0))]
   text = reproduce.table({'ddpm': runs}, reproduce.EXPERIMENTS, 'Some CPU, 2 cores')
   lines = text.splitlines()
   assert lines[0] == 'Machine: Some CPU, 2 cores.'
   assert ('| ddpm | samples classified as their prompt (%) | 97.00 | 90.00 | 99.00 | 3 '
           '| 2.0 min |') in lines
   assert '| ddpm | Frechet distance | 20.00 | 12.00 | 30.00 | 3 | 2.0 min |' in lines
+  # Nested metrics, read by dotted key.
+  assert ('| ddpm | asked slant followed (%, chance 50) | 70.00 | 60.00 | 90.00 | 3 '
+          '| 2.0 min |') in lines
   assert 'model name' not in reproduce.machine().lower() and 'cores' in reproduce.machine()

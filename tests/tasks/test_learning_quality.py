@@ -126,7 +126,7 @@ def test_denoiser_uses_its_prompt():
   # Cosine: its last steps leave little of the image, so only the prompt tells
   # which half was bright (the linear one keeps 60% of its amplitude at T = 100).
   sched = diffusion.make_schedule('cosine', 100)
-  loss_fn = ddpm.make_loss_fn(model, sched, tokens, cond_drop_rate=0.1)
+  loss_fn = ddpm.make_loss_fn(model, sched, ddpm.class_prompt_fn(tokens), cond_drop_rate=0.1)
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 4, 2048).astype(np.int32)
   example = (jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),

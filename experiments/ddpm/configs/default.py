@@ -32,8 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.image_size = 28  # Side in pixels; a multiple of 2 ** (len(model.widths) - 1).
   c.image_channels = 1  # 1 for MNIST-like sets, 3 for cifar10.
   shared_config.add_training_fields(
-      c, num_epochs=38, batch_size=64, eval_batch_size=500,
-      eval_every_epochs=19)  # eval: a sample grid, samples_step<N>.png.
+      c, num_epochs=56, batch_size=64, eval_batch_size=500,
+      eval_every_epochs=28)  # eval: a sample grid, samples_step<N>.png.
 
   c.schedule = 'linear'  # Noise schedule: 'linear' (1e-4..0.02, DDPM) or 'cosine'.
   c.num_diffusion_steps = 1000  # T.
@@ -41,11 +41,35 @@ def get_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.995  # EMA of the parameters used for sampling.
   c.sampler = 'ddim'  # 'ddim' (deterministic, sample_steps) or 'ddpm' (ancestral, all T).
   c.sample_steps = 50  # DDIM denoising steps.
-  c.guidance_scale = 3.0  # Classifier-free guidance: 0 unconditional, 1 conditional.
+  c.guidance_scale = 2.0  # Classifier-free guidance: 0 unconditional, 1 conditional.
   c.samples_per_prompt = 10  # Columns of the sample grids (also the sampling batch / prompts).
-  # Samples per prompt for the quality numbers: 10 prompts x 100 = 1,000 samples, more
-  # than the judge's 512 features, so the Fréchet distance's covariances are full rank.
+  # Samples per class for digit accuracy and the Fréchet distance, prompted through
+  # the training templates: 10 x 100 = 1,000 samples, more than the judge's 512
+  # features, so the Fréchet distance's covariances are full rank.
   c.eval_samples_per_prompt = 100
+  c.paraphrase_samples_per_class = 50  # Samples per class prompted by paraphrases (0: skip).
+  c.attribute_samples_per_prompt = 10  # Per attribute word and class ('a thin seven'; 0: skip).
+
+  # Prompts: a grammar of templates x class names x measured attributes; each training
+  # image gets a fresh prompt per step (research/data/prompt_grammar.py).
+  c.prompts = ml_collections.ConfigDict()
+  c.prompts.templates = (  # Training templates; {attributes} may come out empty.
+      'a handwritten {attributes} {name}', '{attributes} {name}', 'a {attributes} {name}',
+      'the {attributes} digit {name}', 'a {attributes} number {name}',
+      'an image of a {attributes} {name}')
+  c.prompts.paraphrases = (  # Never trained on: judged for digit accuracy only.
+      'draw a {attributes} {name}', 'the number {name}, {attributes}',
+      'please write the digit {name} by hand {attributes}', 'a picture showing {attributes} {name}',
+      'an image of the {attributes} handwritten number {name}')
+  c.prompts.numerals = True  # Digits are named by word and numeral ('seven', '7').
+  # Measured on every training image; a class's low / high third is named by a word:
+  # thickness thin / thick, size small / large, slant upright / slanted.
+  c.prompts.attributes = ('thickness', 'size', 'slant')
+  c.prompts.attribute_rate = 0.5  # Chance each measured attribute is named in a prompt.
+  c.prompts.unknown_word_rate = 0.05  # Words hidden as unknown in training (robustness).
+  c.prompts.showcase = (  # Free-form prompts of samples_showcase.png, one row each.
+      '7', 'the digit seven', 'a thick seven', 'a thin seven', 'a slanted one',
+      'an upright one', 'a large zero', 'a small zero', 'draw a 4', 'a thick, slanted two')
 
   c.model = ml_collections.ConfigDict()
   c.model.widths = (32, 64, 64)  # U-Net channels per level (28 -> 14 -> 7 pixels).
@@ -57,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16'.
 
   c.text = ml_collections.ConfigDict()
-  c.text.max_length = 8  # Longest prompt in words, plus one for the end token.
+  c.text.max_length = 12  # Longest prompt in words, plus one for the end token.
   c.text.emb_dim = 64  # Prompt encoder width = conditioning vector width.
   c.text.num_heads = 4  # Prompt encoder attention heads.
   c.text.num_layers = 2  # Prompt encoder transformer layers.

@@ -22,6 +22,8 @@ def get_config():
   c.samples_per_prompt = 2  # 10 x 2 grid.
   c.eval_every_epochs = 1  # Exercise the mid-run grid.
   c.eval_samples_per_prompt = 3  # 30 judged samples.
+  c.paraphrase_samples_per_class = 1  # 10 paraphrased samples.
+  c.attribute_samples_per_prompt = 1  # 3 attributes x 10 classes x 2 words.
   c.progress = False  # No progress bars in logs.
   c.model.widths = (8, 16)  # Two tiny levels.
   c.model.attention_resolutions = (4,)  # Attention at 4x4.
