@@ -70,9 +70,13 @@ def test_levels_name_the_low_and_high_third_within_each_class():
 
 
 def test_agreement_counts_samples_on_the_asked_side_of_their_class_median():
-  th = ga.fit_thresholds(np.arange(10.0)[:, None], np.zeros(10, int), 1)  # Median 4.5.
-  values = np.array([[1.0], [9.0], [2.0], [8.0], [5.0]])
-  asked = np.array([[1], [2], [2], [1], [0]])  # Right, right, wrong, wrong, not asked.
-  np.testing.assert_allclose(ga.agreement(values, np.zeros(5, int), asked, th), [0.5])
-  asked_right = np.array([[1], [2], [1], [2], [0]])
-  np.testing.assert_allclose(ga.agreement(values, np.zeros(5, int), asked_right, th), [1.0])
+  # Class 0 measures 0..9 (median 4.5), class 1 100..109 (median 104.5).
+  values = np.concatenate([np.arange(10.0), 100 + np.arange(10.0)])[:, None]
+  th = ga.fit_thresholds(values, np.repeat([0, 1], 10), 2)
+  samples = np.array([[1.0], [9.0], [2.0], [8.0], [5.0], [101.0], [108.0]])
+  labels = np.array([0, 0, 0, 0, 0, 1, 1])
+  # Right, right, wrong, wrong, not asked; class 1: right, right.
+  asked = np.array([[1], [2], [2], [1], [0], [1], [2]])
+  np.testing.assert_allclose(ga.agreement(samples, labels, asked, th), [4 / 6])
+  asked_right = np.array([[1], [2], [1], [2], [0], [1], [2]])
+  np.testing.assert_allclose(ga.agreement(samples, labels, asked_right, th), [1.0])

@@ -42,16 +42,22 @@ def _bar(width: int, shift: float) -> np.ndarray:
 
 
 def test_attribute_report_scores_samples_that_follow_and_that_defy_the_words():
-  # Training images of every class: widths 1..5 and shifts -0.2..0.4.
-  train = np.stack([_bar(w, s) for w in (1, 2, 3, 4, 5) for s in (-0.2, 0.1, 0.4)] * 10)
-  labels = np.repeat(np.arange(10), 15)
+  # Training images: widths 1..3 in even classes, 3..5 in odd ones; shifts -0.2..0.4.
+  train = np.stack([_bar(w + 2 * (k % 2), s) for k in range(10) for w in (1, 2, 3)
+                    for s in (-0.2, 0.1, 0.4)])
+  labels = np.repeat(np.arange(10), 9)
   thresholds = ga.fit_thresholds(ga.measure(train, GRAMMAR.attributes), labels, 10)
   req = pr.attribute_requests(GRAMMAR, 0, 2)
-  # Samples that do as asked: thin -> width 1, thick -> 5, upright -> shift 0, slanted -> 0.4.
-  follow = {(0, 1): _bar(1, 0.1), (0, 2): _bar(5, 0.1), (1, 1): _bar(3, 0.0), (1, 2): _bar(3, 0.4)}
-  defy = {(0, 1): _bar(5, 0.1), (0, 2): _bar(1, 0.1), (1, 1): _bar(3, 0.4), (1, 2): _bar(3, -0.2)}
-  for samples, want in ((follow, 1.0), (defy, 0.0)):
-    images = np.stack([samples[(int(np.argmax(a > 0)), int(a.max()))] for a in req.asked])
+
+  def sample(k, attr, level, follow):
+    level = level if follow else 3 - level
+    if attr == 0:  # Thin: the class's thinnest width, thick: its thickest.
+      return _bar((1 if level == 1 else 3) + 2 * (k % 2), 0.1)
+    return _bar(2 + 2 * (k % 2), 0.0 if level == 1 else 0.4)
+
+  for follow, want in ((True, 1.0), (False, 0.0)):
+    images = np.stack([sample(k, int(np.argmax(a > 0)), int(a.max()), follow)
+                       for k, a in zip(req.classes, req.asked)])
     report = pr.attribute_report(images, req, GRAMMAR, thresholds)
     assert set(report) == {'thickness', 'slant'}
     for name in report:
