@@ -7,6 +7,10 @@
 - Tokens (`tokenizers.py`): one convention, PAD/BOS/EOS/UNK = 0/1/2/3, then the
   symbols; `CharTokenizer` (characters), `ByteTokenizer` (UTF-8 bytes) and
   `WordTokenizer` (prompt words, `split_words`) implement the `Tokenizer` protocol.
+- Prompts: `PromptGrammar` (`prompt_grammar.py`) enumerates templates x class names
+  x attribute words as one token table and draws from it inside a jitted step;
+  `measure_attributes` (`glyph_attributes.py`) measures stroke thickness, size and
+  slant of glyph images, the attributes prompts can name.
 - Text: `load_corpus` returns a `TextCorpus` (character ids and its `CharTokenizer`).
 - Sequence pairs: `make_task` builds a generated string task (`TaskConfig`) as
   `Seq2SeqDataset`s with a strict `CharTokenizer`; `TranslationConfig` and
@@ -20,8 +24,10 @@ Importing this package imports no TensorFlow.
 
 from research.data.augment import ImagePreprocessing
 from research.data.augment import preprocess
+from research.data.glyph_attributes import measure as measure_attributes
 from research.data.image_classification import ImageDataset
 from research.data.image_classification import load_image_classification
+from research.data.prompt_grammar import PromptGrammar
 from research.data.seq2seq_tasks import Seq2SeqDataset
 from research.data.seq2seq_tasks import TaskConfig
 from research.data.seq2seq_tasks import make_task
@@ -42,6 +48,7 @@ __all__ = [
   'CharTokenizer',
   'ImageDataset',
   'ImagePreprocessing',
+  'PromptGrammar',
   'Seq2SeqDataset',
   'TaskConfig',
   'TextCorpus',
@@ -54,6 +61,7 @@ __all__ = [
   'load_corpus',
   'load_image_classification',
   'make_task',
+  'measure_attributes',
   'preprocess',
   'process_slice',
 ]
