@@ -93,6 +93,13 @@ def test_attribute_rate_zero_names_none_and_one_names_every_measured_attribute()
     assert {'thick', 'large', 'slanted'} <= set(p.replace(',', '').split()), p
 
 
+def test_a_grammar_without_attributes_draws_names_and_templates():
+  grammar = pg.PromptGrammar((('cat',), ('dog',)), ('a {attributes} {name}', 'the {name}{attributes}'))
+  assert grammar.shape == (2, 1, 2, 1, 1) and grammar.prompts() == ['a cat', 'the cat', 'a dog', 'the dog']
+  rows = grammar.sample_rows(jax.random.key(0), jnp.array([1] * 20), jnp.zeros((20, 0), int), 0.5)
+  assert {grammar.prompts()[int(r)] for r in rows} == {'a dog', 'the dog'}
+
+
 def test_hide_words_replaces_words_only():
   tokens = jnp.array([[4, 5, 6, EOS_ID, PAD_ID], [7, EOS_ID, PAD_ID, PAD_ID, PAD_ID]])
   all_hidden = pg.hide_words(jax.random.key(0), tokens, 1.0)

@@ -4,7 +4,9 @@ Run (~17 minutes of training on 2 CPU cores, then ~6 minutes of judging):
   python -m experiments.ddpm.main --config=experiments/ddpm/configs/default.py \
       --workdir=runs/ddpm
   ... --config.dataset=mnist | fashion_mnist     # real tfds sets (network)
-  ... --config.dataset=cifar10 --config.image_size=32 --config.image_channels=3
+  ... --config.dataset=cifar10 --config.image_size=32 --config.image_channels=3 \
+      --config.prompts.attributes='()' \
+      --config.prompts.templates="('a photo of a {attributes} {name}', '{attributes} {name}')"
 
 Expect: legible digits in samples_final.png (one row per prompt "a handwritten
 zero" .. "a handwritten nine"). Measured from a clean clone on a 2-core AMD EPYC
