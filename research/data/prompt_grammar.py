@@ -8,7 +8,8 @@ the class's names ('seven' or '7') and the words of some of the image's
 measured attributes ('thick slanted', in any order). Every combination is one
 row of a token table, so training draws a fresh prompt per example inside the
 jitted step (`sample_rows`): which name, which template, which attributes are
-named (each measured one with probability `attribute_rate`) and in which order.
+named (in a share `describe_rate` of prompts, each measured one with probability
+`attribute_rate`) and in which order.
 
 Prompts the model never saw (paraphrase templates, words outside the training
 vocabulary) go through the same `WordTokenizer`: unknown words become UNK_ID,
@@ -117,15 +118,26 @@ class PromptGrammar:
     return (((labels_B * f + forms_B) * t + templates_B) * c + code) * p + orders_B
 
   def sample_rows(
-    self, rng: jax.Array, labels_B: jax.Array, levels_BxA: jax.Array, attribute_rate: float
+    self,
+    rng: jax.Array,
+    labels_B: jax.Array,
+    levels_BxA: jax.Array,
+    describe_rate: float,
+    attribute_rate: float,
   ) -> jax.Array:
     """int32 (B,) random rows for images of classes `labels_B` whose attributes
     measure `levels_BxA` (0 middle, 1 low, 2 high): a uniform name form, template
-    and order; each measured attribute named with probability `attribute_rate`."""
+    and word order. A share `describe_rate` of prompts may name attributes, each
+    measured one with probability `attribute_rate`; the rest name none, whatever
+    the image, so an attribute-free prompt stands for every image of its class
+    (naming every measured attribute at rate r alone would leave attribute-free
+    prompts to the typical images: a fraction (1 - r)^3 of those extreme in all
+    three attributes, against all of those extreme in none)."""
     _, f, t, _, p = self.shape
     b = labels_B.shape[0]
-    kf, kt, ka, ko = jax.random.split(rng, 4)
-    named = jax.random.bernoulli(ka, attribute_rate, levels_BxA.shape)
+    kf, kt, kd, ka, ko = jax.random.split(rng, 5)
+    describe = jax.random.bernoulli(kd, describe_rate, (b, 1))
+    named = describe & jax.random.bernoulli(ka, attribute_rate, levels_BxA.shape)
     return self.rows(
       labels_B,
       jax.random.randint(kf, (b,), 0, f),

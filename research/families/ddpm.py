@@ -61,7 +61,7 @@ def check(config: Any) -> None:
     if config[name] < 0:
       raise UserInputError(f'{name} must be >= 0, got {config[name]}')
   p = config.prompts
-  for name in ('attribute_rate', 'unknown_word_rate'):
+  for name in ('describe_rate', 'attribute_rate', 'unknown_word_rate'):
     if not 0 <= p[name] <= 1:
       raise UserInputError(f'prompts.{name} must be in [0, 1], got {p[name]}')
   try:
@@ -154,7 +154,9 @@ class PromptDDPM:
 
     def prompt_fn(rng, batch, train):
       row_rng, hide_rng = jax.random.split(rng)
-      rows = grammar.sample_rows(row_rng, batch['label'], batch['levels'], p.attribute_rate)
+      rows = grammar.sample_rows(
+        row_rng, batch['label'], batch['levels'], p.describe_rate, p.attribute_rate
+      )
       tokens = table[rows]
       if train and p.unknown_word_rate:
         tokens = prompt_grammar.hide_words(hide_rng, tokens, p.unknown_word_rate)

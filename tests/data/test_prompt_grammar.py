@@ -54,12 +54,12 @@ def test_table_rows_are_the_rendered_choices():
   assert GRAMMAR.render(7, 1, 1, [2, 0, 1], (2, 0, 1)) == 'the number 7, upright thick'
 
 
-def _drawn_prompts(labels, levels, rate, n_keys=1, seed=0):
+def _drawn_prompts(labels, levels, rate, n_keys=1, seed=0, describe=1.0):
   prompts = GRAMMAR.prompts()
   out = []
   for i in range(n_keys):
-    rows = jax.jit(GRAMMAR.sample_rows, static_argnums=3)(
-      jax.random.key(seed + i), jnp.asarray(labels), jnp.asarray(levels), rate
+    rows = jax.jit(GRAMMAR.sample_rows, static_argnums=(3, 4))(
+      jax.random.key(seed + i), jnp.asarray(labels), jnp.asarray(levels), describe, rate
     )
     out += [prompts[int(r)] for r in rows]
   return out
@@ -96,8 +96,20 @@ def test_attribute_rate_zero_names_none_and_one_names_every_measured_attribute()
 def test_a_grammar_without_attributes_draws_names_and_templates():
   grammar = pg.PromptGrammar((('cat',), ('dog',)), ('a {attributes} {name}', 'the {name}{attributes}'))
   assert grammar.shape == (2, 1, 2, 1, 1) and grammar.prompts() == ['a cat', 'the cat', 'a dog', 'the dog']
-  rows = grammar.sample_rows(jax.random.key(0), jnp.array([1] * 20), jnp.zeros((20, 0), int), 0.5)
+  rows = grammar.sample_rows(jax.random.key(0), jnp.array([1] * 20), jnp.zeros((20, 0), int), 0.5, 0.5)
   assert {grammar.prompts()[int(r)] for r in rows} == {'a dog', 'the dog'}
+
+
+def test_attribute_free_prompts_stand_for_typical_and_extreme_images_alike():
+  # 1,000 images in the middle third of every attribute, 1,000 in an extreme third of all.
+  labels = np.zeros(2000, int)
+  levels = np.concatenate([np.zeros((1000, 3), int), np.full((1000, 3), 2)])
+  words = {w for pair in pg.glyph_attributes.WORDS.values() for w in pair}
+  prompts = _drawn_prompts(labels, levels, 0.5, describe=0.5)
+  bare = np.array([not words & set(p.replace(',', '').split()) for p in prompts])
+  assert bare[:1000].all()
+  # Half never describe, half name none of three at rate 0.5: 0.5 + 0.5 / 8 = 0.5625.
+  assert abs(bare[1000:].mean() - 0.5625) < 0.05
 
 
 def test_hide_words_replaces_words_only():

@@ -67,7 +67,7 @@ def test_training_prompts_name_each_images_class_and_only_its_measured_attribute
     offline_data_dir):
   c = tiny.get_config()
   c.data_dir = offline_data_dir
-  c.prompts.attribute_rate = 1.0  # Name every measured attribute.
+  c.prompts.describe_rate = c.prompts.attribute_rate = 1.0  # Name every measured one.
   c.prompts.unknown_word_rate = 0.0
   family = ddpm.PromptDDPM(c)
   data = family.load_data()

@@ -75,7 +75,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Measured on every training image; a class's low / high third is named by a word:
   # thickness thin / thick, size small / large, slant upright / slanted.
   c.prompts.attributes = ('thickness', 'size', 'slant')
-  c.prompts.attribute_rate = 0.5  # Chance each measured attribute is named in a prompt.
+  # Share of prompts that may name attributes; the others name none whatever the image,
+  # so 'a seven' stands for every seven, not only the typical ones.
+  c.prompts.describe_rate = 0.5
+  c.prompts.attribute_rate = 0.5  # In those, the chance each measured attribute is named.
   c.prompts.unknown_word_rate = 0.05  # Words hidden as unknown in training (robustness).
   c.prompts.showcase = (  # Free-form prompts of samples_showcase.png, one row each.
       '7', 'the digit seven', 'a thick seven', 'a thin seven', 'a slanted one',
