@@ -19,7 +19,10 @@ reached 2.23 bits/char at step 300 where 8e-3 reached 1.98) and dropout 0.2 (wit
 it the training loss fell to 0.82 nats per character by step 800 while validation
 stalled at 1.68 bits/char). The GRU gets the same 1.720 as with the earlier ones
 (learning rate 3e-3, no dropout, 600 steps). The target of 1.5 bits/char is not
-reached.
+reached. More text did not help within the budget: adding the standard library's
+docstrings (1.46 MB, 3.5 times the training text) to the training split gave 2.174 /
+1.879 bits/char at steps 200 / 400, against 1.942 / 1.729 without them (LSTM, same
+validation text).
 """
 
 import ml_collections
