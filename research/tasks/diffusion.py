@@ -20,19 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from research import diffusion
+from research.data import prompt_grammar
 from research.models.denoiser import Denoiser
-
-DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
-
 
 PromptFn = Callable[[jax.Array, dict, bool], jax.Array]
 
 
 def class_prompts(dataset: str, class_names: Sequence[str]) -> list[str]:
   """One prompt per class: 'a handwritten seven' for MNIST digits, else 'a photo of a X'."""
-  if dataset.startswith('mnist') and len(class_names) == 10:
-    return [f'a handwritten {w}' for w in DIGIT_WORDS]
-  return [f'a photo of a {n.replace("_", " ").lower()}' for n in class_names]
+  digits = dataset.startswith('mnist') and len(class_names) == 10
+  template = 'a handwritten {attributes} {name}' if digits else 'a photo of a {attributes} {name}'
+  names = prompt_grammar.class_names(dataset, class_names, numerals=False)
+  return [prompt_grammar.fill(template, forms[0], ()) for forms in names]
 
 
 def to_model_range(images_u8: jax.Array) -> jax.Array:

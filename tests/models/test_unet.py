@@ -74,7 +74,7 @@ def test_bad_sizes_are_rejected():
     unet.UNetConfig(widths=(12,), num_groups=8)
 
 
-DIGIT_PROMPTS = [f'a handwritten {w}' for w in task.DIGIT_WORDS]
+DIGIT_PROMPTS = task.class_prompts('mnist', [str(i) for i in range(10)])
 
 
 def _encoder(max_length, **kw):
