@@ -110,17 +110,13 @@ class Thresholds:
 
 
 def fit_thresholds(values_NxA: np.ndarray, labels_N: np.ndarray, num_classes: int) -> Thresholds:
-  """Tertiles and medians of each attribute within each class.
-
-  Raises:
-    ValueError: if a class has no images.
-  """
+  """Tertiles and medians of each attribute within each class; a class without
+  images (a small split) takes those of all the images."""
+  pooled = np.quantile(values_NxA, [1 / 3, 1 / 2, 2 / 3], axis=0)
   cuts = []
   for k in range(num_classes):
     v = values_NxA[labels_N == k]
-    if not len(v):
-      raise ValueError(f'class {k} has no images to measure attributes on')
-    cuts.append(np.quantile(v, [1 / 3, 1 / 2, 2 / 3], axis=0))
+    cuts.append(np.quantile(v, [1 / 3, 1 / 2, 2 / 3], axis=0) if len(v) else pooled)
   low, median, high = np.stack(cuts, 1).astype(np.float32)
   return Thresholds(low, median, high)
 

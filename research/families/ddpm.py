@@ -118,10 +118,7 @@ class PromptDDPM:
     names = prompt_grammar.class_names(c.dataset, t.class_names, p.numerals)
     self.grammar = prompt_grammar.PromptGrammar(names, tuple(p.templates), tuple(p.attributes))
     measured = glyph_attributes.measure(t.image, self.grammar.attributes)
-    try:
-      self.thresholds = glyph_attributes.fit_thresholds(measured, t.label, len(names))
-    except ValueError as e:
-      raise UserInputError(f'{e} (train_split {c.train_split!r})') from None
+    self.thresholds = glyph_attributes.fit_thresholds(measured, t.label, len(names))
     levels = glyph_attributes.levels(measured, t.label, self.thresholds)
     self.tokenizer = tokenizers.WordTokenizer.from_prompts(self.grammar.prompts())
     # One grid row per class: the first template and name, no attribute.
