@@ -113,8 +113,7 @@ class PromptGrammar:
   def rows(self, labels_B, forms_B, templates_B, levels_BxA, orders_B):
     """int32 (B,) table rows of the given choices (NumPy or traced jax arrays)."""
     _, f, t, c, p = self.shape
-    a = len(self.attributes)
-    code = (levels_BxA * (3 ** jnp.arange(a))).sum(-1) if a else 0 * labels_B
+    code = (levels_BxA * (3 ** jnp.arange(len(self.attributes)))).sum(-1)
     return (((labels_B * f + forms_B) * t + templates_B) * c + code) * p + orders_B
 
   def sample_rows(

@@ -120,12 +120,12 @@ class PromptDDPM:
     measured = glyph_attributes.measure(t.image, self.grammar.attributes)
     self.thresholds = glyph_attributes.fit_thresholds(measured, t.label, len(names))
     levels = glyph_attributes.levels(measured, t.label, self.thresholds)
-    self.tokenizer = tokenizers.WordTokenizer.from_prompts(self.grammar.prompts())
+    every_prompt = self.grammar.prompts()
+    self.tokenizer = tokenizers.WordTokenizer.from_prompts(every_prompt)
     # One grid row per class: the first template and name, no attribute.
-    self.prompts = [
-      self.grammar.render(k, 0, 0, [0] * levels.shape[1], ()) for k in range(len(names))
-    ]
-    self.table = self._encode(self.grammar.prompts(), 'training prompt')
+    no_attributes = [0] * len(self.grammar.attributes)
+    self.prompts = [self.grammar.render(k, 0, 0, no_attributes, ()) for k in range(len(names))]
+    self.table = self._encode(every_prompt, 'training prompt')
     facts = cnn.image_facts(c, t, self.test_set) | {
       'prompts': self.prompts,
       'prompt_vocabulary': self.tokenizer.words,
