@@ -75,18 +75,30 @@ def gaussian_stats(features_NxF: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(
   mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray, eps: float = 1e-6
 ) -> float:
-  """Fréchet distance of N(mu_a, cov_a) and N(mu_b, cov_b).
+  """Fréchet distance of N(mu_a, cov_a) and N(mu_b, cov_b); mu (F,), cov (F, F) float64.
 
-  A near-singular product (fewer samples than features) gets `eps` added to the
+  A feature constant in either set (a ReLU unit that never fires) has a zero row
+  and column in that covariance, so it adds nothing to tr((S_a S_b)^(1/2)): the
+  square root is taken over the features that vary in both sets only, which is
+  exact and keeps the matrix regular when the rest is full rank. A product still
+  near-singular (fewer samples than varying features) gets `eps` added to the
   diagonals, as in the reference FID code.
   """
   diff = mu_a - mu_b
-  covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+  varies = (np.diag(cov_a) > 0) & (np.diag(cov_b) > 0)
+  a, b = cov_a[np.ix_(varies, varies)], cov_b[np.ix_(varies, varies)]
+  covmean = linalg.sqrtm(a @ b)
   if not np.isfinite(covmean).all():
-    offset = np.eye(cov_a.shape[0]) * eps
-    covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    offset = np.eye(a.shape[0]) * eps
+    covmean = linalg.sqrtm((a + offset) @ (b + offset))
   covmean = np.real(covmean)
   return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+
+
+def varying_features(features_a: np.ndarray, features_b: np.ndarray) -> int:
+  """How many of the F features vary in both sets (N_a, F), (N_b, F): the rank the
+  Fréchet distance's square root works in (at most min(N_a, N_b) - 1 is full rank)."""
+  return int(np.sum((np.ptp(features_a, 0) > 0) & (np.ptp(features_b, 0) > 0)))
 
 
 def feature_frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:

@@ -1,10 +1,13 @@
 """Sample-quality measures: Fréchet distance, prompt accuracy, CNN features."""
 
+import warnings
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import linalg as scipy_linalg
 
 from research import sample_quality
 from research.data import augment
@@ -51,3 +54,26 @@ def test_classifier_fn_gives_logits_and_fc1_features():
                        augment.preprocess(jnp.asarray(images), augment.ImagePreprocessing()),
                        train=False)
   np.testing.assert_array_equal(pred, np.argmax(logits, -1))
+
+
+def test_frechet_distance_drops_dead_features_exactly_and_without_warning():
+  # Features 2 and 4 never fire in one of the sets (dead ReLU units): the square root
+  # is taken over the others, which must equal the closed form of a full-rank case.
+  rng = np.random.default_rng(2)
+  n, f = 300, 6
+  a = rng.normal(size=(n, f)) @ rng.normal(size=(f, f))
+  b = rng.normal(size=(n, f)) @ rng.normal(size=(f, f)) + 0.5
+  a[:, 2] = 0.0
+  b[:, 4] = 1.5
+  mu_a, cov_a = sample_quality.gaussian_stats(a)
+  mu_b, cov_b = sample_quality.gaussian_stats(b)
+  keep = [0, 1, 3, 5]
+  sa, sb = cov_a[np.ix_(keep, keep)], cov_b[np.ix_(keep, keep)]
+  root_a = scipy_linalg.sqrtm(sa)
+  want = (np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+          - 2.0 * np.trace(np.real(scipy_linalg.sqrtm(root_a @ sb @ root_a))))
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    got = sample_quality.frechet_distance(mu_a, cov_a, mu_b, cov_b)
+  np.testing.assert_allclose(got, want, rtol=1e-9)
+  assert sample_quality.varying_features(a, b) == 4

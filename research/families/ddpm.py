@@ -303,6 +303,7 @@ class PromptDDPM:
       'classifier_test_accuracy': accuracy,
       'num_samples': len(classes),
       'frechet_feature_dims': int(feats.shape[1]),
+      'frechet_varying_features': sample_quality.varying_features(feats, real),
       'sampling_seconds_per_image': seconds_per_image,
       'per_class_accuracy': [
         float(np.mean(pred[classes == k] == k)) for k in range(len(self.prompts))
@@ -328,7 +329,8 @@ class PromptDDPM:
     run.log(
       f'Samples classified as their prompt: {100 * result["prompt_accuracy"]:.1f}% '
       f'| Fréchet distance to test images: {result["frechet_distance"]:.2f} over '
-      f'{result["num_samples"]} samples (real train vs test: '
+      f'{result["num_samples"]} samples, {result["frechet_varying_features"]} of '
+      f'{result["frechet_feature_dims"]} features varying (real train vs test: '
       f'{result["frechet_distance_train_vs_test"]:.2f}) | '
       f'{1000 * result["sampling_seconds_per_image"]:.0f} ms per image '
       f'({c.sampler}, {c.sample_steps} steps, guidance {c.guidance_scale})'
@@ -346,9 +348,9 @@ class PromptDDPM:
         f'Attribute {name}: {100 * r["agreement"]:.1f}% of samples on the asked side of '
         f'their class median (chance 50%); mean measured {means}'
       )
-    if result['num_samples'] <= result['frechet_feature_dims']:
+    if result['num_samples'] <= result['frechet_varying_features']:
       run.log(
-        f'Note: the Fréchet distance fits {result["frechet_feature_dims"]}-dimensional '
+        f'Note: the Fréchet distance fits {result["frechet_varying_features"]}-dimensional '
         f'Gaussians to {result["num_samples"]} samples: a singular covariance, so the '
         'figure is biased; raise eval_samples_per_prompt past that.'
       )

@@ -46,6 +46,7 @@ def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path,
   assert 0 <= final['prompt_accuracy'] <= 1 and final['num_samples'] == 30
   # The distance's features are the judge's fc1 (16 wide here): 30 samples, full rank.
   assert final['frechet_feature_dims'] == 16
+  assert 0 < final['frechet_varying_features'] <= 16  # Dead ReLU units left out.
   assert not any(l.startswith('Note: the Fréchet distance fits') for l in lines)
   assert final['frechet_distance'] >= 0 and final['sampling_seconds_per_image'] > 0
   # One showcase row per free-form prompt; 'draw' is a word training never saw.
