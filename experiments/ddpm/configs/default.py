@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.995  # EMA of the parameters used for sampling.
   c.sampler = 'ddim'  # 'ddim' (deterministic, sample_steps) or 'ddpm' (ancestral, all T).
   c.sample_steps = 50  # DDIM denoising steps.
-  c.guidance_scale = 2.0  # Classifier-free guidance: 0 unconditional, 1 conditional.
+  c.guidance_scale = 1.75  # Classifier-free guidance: 0 unconditional, 1 conditional.
   c.samples_per_prompt = 10  # Columns of the sample grids (also the sampling batch / prompts).
   # Samples per class for digit accuracy and the Fréchet distance, prompted through
   # the training templates: 10 x 100 = 1,000 samples, more than the judge's 512
