@@ -64,6 +64,17 @@ EXPERIMENTS = {
   ),
   'reverse': Experiment('seq2seq', ('--config=experiments/seq2seq/configs/default.py',), _EXACT),
   'addition': Experiment('seq2seq', ('--config=experiments/seq2seq/configs/addition.py',), _EXACT),
+  'length_generalisation': Experiment(
+    'seq2seq',
+    ('--config=experiments/seq2seq/configs/length_generalisation.py',),
+    (
+      ('test_greedy_exact_accuracy', 'exact match on 17-24 letters, greedy (%)', 100.0),
+      ('test_exact_accuracy_by_length.17.greedy_exact_accuracy',
+       'exact match at 17 letters, greedy (%)', 100.0),
+      ('test_exact_accuracy_by_length.18.greedy_exact_accuracy',
+       'exact match at 18 letters, greedy (%)', 100.0),
+    ),
+  ),
   'ddpm': Experiment(
     'ddpm',
     ('--config=experiments/ddpm/configs/default.py',),

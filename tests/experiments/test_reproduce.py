@@ -48,3 +48,26 @@ def test_table_has_median_min_max_per_metric_and_the_machine():
   assert ('| ddpm | asked slant followed (%, chance 50) | 70.00 | 60.00 | 90.00 | 3 '
           '| 2.0 min |') in lines
   assert 'model name' not in reproduce.machine().lower() and 'cores' in reproduce.machine()
+
+
+def test_every_experiment_names_an_existing_entry_point_and_config():
+  for name, experiment in reproduce.EXPERIMENTS.items():
+    main = reproduce.os.path.join(reproduce.ROOT, 'experiments', experiment.module, 'main.py')
+    assert reproduce.os.path.exists(main), name
+    configs = [f.split('=', 1)[1] for f in experiment.flags if f.startswith('--config=')]
+    assert len(configs) == 1 and reproduce.os.path.exists(
+        reproduce.os.path.join(reproduce.ROOT, configs[0])), name
+
+
+def test_length_generalisation_rows_read_the_per_length_buckets():
+  # Shaped as the seq2seq family's final metrics: buckets keyed by length as text.
+  by_length = {str(n): {'greedy_exact_accuracy': a, 'beam_exact_accuracy': a}
+               for n, a in ((17, 0.6), (18, 0.1), (24, 0.0))}
+  runs = [{'metrics': {'test_greedy_exact_accuracy': 0.08,
+                       'test_exact_accuracy_by_length': by_length}, 'seconds': 600.0}]
+  lines = reproduce.table({'length_generalisation': runs}, reproduce.EXPERIMENTS,
+                          'Some CPU').splitlines()
+  assert ('| length_generalisation | exact match at 17 letters, greedy (%) | 60.00 | 60.00 '
+          '| 60.00 | 1 | 10.0 min |') in lines
+  assert any('at 18 letters, greedy (%) | 10.00 |' in l for l in lines)
+  assert any('on 17-24 letters, greedy (%) | 8.00 |' in l for l in lines)
