@@ -74,7 +74,12 @@ def check(config: Any) -> None:
 
 def judge_config(config: Any) -> ml_collections.ConfigDict:
   """The judging classifier's CNN config, on the DDPM's own data and image size (the
-  data fields say which; `PromptDDPM` hands the judge the data it already holds)."""
+  data fields say which; `PromptDDPM` hands the judge the data it already holds).
+
+  The judge keeps its own seed (`classifier.seed`), not the DDPM's: every DDPM seed
+  is judged by the same classifier, so accuracies and Fréchet distances (whose
+  features are the judge's) compare across seeds.
+  """
   judge = ml_collections.ConfigDict(config.classifier.to_dict())
   for name in (
     'dataset',
@@ -82,7 +87,6 @@ def judge_config(config: Any) -> ml_collections.ConfigDict:
     'train_split',
     'test_split',
     'image_size',
-    'seed',
     'progress',
   ):
     judge[name] = config[name]

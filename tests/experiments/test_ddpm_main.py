@@ -64,6 +64,19 @@ def test_end_to_end_writes_grids_metrics_and_quality(offline_data_dir, tmp_path,
   assert [r['split'] for r in records] == ['train', 'epoch', 'train', 'epoch', 'final']
 
 
+def test_every_ddpm_seed_is_judged_by_the_same_classifier():
+  # The judge takes the DDPM's data fields but keeps its own seed, so the Fréchet
+  # distances of two DDPM seeds are measured in the same features.
+  judges = []
+  for seed in (0, 7):
+    c = tiny.get_config()
+    c.seed = seed
+    judges.append(ddpm.judge_config(c))
+  assert judges[0].seed == judges[1].seed == tiny.get_config().classifier.seed
+  assert judges[0].to_dict() == judges[1].to_dict()
+  assert judges[0].image_size == tiny.get_config().image_size  # Data fields do follow.
+
+
 def test_training_prompts_name_each_images_class_and_only_its_measured_attributes(
     offline_data_dir):
   c = tiny.get_config()

@@ -110,7 +110,8 @@ def get_config() -> ml_collections.ConfigDict:
       warmup_steps=100, clip_grad_norm=1.0)
 
   # The judge: the seed's CNN (see the CNN config) trained on the DDPM's own data,
-  # splits and image size (those fields are taken from above).
+  # splits and image size (those fields are taken from above). Its seed is its own
+  # (classifier.seed), so every DDPM seed is judged by the same classifier.
   c.classifier = cnn_default.get_config()
   c.classifier.num_epochs = 3  # Short: 28x28 digits classify well after 3 epochs.
   c.classifier.batch_size = 64  # Training (and feature-extraction) batch.
