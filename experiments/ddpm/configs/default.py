@@ -13,16 +13,19 @@ by word or numeral, and the words of the attributes measured on each training im
 (thin / thick, small / large, upright / slanted: its class's low or high third).
 Expect: legible digits in samples_final.png (one row per digit, "a handwritten
 zero" .. "a handwritten nine") and samples_showcase.png (one row per showcase
-prompt). Measured from a clean clone of e4e6700 on a 2-core AMD EPYC (seed 0, 56
-epochs, 24.0 minutes of training, 35.9 minutes in all): 97.2% of 1,000 samples
-prompted through the training templates are their digit; 91.8% of 500 prompted by
-paraphrases never trained on; the asked attribute followed (measured on the sample:
-the asked side of its class's training median) by 90.5% (thickness), 79.5% (size),
-68.5% (slant) of 200 samples each, chance 50%; Fréchet distance 21.3 over the
-judge's 512 features (real train vs test 4.6; the target of 20 is not reached); 262
-ms per image (DDIM-50, guidance 2).
+prompt). Measured from clean clones on a 2-core AMD EPYC (`scripts/reproduce.sh
+--experiments=ddpm`: seeds 0 / 1, 56 epochs, 24.0 / 22.7 minutes of training, 35.9 / 34.6
+in all; one judge for both): 95.9% / 95.0% of 1,000 samples prompted through the
+training templates are their digit; 89.4% / 83.6% of 500 prompted by paraphrases never
+trained on; the asked attribute followed (measured on the sample: the asked side of
+its class's training median) by 89.5 / 92.0% (thickness), 77.0 / 78.0% (size), 68.0 /
+71.5% (slant) of 200 samples each, chance 50%; Fréchet distance 17.0 / 21.1 (median
+19.0) over the judge's fc1 features (344 of 512 vary; real train vs test 4.6); about
+270 ms per image (DDIM-50, guidance 1.75). On seed 0's model guidance 1.5 / 1.75 / 2
+gave 93.6 / 95.9 / 97.2% digits at a Fréchet distance of 14.1 / 17.0 / 21.3, and
+DDIM-100 at guidance 2 97.1% at 21.1 (twice the sampling time).
 describe_rate trades attributes against sample quality: with 1.0 (every prompt may
-name attributes, each measured one at 0.5; commit 296a851, otherwise the same) the
+name attributes, each measured one at 0.5; commit 296a851, guidance 2, otherwise the same) the
 attributes were followed by 95.5% / 93.0% / 97.5% at a Fréchet distance of 24.7
 (97.5% digits, 93.6% paraphrases), as attribute-free prompts then come mostly from
 typical images. Guidance trades digit accuracy against the distance: on an earlier
