@@ -96,8 +96,9 @@ def frechet_distance(
 
 
 def varying_features(features_a: np.ndarray, features_b: np.ndarray) -> int:
-  """How many of the F features vary in both sets (N_a, F), (N_b, F): the rank the
-  Fréchet distance's square root works in (at most min(N_a, N_b) - 1 is full rank)."""
+  """How many of the F features vary in both sets (N_a, F), (N_b, F): the side of the
+  matrix whose square root the Fréchet distance takes (its covariances are full rank
+  only while this is below min(N_a, N_b))."""
   return int(np.sum((np.ptp(features_a, 0) > 0) & (np.ptp(features_b, 0) > 0)))
 
 
