@@ -85,7 +85,7 @@ def frechet_distance(
   diagonals, as in the reference FID code.
   """
   diff = mu_a - mu_b
-  varies = (np.diag(cov_a) > 0) & (np.diag(cov_b) > 0)
+  varies = _varies_in_both(np.diag(cov_a), np.diag(cov_b))
   a, b = cov_a[np.ix_(varies, varies)], cov_b[np.ix_(varies, varies)]
   covmean = linalg.sqrtm(a @ b)
   if not np.isfinite(covmean).all():
@@ -99,7 +99,12 @@ def varying_features(features_a: np.ndarray, features_b: np.ndarray) -> int:
   """How many of the F features vary in both sets (N_a, F), (N_b, F): the side of the
   matrix whose square root the Fréchet distance takes (its covariances are full rank
   only while this is below min(N_a, N_b))."""
-  return int(np.sum((np.ptp(features_a, 0) > 0) & (np.ptp(features_b, 0) > 0)))
+  return int(np.sum(_varies_in_both(np.var(features_a, 0), np.var(features_b, 0))))
+
+
+def _varies_in_both(variance_a: np.ndarray, variance_b: np.ndarray) -> np.ndarray:
+  """bool (F,): the features with a non-zero variance in both sets."""
+  return (variance_a > 0) & (variance_b > 0)
 
 
 def feature_frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:

@@ -1,5 +1,7 @@
 """The reproduction driver: real tiny runs per seed, kept between calls; the table."""
 
+import os
+
 import pytest
 
 from experiments import reproduce
@@ -52,11 +54,11 @@ def test_table_has_median_min_max_per_metric_and_the_machine():
 
 def test_every_experiment_names_an_existing_entry_point_and_config():
   for name, experiment in reproduce.EXPERIMENTS.items():
-    main = reproduce.os.path.join(reproduce.ROOT, 'experiments', experiment.module, 'main.py')
-    assert reproduce.os.path.exists(main), name
+    main = os.path.join(reproduce.ROOT, 'experiments', experiment.module, 'main.py')
+    assert os.path.exists(main), name
     configs = [f.split('=', 1)[1] for f in experiment.flags if f.startswith('--config=')]
-    assert len(configs) == 1 and reproduce.os.path.exists(
-        reproduce.os.path.join(reproduce.ROOT, configs[0])), name
+    assert len(configs) == 1 and os.path.exists(
+        os.path.join(reproduce.ROOT, configs[0])), name
 
 
 def test_length_generalisation_rows_read_the_per_length_buckets():
