@@ -1,30 +1,33 @@
 r"""A/B on CPU: a train step with each lowering of its 3x3 convolutions.
 
-`layers.conv3x3` takes `conv3x3_im2col` (im2col forward and kernel gradient, a
-custom VJP) on CPU only, chosen in the traced program by `lax.platform_dependent`,
-where the model asks for it (the CNN does, the U-Net does not). This times, on the
+`layers.conv3x3` is XLA's own convolution by default; with `im2col_on_cpu=True` it
+takes `conv3x3_im2col` (im2col forward and kernel gradient, a custom VJP) on CPU
+only, chosen in the traced program by `lax.platform_dependent`. This times, on the
 benchmark's CNN train step (batch 64, 48x48x3, two micro-batches as the experiment
 runs it, `benchmarks.jax_models`) or its DDPM U-Net step (`--model=unet`), each
-lowering forced on every convolution, and
-checks that the gated function compiles to the same XLA program on CPU as the
-custom VJP applied unconditionally (instruction opcodes and shapes). (Evaluation,
-not differentiated, keeps XLA's convolution: on the benchmark's eval step, one
-program on batch 64, the im2col forward measured 111 ms against 101 ms.) Variants are
-timed in interleaved repetitions (A B C, C B A, ...) so that noise on a shared
-machine hits them alike; the table gives median, min and max.
+lowering forced on every convolution, and checks that the gated function compiles to
+the same XLA program on CPU as the custom VJP applied unconditionally (instruction
+opcodes and shapes). Variants are timed in interleaved repetitions (A B C, C B A,
+...) so that noise on a shared machine hits them alike; the table gives median, min
+and max.
 
 Run:
   python -m benchmarks.conv_lowering_ab               # ~2-3 min on 2 cores
-  python -m benchmarks.conv_lowering_ab --reps=15 --no-native
+  python -m benchmarks.conv_lowering_ab --reps=15
   python -m benchmarks.conv_lowering_ab --model=unet --reps=7   # ~4 min
 
-Measured (2-core AMD EPYC, medians of interleaved repetitions, ms per step): CNN
-im2col fwd + kernel grad 303.7, XLA fwd + im2col kernel grad 330.5, im2col input
-grad too 377.8, XLA native 312.2; U-Net 583.3, 505.8, -, 472.7.
+Measured (2-core AMD EPYC, jaxlib 0.10.2, ms per CNN train step, medians of 7
+interleaved repetitions, machine otherwise idle): XLA native 309.6, im2col forward
+and kernel gradient 311.3, XLA forward with the im2col kernel gradient 338.8; im2col
+on conv1 only 306.3; with one micro-batch instead of two, native 428.2 and im2col
+327.6. Beside another 2-thread job (3 repetitions): native 625.7, im2col 702.5. Hence
+XLA's convolutions by default. (Measured before on the same machine and jaxlib:
+im2col 303.7, native 312.2; U-Net 583.3 with im2col, 472.7 native.)
 """
 
 import argparse
 import collections
+import functools
 import re
 from typing import Callable
 from unittest import mock
@@ -51,14 +54,17 @@ def _flipped(kernel_3x3xCxO):
 
 VARIANTS = {
     # pylint: disable=protected-access
-    'im2col fwd + kernel grad (CNN on CPU)': layers.conv3x3,
+    'XLA native (the default, every platform)': layers.conv3x3,
+    'im2col fwd + kernel grad (opt-in on CPU)': functools.partial(
+        layers.conv3x3, im2col_on_cpu=True),
     'same, custom VJP on every platform': layers.conv3x3_im2col,
-    'XLA fwd, im2col kernel grad (before)': _custom_vjp(
+    'XLA fwd, im2col kernel grad': _custom_vjp(
         layers._conv, lambda g, k: layers._conv(g, _flipped(k))),
     'im2col input grad too (dropped)': _custom_vjp(
         layers._conv_im2col, lambda g, k: layers._conv_im2col(g, _flipped(k))),
-    'XLA native (U-Net on CPU; cuda/tpu)': layers._conv,
 }
+# The pair whose compiled CPU programs must be the same.
+_GATED, _UNGATED = list(VARIANTS)[1:3]
 
 
 def _compiled(conv_fn: Callable, quick: bool, model: str = 'cnn_train') -> jax_models.JaxBench:
@@ -106,20 +112,17 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument('--reps', type=int, default=9, help='interleaved repetitions')
   p.add_argument('--rep_seconds', type=float, default=2.0,
                  help='target length of one repetition of one variant')
-  p.add_argument('--no-native', dest='native', action='store_false',
-                 help="leave out XLA's native convolutions (the slow ones on CPU)")
   p.add_argument('--model', default='cnn_train', choices=('cnn_train', 'unet'),
                  help="the benchmark's train step to time (the DDPM's U-Net step too)")
   p.add_argument('--quick', action='store_true', help='tiny sizes (smoke test)')
   args = p.parse_args(argv)
   if args.reps < 1 or args.rep_seconds <= 0:
     p.error('--reps must be >= 1 and --rep_seconds > 0')
-  names = list(VARIANTS)[:None if args.native else -1]
   spec = measure.spec(args.model, args.quick)
-  benches = {n: _compiled(VARIANTS[n], args.quick, args.model) for n in names}
+  benches = {n: _compiled(f, args.quick, args.model) for n, f in VARIANTS.items()}
   # pylint: disable-next=protected-access
   before, after = (instruction_histogram(benches[n]._compiled.as_text())
-                   for n in names[:2])
+                   for n in (_GATED, _UNGATED))
   results = measure_variants(benches, args.reps, args.rep_seconds)
   print(f"{args.model} step, batch {spec['batch']}, {spec['image']}x{spec['image']}x"
         f"{spec['channels']}, {jax.devices()[0].device_kind}, "

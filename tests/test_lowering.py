@@ -4,9 +4,9 @@ Every family's train step, the drivers' chunk of S = 2 train steps and the eval 
 (plus decoding and sampling) are exported with `jax.export` for cuda and tpu, which
 needs no accelerator, and for cpu. The assertions read the StableHLO text:
 
-- the seed CNN's gradient is XLA's native convolution gradient on cuda/tpu (8
-  convolutions) and takes im2col matmuls for its training forward and kernel
-  gradients on cpu; its evaluation and the U-Net keep XLA's convolutions on cpu;
+- the seed CNN's gradient is XLA's native convolution gradient on every platform
+  (8 convolutions), and so is the U-Net's; `conv3x3(..., im2col_on_cpu=True)` takes
+  im2col matmuls for its training forward and kernel gradient on cpu only;
 - the LSTM/GRU gradient of w_hh is one matmul after the backward scan on cpu
   (`recurrence.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
 - a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu and
@@ -67,8 +67,8 @@ pytestmark = pytest.mark.xdist_group('test_lowering')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCELERATORS = ('cuda', 'tpu')
 PLATFORMS = ('cpu',) + ACCELERATORS
-# Train batch: the CNN's 48x48 conv1 and conv2 then have 8 * 48 * 48 >= 8,192 rows,
-# where CPU takes the im2col kernel gradient; conv3 (24x24) keeps XLA's own.
+# Train batch: a 48x48 image then has 8 * 48 * 48 >= 8,192 rows, where the opt-in
+# im2col path takes the im2col kernel gradient.
 B = 8
 
 
@@ -245,8 +245,8 @@ def lowered(name: str, program: str, platforms: tuple[str, ...]) -> str:
 # ---------------------------------------------------------------------------
 # The seed CNN's convolution gradients.
 
-@pytest.mark.parametrize('platform', ACCELERATORS)
-def test_cnn_gradient_is_xla_native_off_cpu(platform):
+@pytest.mark.parametrize('platform', PLATFORMS)
+def test_cnn_gradient_is_xla_native_on_every_platform(platform):
   text = lowered('cnn', 'step', (platform,))
   # 3 forward, 2 input gradients (conv1's input needs none), 3 kernel gradients.
   assert count(text, 'convolution') == 8
@@ -254,35 +254,39 @@ def test_cnn_gradient_is_xla_native_off_cpu(platform):
   assert count(text, 'dot_general') == 6
 
 
-def test_cnn_forward_and_kernel_gradients_are_im2col_matmuls_on_cpu():
-  text = lowered('cnn', 'step', ('cpu',))
-  # Left as convolutions: 2 input gradients, and conv3's kernel gradient (its
-  # 8x24x24 rows are below the im2col threshold).
-  assert count(text, 'convolution') == 2 + 1
-  # fc1 and fc2 (6), the three forward convolutions, two kernel gradients.
-  assert count(text, 'dot_general') == 6 + 3 + 2
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<18432x32xf32>', text)  # conv1 fwd
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<4608x128xf32>', text)  # conv3 fwd
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x27x32xf32>', text)  # conv1 dk
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text)  # conv2 dk
+def _im2col_conv_grad(x, k):
+  loss = lambda x, k: jnp.square(layers.conv3x3(x, k, im2col_on_cpu=True)).sum()
+  return jax.grad(loss, (0, 1))(x, k)
+
+
+def test_opt_in_im2col_is_matmuls_on_cpu_only():
+  x, k = jnp.zeros((B, 48, 48, 32)), jnp.zeros((3, 3, 32, 64))
+  text = {p: jax.export.export(jax.jit(_im2col_conv_grad), platforms=[p])(x, k).mlir_module()
+          for p in PLATFORMS}
+  # cpu: the input gradient stays a convolution; the forward is one matmul and the
+  # kernel gradient one batched matmul over 4 chunks of the batch.
+  assert count(text['cpu'], 'convolution') == 1
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<18432x64xf32>', text['cpu'])  # fwd
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text['cpu'])  # dk
+  for platform in ACCELERATORS:
+    assert count(text[platform], 'convolution') == 3
+    assert count(text[platform], 'dot_general') == 0
 
 
 def test_cnn_evaluation_keeps_xla_convolutions_on_cpu():
-  # Not differentiated, the forward stays XLA's convolution (faster there).
   text = lowered('cnn', 'eval', ('cpu',))
   assert count(text, 'convolution') == 3
   assert count(text, 'dot_general') == 2  # fc1, fc2
 
 
 def test_unet_keeps_xla_convolutions_on_cpu():
-  # The U-Net opts out of im2col (slower in its step on CPU): the same convolutions
-  # on cpu as on cuda.
+  # The same convolutions on cpu as on cuda.
   convs = {p: count(lowered('ddpm', 'step', (p,)), 'convolution') for p in ('cpu', 'cuda')}
   assert convs['cpu'] == convs['cuda'] > 0
 
 
 def test_cpu_compiler_folds_the_platform_case_away():
-  grad = jax.jit(jax.grad(lambda x, k: jnp.square(layers.conv3x3(x, k)).sum(), (0, 1)))
+  grad = jax.jit(_im2col_conv_grad)
   x, k = jnp.zeros((8, 32, 32, 3)), jnp.zeros((3, 3, 3, 4))
   hlo = grad.lower(x, k).compile().as_text()
   assert 'conditional(' not in hlo
@@ -370,11 +374,10 @@ def test_single_platform_modules_have_no_live_dispatch(name, platform):
 
 
 def test_multi_platform_module_keeps_both_paths():
-  """The checks above can see a live dispatch: a cpu+cuda module has one per conv."""
-  text = lowered('cnn', 'step', ('cpu', 'cuda'))
-  # One per conv3x3 forward and backward (and others: threefry lowers per platform).
-  live = live_case_ops(text)
-  assert len(live) >= 3 + 3 and set(live) == {2}
+  """The checks above can see a live dispatch: a cpu+cuda module keeps one per
+  recurrent layer's scan (and others: threefry lowers per platform)."""
+  live = live_case_ops(lowered('lstm', 'step', ('cpu', 'cuda')))
+  assert len(live) >= 2 and set(live) == {2}
 
 
 def test_decoding_and_sampling_loops_lower_off_cpu():

@@ -68,11 +68,9 @@ def _kernel_grad(x_BxHxWxC, g_BxHxWxO, num_chunks: int = 4):
 def _conv_im2col(x_BxHxWxC, kernel_3x3xCxO):
   """The convolution as one (B*H*W, 9C) x (9C, O) matmul of im2col patches.
 
-  XLA:CPU runs its convolutions with Eigen kernels that reach a fraction of the
-  matmul rate; the patches cost one extra pass over 9x the input. In the seed CNN's
-  train step (batch 64, two micro-batches) this forward made the step 8% faster for
-  all three layers together (benchmarks/conv_lowering_ab.py). The input gradient stays
-  a convolution: as im2col it was 15% slower, as a matmul then col2im no faster.
+  The patches cost a pass over 9x the input (XLA:CPU writes the nine shifted copies,
+  then concatenates them). As a matmul the input gradient was 15% slower in the seed
+  CNN's train step, as a matmul then col2im no faster.
   """
   b, h, w, c = x_BxHxWxC.shape
   o = kernel_3x3xCxO.shape[-1]
@@ -82,15 +80,16 @@ def _conv_im2col(x_BxHxWxC, kernel_3x3xCxO):
 
 @jax.custom_vjp
 def conv3x3_im2col(x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
-  """`conv3x3` as fast on XLA:CPU, on every platform.
+  """`conv3x3` with im2col matmuls in training, on every platform.
 
   Same values and gradients as `lax.conv_general_dilated` (up to float summation
   order). Differentiated (a train step), the forward is an im2col matmul
   (`_conv_im2col`), the input gradient a convolution with the flipped kernel and
   the kernel gradient an im2col matmul (`_kernel_grad`). Not differentiated (an
-  evaluation), it is XLA's convolution: with one program on the whole batch, im2col
-  measured 10% slower there. Use `conv3x3`, which takes this path on CPU only; this
-  one is public for the CPU A/B benchmark.
+  evaluation), it is XLA's convolution. It once measured 8% faster in the seed CNN's
+  train step; re-measured (jaxlib 0.10.2, whose CPU program runs XLA's convolutions
+  as YNNPACK fusions) it no longer pays: `conv3x3(..., im2col_on_cpu=True)` opts in
+  on CPU, and `benchmarks/conv_lowering_ab.py` keeps the A/B.
 
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
@@ -114,24 +113,25 @@ conv3x3_im2col.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 def conv3x3(
-  x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray, im2col_on_cpu: bool = True
+  x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray, im2col_on_cpu: bool = False
 ) -> jnp.ndarray:
   """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
 
-  On CPU, with `im2col_on_cpu`, it is `conv3x3_im2col` (in training, forward and
-  kernel gradient as matmuls), a workaround for XLA:CPU's slow convolutions; on
-  every other platform (cuda, rocm, tpu) it is XLA's own convolution and gradient,
-  left to the platform's kernels. The choice is made in the traced program
+  XLA's own convolution and gradient, left to each platform's kernels. With
+  `im2col_on_cpu`, CPU programs take `conv3x3_im2col` instead (forward and kernel
+  gradient as matmuls in training) while every other platform (cuda, rocm, tpu)
+  keeps XLA's convolution: the choice is made in the traced program
   (`lax.platform_dependent`) and resolved when it is lowered, so one jitted function
   serves every backend and a module lowered for one platform holds only that
-  platform's path (see tests/test_lowering.py). Whether im2col pays depends on the
-  whole step (benchmarks/conv_lowering_ab.py): 8% faster for the seed CNN's train
-  step, 19% slower for the DDPM U-Net's, which turns it off.
+  platform's path (see tests/test_lowering.py). Off by default: in the seed CNN's
+  train step on 2 CPU cores im2col measured 311 ms against 310 ms for XLA's
+  convolutions on an idle machine and 12% slower beside another job; the DDPM U-Net's
+  step 19% slower (benchmarks/conv_lowering_ab.py).
 
   Args:
     x_BxHxWxC: input, any float dtype.
     kernel_3x3xCxO: kernel, any float dtype.
-    im2col_on_cpu: False keeps XLA's convolution on CPU too.
+    im2col_on_cpu: take `conv3x3_im2col` on CPU.
 
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
@@ -154,7 +154,7 @@ class Conv3x3(nn.Module):
   features: int
   dtype: Any = jnp.float32
   kernel_init: Any = nn.initializers.lecun_normal()
-  im2col_on_cpu: bool = True
+  im2col_on_cpu: bool = False
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:

@@ -94,9 +94,7 @@ class Recurrent(nn.Module):
     # made time-major before the projection, not its G-wide result: XLA otherwise
     # writes the (T, B, G) projection through a transpose and a copy.
     x_TxBxD = jnp.swapaxes(x_BxTxD, 0, 1).astype(self.dtype)
-    xg_TxBxG = jnp.einsum('tbd,dg->tbg', x_TxBxD, w_ih.astype(self.dtype)) + b_ih.astype(
-      self.dtype
-    )
+    xg_TxBxG = jnp.einsum('tbd,dg->tbg', x_TxBxD, w_ih.astype(self.dtype)) + b_ih.astype(self.dtype)
     m_TxBx1 = jnp.swapaxes(mask_BxT, 0, 1)[..., None] > 0
     w_hh = w_hh.astype(self.dtype)
     b_hh = b_hh.astype(self.dtype)

@@ -1,5 +1,7 @@
 """The seed's CNN: parameter arithmetic, shapes, dropout and the fast conv/pool."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -67,17 +69,18 @@ def _lax_conv(x, k):
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-# On CPU the forward is an im2col matmul; the kernel gradient takes three paths:
-# XLA's own below 8,192 rows (B*H*W), chunked im2col matmuls above, one unchunked
-# matmul when the batch does not divide into 4.
+# The opt-in im2col path: on CPU the forward is an im2col matmul; the kernel gradient
+# takes three paths: XLA's own below 8,192 rows (B*H*W), chunked im2col matmuls above,
+# one unchunked matmul when the batch does not divide into 4.
 @pytest.mark.parametrize('shape', [(16, 6, 7, 3), (8, 32, 33, 5), (5, 40, 41, 2)])
 def test_conv3x3_values_and_gradients_match_lax(shape):
   x = jax.random.normal(jax.random.key(0), shape)
   k = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 4))
-  chex.assert_trees_all_close(layers.conv3x3(x, k), _lax_conv(x, k), atol=1e-5)
+  im2col = functools.partial(layers.conv3x3, im2col_on_cpu=True)
+  chex.assert_trees_all_close(im2col(x, k), _lax_conv(x, k), atol=1e-5)
   loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
   expected = jax.grad(loss(_lax_conv), (0, 1))(x, k)
-  actual = jax.jit(jax.grad(loss(layers.conv3x3), (0, 1)))(x, k)
+  actual = jax.jit(jax.grad(loss(im2col), (0, 1)))(x, k)
   chex.assert_trees_all_close(actual, expected, atol=2e-3, rtol=1e-4)
 
 
