@@ -374,8 +374,8 @@ def test_single_platform_modules_have_no_live_dispatch(name, platform):
 
 
 def test_multi_platform_module_keeps_both_paths():
-  """The checks above can see a live dispatch: a cpu+cuda module keeps one per
-  recurrent layer's scan (and others: threefry lowers per platform)."""
+  """The checks above can see a live dispatch: a cpu+cuda module keeps them (the
+  recurrent layers' scan gradients, and threefry, which lowers per platform)."""
   live = live_case_ops(lowered('lstm', 'step', ('cpu', 'cuda')))
   assert len(live) >= 2 and set(live) == {2}
 
