@@ -14,14 +14,13 @@ convolution. Self-attention follows every block at the resolutions listed in
 `attention_resolutions`.
 
 Speed on XLA:CPU: the 3x3 convolutions are XLA's own on every platform
-(`layers.Conv3x3` with `im2col_on_cpu=False`): in this network's train step, im2col
+(`layers.Conv3x3`'s default): in this network's train step, the opt-in im2col
 forward and kernel gradient measured 19% slower on CPU, the im2col kernel gradient
 alone 7% slower (benchmarks/conv_lowering_ab.py --model=unet). Downsampling is a
 space-to-depth reshape and a 1x1 projection (a matmul).
 """
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -30,9 +29,6 @@ import jax
 import jax.numpy as jnp
 
 from research.models import layers
-
-# XLA's own convolutions on CPU too (see the module docstring).
-_conv3x3 = functools.partial(layers.Conv3x3, im2col_on_cpu=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +102,12 @@ class ResBlock(nn.Module):
   def __call__(self, x_BxHxWxC, emb_BxE, *, train: bool):
     cfg = self.config
     gn = lambda name: nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name=name)
-    h = _conv3x3(self.features, cfg.dtype, name='conv1')(nn.silu(gn('norm1')(x_BxHxWxC)))
+    h = layers.Conv3x3(self.features, cfg.dtype, name='conv1')(nn.silu(gn('norm1')(x_BxHxWxC)))
     h = h + nn.Dense(self.features, dtype=cfg.dtype, name='emb')(nn.silu(emb_BxE))[:, None, None, :]
     h = nn.silu(gn('norm2')(h))
     h = nn.Dropout(cfg.dropout_rate, deterministic=not train)(h)
     # A zero-initialised last conv makes every block start as the identity.
-    h = _conv3x3(self.features, cfg.dtype, nn.initializers.zeros_init(), name='conv2')(h)
+    h = layers.Conv3x3(self.features, cfg.dtype, nn.initializers.zeros_init(), name='conv2')(h)
     skip = x_BxHxWxC
     if skip.shape[-1] != self.features:
       skip = nn.Dense(self.features, dtype=cfg.dtype, name='skip')(skip)
@@ -188,7 +184,7 @@ class UNet(nn.Module):
     if cond_BxD is not None:
       emb_BxE = emb_BxE + nn.Dense(e, dtype=cfg.dtype, name='cond_dense')(cond_BxD)
 
-    h = _conv3x3(cfg.widths[0], cfg.dtype, name='conv_in')(x_BxHxWxC.astype(cfg.dtype))
+    h = layers.Conv3x3(cfg.widths[0], cfg.dtype, name='conv_in')(x_BxHxWxC.astype(cfg.dtype))
     skips = []
     for level, width in enumerate(cfg.widths):
       for i in range(cfg.num_res_blocks):
@@ -215,5 +211,7 @@ class UNet(nn.Module):
     assert not skips  # Every level's skip is consumed exactly once.
 
     h = nn.silu(nn.GroupNorm(cfg.num_groups, dtype=cfg.dtype, name='norm_out')(h))
-    out = _conv3x3(cfg.out_channels, cfg.dtype, nn.initializers.zeros_init(), name='conv_out')(h)
+    out = layers.Conv3x3(
+      cfg.out_channels, cfg.dtype, nn.initializers.zeros_init(), name='conv_out'
+    )(h)
     return out.astype(jnp.float32)
