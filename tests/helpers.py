@@ -41,11 +41,12 @@ def tiny_data(n=32, seed=0):
   return tiny_images(n, seed).arrays()
 
 
-def tiny_classifier(dropout_rate=0.5, augmentation=True, optimizer=None):
-  """(module, loss_fn, state) of the CNN family: 16 wide, 8x8 inputs, 10 classes."""
+def tiny_classifier(dropout_rate=0.5, augmentation=True, optimizer=None, **model):
+  """(module, loss_fn, state) of the CNN family: 16 wide, 8x8 inputs, 10 classes;
+  `model` overrides more fields of the config's model section."""
   c = cnn_default.get_config()
   c.lock()
-  c.update(image_size=SIZE, model=dict(hidden_dim=16, dropout_rate=dropout_rate))
+  c.update(image_size=SIZE, model=dict(hidden_dim=16, dropout_rate=dropout_rate, **model))
   if not augmentation:
     c.augment.update(max_rotation_deg=0.0, brightness=0.0, contrast=0.0)
   family = cnn.CNNClassifier(c, datasets=(tiny_images(), tiny_images(seed=1)))

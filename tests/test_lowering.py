@@ -254,6 +254,22 @@ def test_cnn_gradient_is_xla_native_on_every_platform(platform):
   assert count(text, 'dot_general') == 6
 
 
+def _conv_grad(x, k):
+  return jax.grad(lambda x, k: jnp.square(layers.conv3x3(x, k)).sum(), (0, 1))(x, k)
+
+
+def test_rgb_input_is_padded_to_four_channels_on_cpu_only():
+  x, k = jnp.zeros((B, 48, 48, 3)), jnp.zeros((3, 3, 3, 32))
+  text = {p: jax.export.export(jax.jit(_conv_grad), platforms=[p])(x, k).mlir_module()
+          for p in PLATFORMS}
+  four = re.compile(r'stablehlo\.convolution.*tensor<8x48x48x4xf32>')
+  assert len(four.findall(text['cpu'])) == 1  # The forward only.
+  assert count(text['cpu'], 'convolution') == 3  # Forward, input and kernel gradients.
+  for platform in ACCELERATORS:
+    assert not four.search(text[platform])
+    assert count(text[platform], 'convolution') == 3
+
+
 def _im2col_conv_grad(x, k):
   loss = lambda x, k: jnp.square(layers.conv3x3(x, k, im2col_on_cpu=True)).sum()
   return jax.grad(loss, (0, 1))(x, k)

@@ -51,6 +51,27 @@ def process_share(dataset: image_classification.ImageDataset) -> image_classific
   return dataclasses.replace(dataset, image=dataset.image[part], label=dataset.label[part])
 
 
+# Parts of the batch the CNN's convolutions run on by default on CPU (measured on 2
+# cores, batch 64: 8 parts 255 ms per train step, 4 parts 291, whole batch with 4
+# step micro-batches 280, with 2 micro-batches 319).
+CPU_CONV_PARTS = 8
+
+
+def resolve_conv_parts(requested: int, platform: str, per_device_batch: int) -> int:
+  """The CNN's `conv_parts` (see `research.models.cnn.CNNConfig`).
+
+  `requested` if positive; 0 (automatic) is CPU_CONV_PARTS on CPU when it divides the
+  per-device batch (each device then holds its share of every part), else 1 (GPU/TPU
+  run the whole batch).
+  """
+  if requested < 0:
+    raise UserInputError(f'model.conv_parts must be >= 0 (0: automatic), got {requested}')
+  if requested:
+    return requested
+  fits = per_device_batch % CPU_CONV_PARTS == 0
+  return CPU_CONV_PARTS if platform == 'cpu' and fits else 1
+
+
 Images = tuple[image_classification.ImageDataset, image_classification.ImageDataset]
 
 
@@ -117,8 +138,12 @@ class CNNClassifier:
 
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config
+    per_device_batch = c.batch_size // jax.device_count()
+    parts = resolve_conv_parts(c.model.conv_parts, jax.default_backend(), per_device_batch)
     module = cnn.CNN(
-      settings.model_settings(cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes)
+      settings.model_settings(
+        cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes, conv_parts=parts
+      )
     )
     shape = (1, c.image_size, c.image_size, c.image_channels)
     init = lambda rng: module.init({'params': rng}, jnp.zeros(shape), train=False)['params']

@@ -112,12 +112,43 @@ def _conv3x3_bwd(residuals, g):
 conv3x3_im2col.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
+@jax.custom_vjp
+def conv3x3_rgb_padded(x_BxHxWx3: jnp.ndarray, kernel_3x3x3xO: jnp.ndarray) -> jnp.ndarray:
+  """`conv3x3` of a 3-channel input whose forward pads the channels to 4 with zeros.
+
+  Same values (a zero channel adds nothing) and the same gradients: the backward is
+  XLA's own, of the unpadded convolution. On 2 CPU cores XLA:CPU's (YNNPACK)
+  forward of a 3-channel input took 2.35 ms for 8 48x48 images against 0.63 ms
+  padded to 4 channels (15.3 / 7.4 ms at batch 64), while the padded kernel gradient
+  was slower (0.61 / 11.5 ms against 0.47 / 6.6), hence only the forward.
+
+  Returns:
+    array of shape (B, H, W, O) in the promoted dtype of the inputs.
+  """
+  one_more = (0, 1)
+  x = jnp.pad(x_BxHxWx3, ((0, 0), (0, 0), (0, 0), one_more))
+  return _conv(x, jnp.pad(kernel_3x3x3xO, ((0, 0), (0, 0), one_more, (0, 0))))
+
+
+def _rgb_padded_fwd(x, kernel):
+  return conv3x3_rgb_padded(x, kernel), (x, kernel)
+
+
+def _rgb_padded_bwd(residuals, g):
+  _, vjp = jax.vjp(_conv, *residuals)  # XLA drops the unused forward.
+  return vjp(g)
+
+
+conv3x3_rgb_padded.defvjp(_rgb_padded_fwd, _rgb_padded_bwd)
+
+
 def conv3x3(
   x_BxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray, im2col_on_cpu: bool = False
 ) -> jnp.ndarray:
   """3x3 convolution, stride 1, zero padding 1 ('SAME'), NHWC / HWIO.
 
-  XLA's own convolution and gradient, left to each platform's kernels. With
+  XLA's own convolution and gradient, left to each platform's kernels, except on
+  CPU: a 3-channel (RGB) input takes `conv3x3_rgb_padded` there. With
   `im2col_on_cpu`, CPU programs take `conv3x3_im2col` instead (forward and kernel
   gradient as matmuls in training) while every other platform (cuda, rocm, tpu)
   keeps XLA's convolution: the choice is made in the traced program
@@ -136,9 +167,13 @@ def conv3x3(
   Returns:
     array of shape (B, H, W, O) in the promoted dtype of the inputs.
   """
-  if not im2col_on_cpu:
+  if im2col_on_cpu:
+    cpu = conv3x3_im2col
+  elif x_BxHxWxC.shape[-1] == 3:
+    cpu = conv3x3_rgb_padded
+  else:
     return _conv(x_BxHxWxC, kernel_3x3xCxO)
-  return jax.lax.platform_dependent(x_BxHxWxC, kernel_3x3xCxO, cpu=conv3x3_im2col, default=_conv)
+  return jax.lax.platform_dependent(x_BxHxWxC, kernel_3x3xCxO, cpu=cpu, default=_conv)
 
 
 class Conv3x3(nn.Module):

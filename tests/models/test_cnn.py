@@ -7,8 +7,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from research.errors import UserInputError
+from research.families import cnn as cnn_family
 from research.models import cnn
 from research.models import layers
 from research.train import state as state_lib
@@ -84,6 +87,58 @@ def test_conv3x3_values_and_gradients_match_lax(shape):
   chex.assert_trees_all_close(actual, expected, atol=2e-3, rtol=1e-4)
 
 
+def test_rgb_conv3x3_values_and_gradients_match_lax():
+  x = jax.random.normal(jax.random.key(0), (4, 9, 10, 3))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+  chex.assert_trees_all_close(jax.jit(layers.conv3x3)(x, k), _lax_conv(x, k), atol=1e-5)
+  loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
+  expected = jax.grad(loss(_lax_conv), (0, 1))(x, k)
+  actual = jax.jit(jax.grad(loss(layers.conv3x3), (0, 1)))(x, k)
+  chex.assert_trees_all_close(actual, expected, atol=1e-4, rtol=1e-5)
+
+
 def test_max_pool2_matches_flax_max_pool():
   x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
   chex.assert_trees_all_close(layers.max_pool2(x), nn.max_pool(x, (2, 2), (2, 2)))
+
+
+def _conv_count(model, params, x):
+  """Convolutions in the forward pass lowered for cuda (one path, no CPU variants)."""
+  forward = jax.jit(lambda p: model.apply({'params': p}, x, train=False))
+  text = jax.export.export(forward, platforms=['cuda'])(params).mlir_module()
+  return text.count('stablehlo.convolution')
+
+
+@pytest.mark.parametrize('batch', [8, 6])
+def test_conv_parts_give_the_whole_batch_values_and_gradients(batch):
+  whole = cnn.CNN(cnn.CNNConfig(hidden_dim=16))
+  parted = cnn.CNN(cnn.CNNConfig(hidden_dim=16, conv_parts=4))
+  x = jax.random.normal(jax.random.key(0), (batch, 8, 8, 3))
+  params = whole.init(jax.random.key(1), x, train=False)['params']
+  labels = jnp.arange(batch) % 10
+
+  def loss(model):
+    def f(p):
+      logits = model.apply({'params': p}, x, train=True, rngs={'dropout': jax.random.key(2)})
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      return jnp.mean(loss), logits
+    return jax.grad(f, has_aux=True)
+
+  (g_whole, logits_whole), (g_parted, logits_parted) = loss(whole)(params), loss(parted)(params)
+  chex.assert_trees_all_close(logits_parted, logits_whole, atol=1e-5)
+  chex.assert_trees_all_close(g_parted, g_whole, atol=1e-5)
+  # 8 examples: four independent copies of the three convolutions; 6: one, whole.
+  assert _conv_count(parted, params, x) == (12 if batch == 8 else 3)
+  assert _conv_count(whole, params, x) == 3
+
+
+@pytest.mark.parametrize('requested,platform,per_device,expected', [
+    (0, 'cpu', 64, cnn_family.CPU_CONV_PARTS), (0, 'cpu', 12, 1), (0, 'gpu', 64, 1),
+    (0, 'tpu', 64, 1), (2, 'gpu', 64, 2), (3, 'cpu', 64, 3)])
+def test_automatic_conv_parts_only_on_cpu(requested, platform, per_device, expected):
+  assert cnn_family.resolve_conv_parts(requested, platform, per_device) == expected
+
+
+def test_negative_conv_parts_is_a_user_error():
+  with pytest.raises(UserInputError, match='conv_parts'):
+    cnn_family.resolve_conv_parts(-1, 'cpu', 64)

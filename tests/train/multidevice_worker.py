@@ -16,8 +16,9 @@ from tests import helpers
 from tests.train import family_setups
 
 
-def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, **kw):
-  _, loss_fn, state = helpers.tiny_classifier(dropout_rate, augmentation)
+def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, model=None,
+          **kw):
+  _, loss_fn, state = helpers.tiny_classifier(dropout_rate, augmentation, **(model or {}))
   driver = driver_cls(loss_fn, devices=devices, **kw)
   data = driver.put_replicated(helpers.tiny_data(40))
   state = driver.put_replicated(state)
@@ -61,12 +62,17 @@ def main():
   eight, m8, p8 = train(parallel.DataParallel, devices, 0.5, True)
   # pmap gives each device its own random stream, so compare it without dropout
   # and augmentation against the jit driver.
-  plain, _, _ = train(parallel.DataParallel, devices, 0.0, False)
+  plain, _, _ = train(parallel.DataParallel, devices, 0.0, False, model={'conv_parts': 1})
   pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
   # Two micro-batches per device (per-device batch 2 -> parts of 1 example).
   micro_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False, microbatches=2)
   micro_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False,
                            microbatches=2)
+  # The CNN's convolutions on 2 interleaved parts of each device's batch.
+  parts_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False,
+                          model={'conv_parts': 2})
+  parts_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False,
+                           model={'conv_parts': 2})
   fsdp, mf, _ = train(parallel.DataParallel, devices, 0.5, True, fsdp=True,
                       fsdp_min_size=64)
   families = {'lstm': lambda: family_setups.char_lm('lstm'),
@@ -84,6 +90,8 @@ def main():
       'jit_vs_pmap_params': max_diff(plain, pmapped),
       'microbatches_jit_params': max_diff(plain, micro_jit),
       'microbatches_pmap_params': max_diff(plain, micro_pmap),
+      'conv_parts_jit_params': max_diff(plain, parts_jit),
+      'conv_parts_pmap_params': max_diff(plain, parts_pmap),
       'fsdp_vs_replicated_params': max_diff(eight, fsdp),
       'fsdp_sharded_params': SHARDED_PARAMS,
       'pmap_prediction_shape': list(pp.shape),

@@ -58,6 +58,12 @@ def test_two_microbatches_per_device_equal_one(eight_device_results):
   assert r['microbatches_pmap_params'] < 1e-5, r
 
 
+def test_cnn_conv_parts_per_device_equal_whole_batches(eight_device_results):
+  r = eight_device_results
+  assert r['conv_parts_jit_params'] < 1e-5, r
+  assert r['conv_parts_pmap_params'] < 1e-5, r
+
+
 @pytest.mark.parametrize('requested, per_device, platform, expected', [
     (0, 64, 'cpu', 2), (0, 8, 'cpu', 1), (0, 33, 'cpu', 1), (0, 64, 'gpu', 1),
     (0, 64, 'tpu', 1), (4, 64, 'gpu', 4), (1, 64, 'cpu', 1)])
