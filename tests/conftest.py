@@ -6,6 +6,8 @@ import pytest
 
 # Tests run on CPU; keep TensorFlow's C++ logging out of the output.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# No prepared-image cache in the user's home from test runs (its tests pass their own).
+os.environ['RESEARCH_DATA_CACHE'] = ''
 
 # The longest tests (whole programs in subprocesses, a minute or more each on 2 cores),
 # longest first. They run before the rest, so that pytest-xdist fills the other

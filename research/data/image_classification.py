@@ -12,6 +12,7 @@ import re
 import numpy as np
 from tqdm import auto as tqdm
 
+from research.data import prepared_cache
 from research.data import tfds_io
 from research.errors import UserInputError
 
@@ -122,6 +123,7 @@ def load_image_classification(
   image_size: int,
   data_dir: str | None = None,
   process: tuple[int, int] = (0, 1),
+  cache_dir: str | None = None,
 ) -> ImageDataset:
   """Loads a tfds image-classification split, resized to `image_size` square.
 
@@ -139,6 +141,8 @@ def load_image_classification(
     data_dir: tfds data directory (None: tfds's default).
     process: (index, count): in a multi-process run each process reads only its
       own equal share of the split (the remainder is dropped).
+    cache_dir: where resized splits are kept (`prepared_cache`): a split read once
+      is read again from there without TensorFlow. None: no cache.
 
   Returns:
     the whole split as an `ImageDataset`.
@@ -147,22 +151,37 @@ def load_image_classification(
     UserInputError: for an unknown data set or split, an unlabelled split (every
       label -1), or labels out of range.
   """
-  tfds = tfds_io.import_tfds()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  builder = tfds_io.get_builder(name, data_dir)
-  label_feature, channels = _label_feature(builder.info, name)
-  builder.download_and_prepare()
+  builder = tfds_io.get_builder(name, data_dir, tensorflow=False)
   labelled = evaluation_split(name, split)
   if labelled != split:
     logging.getLogger(__name__).warning(
       "%s: split 'test' is unlabelled; reading %r instead of %r", name, labelled, split
     )
+  cache = prepared_cache.PreparedSplits(cache_dir, builder.data_dir) if cache_dir else None
+  key = dict(split=labelled, image_size=image_size, process=list(process))
+  entry = cache.load(**key) if cache else None
+  if entry is not None:
+    arrays, description = entry
+    description['class_names'] = tuple(description['class_names'])
+    return ImageDataset(image=arrays['image'], label=arrays['label'], **description)
+  dataset = _read_resized(builder, name, labelled, image_size, process)
+  if cache:
+    arrays = dict(image=dataset.image, label=dataset.label)
+    fields = [f.name for f in dataclasses.fields(dataset) if f.name not in arrays]
+    description = {k: getattr(dataset, k) for k in fields}
+    cache.save(arrays, description, **key)
+  return dataset
+
+
+def _read_resized(builder, name: str, split: str, image_size: int, process) -> ImageDataset:
+  """`split` of `builder` through tf.data (TensorFlow), resized and checked."""
+  tfds = tfds_io.import_tfds()
+  tf = tfds_io.import_tensorflow()
+  label_feature, channels = _label_feature(builder.info, name)
+  builder.download_and_prepare()
   index, count = process
   try:
-    read = (
-      labelled if count == 1 else tfds.even_splits(labelled, n=count, drop_remainder=True)[index]
-    )
+    read = split if count == 1 else tfds.even_splits(split, n=count, drop_remainder=True)[index]
     ds = builder.as_dataset(split=read, as_supervised=True, shuffle_files=False)
   except (ValueError, KeyError) as e:
     known = ', '.join(builder.info.splits) or 'see the tfds catalog'
@@ -176,7 +195,7 @@ def load_image_classification(
   ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
   images, labels = [], []
   for image, label in tqdm.tqdm(
-    tfds.as_numpy(ds), desc=f'load {name}:{labelled}', unit='batch', leave=False
+    tfds.as_numpy(ds), desc=f'load {name}:{split}', unit='batch', leave=False
   ):
     images.append(image)
     labels.append(label)
@@ -184,8 +203,8 @@ def load_image_classification(
     raise UserInputError(f'data set {name!r} split {split!r} is empty')
   num_classes = int(label_feature.num_classes)
   image, label = np.concatenate(images), np.concatenate(labels)
-  _check_labelled(label, name, labelled, builder)
-  check_examples(image, label, num_classes, f'data set {name!r} split {labelled!r}')
+  _check_labelled(label, name, split, builder)
+  check_examples(image, label, num_classes, f'data set {name!r} split {split!r}')
   return ImageDataset(
     image=image,
     label=label.astype(np.int32),
@@ -193,5 +212,5 @@ def load_image_classification(
     class_names=tuple(label_feature.names),
     name=name,
     version=str(builder.info.version),
-    split=labelled,
+    split=split,
   )

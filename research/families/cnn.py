@@ -1,6 +1,7 @@
 """The seed's CNN classifier as a trainer family: tfds images in, a test report out."""
 
 import dataclasses
+import os
 from typing import Any
 
 import jax
@@ -34,14 +35,17 @@ def preprocessing(config: Any, train: bool) -> augment.ImagePreprocessing:
 
 
 def load_images(config: Any, split: str, whole: bool = False) -> image_classification.ImageDataset:
-  """A split resized to image_size; this process's share unless `whole`."""
+  """A split resized to image_size; this process's share unless `whole`; kept in
+  `config.data_cache_dir` (if the config has one and it is not '') for later runs."""
   process = (0, 1) if whole else (jax.process_index(), jax.process_count())
+  cache_dir = config.get('data_cache_dir', '')
   return image_classification.load_image_classification(
     config.dataset,
     split,
     image_size=config.image_size,
     data_dir=config.data_dir or None,
     process=process,
+    cache_dir=os.path.expanduser(cache_dir) if cache_dir else None,
   )
 
 

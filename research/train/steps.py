@@ -20,9 +20,10 @@ Micro-batches: with `microbatches=k` a step cuts its batch into k interleaved pa
 independent computation, then adds them. The mean gradient is the same as for the
 whole batch (only dropout draws differ: part i uses key `fold_in(key, i)`). XLA:CPU
 runs one convolution on one core but runs independent operations concurrently, so
-on CPU two parts keep both cores busy (measured on 2 cores: CNN and transformer steps
-~10% faster, U-Net 28%; no gain for LSTM/GRU scans). Interleaving keeps every part on
-the devices that hold the batch.
+on CPU two parts keep both cores busy (measured on 2 cores: transformer step ~10%
+faster, U-Net 28%; no gain for LSTM/GRU scans; the seed CNN instead cuts only its
+convolutions into parts, `CNNConfig.conv_parts`, so its large fc1 matmuls see the
+whole batch). Interleaving keeps every part on the devices that hold the batch.
 """
 
 import functools

@@ -1,6 +1,7 @@
 """The real tfds path (mocked) and clear errors for bad data set names and splits."""
 
 import logging
+import os
 import re
 
 import numpy as np
@@ -114,3 +115,39 @@ def test_unknown_split_is_a_user_error(offline_data_dir):
 def test_bad_examples_are_user_errors(image, label, message):
   with pytest.raises(UserInputError, match=message):
     image_classification.check_examples(image, label, 10, 'data')
+
+
+def _no_tensorflow():
+  raise AssertionError('TensorFlow imported for a cached split')
+
+
+def test_a_cached_split_is_read_again_without_tensorflow(offline_data_dir, tmp_path,
+                                                        monkeypatch):
+  load = lambda size: image_classification.load_image_classification(
+      'mnist_offline', 'test[:20]', image_size=size, data_dir=offline_data_dir,
+      cache_dir=str(tmp_path))
+  first = load(8)
+  monkeypatch.setattr(tfds_io, 'import_tensorflow', _no_tensorflow)
+  again = load(8)
+  np.testing.assert_array_equal(again.image, first.image)
+  np.testing.assert_array_equal(again.label, first.label)
+  assert again.image.dtype == np.uint8 and again.label.dtype == np.int32
+  assert (again.num_classes, again.class_names, again.name, again.version, again.split) == (
+      first.num_classes, first.class_names, first.name, first.version, first.split)
+  with pytest.raises(AssertionError, match='TensorFlow imported'):
+    load(12)  # Another size is another entry.
+
+
+def test_a_cached_split_is_stale_once_tfds_prepares_the_data_again(offline_data_dir,
+                                                                  tmp_path, monkeypatch):
+  load = lambda: image_classification.load_image_classification(
+      'mnist_offline', 'test[:20]', image_size=8, data_dir=offline_data_dir,
+      cache_dir=str(tmp_path))
+  load()
+  info = os.path.join(tfds_io.get_builder('mnist_offline', offline_data_dir).data_dir,
+                      'dataset_info.json')
+  stat = os.stat(info)
+  os.utime(info, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+  monkeypatch.setattr(tfds_io, 'import_tensorflow', _no_tensorflow)
+  with pytest.raises(AssertionError, match='TensorFlow imported'):
+    load()
