@@ -85,6 +85,7 @@ class PreparedSplits:
       with os.fdopen(fd, 'wb') as f:
         entry: dict[str, Any] = dict(arrays, description=np.array(text))
         np.savez(f, **entry)
+      os.chmod(tmp, 0o644)  # As a plain file: others sharing the cache may read it.
       os.replace(tmp, self._path(**key))
     except BaseException:
       os.unlink(tmp)
