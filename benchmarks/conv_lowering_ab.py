@@ -3,8 +3,8 @@ r"""A/B on CPU: a train step with each lowering of its 3x3 convolutions.
 `layers.conv3x3` is XLA's own convolution by default; with `im2col_on_cpu=True` it
 takes `conv3x3_im2col` (im2col forward and kernel gradient, a custom VJP) on CPU
 only, chosen in the traced program by `lax.platform_dependent`. This times, on the
-benchmark's CNN train step (batch 64, 48x48x3, two micro-batches as the experiment
-runs it, `benchmarks.jax_models`) or its DDPM U-Net step (`--model=unet`), each
+benchmark's CNN train step (batch 64, 48x48x3, as the experiment runs it,
+`benchmarks.jax_models`) or its DDPM U-Net step (`--model=unet`), each
 lowering forced on every convolution, and checks that the gated function compiles to
 the same XLA program on CPU as the custom VJP applied unconditionally (instruction
 opcodes and shapes). Variants are timed in interleaved repetitions (A B C, C B A,
@@ -16,7 +16,8 @@ Run:
   python -m benchmarks.conv_lowering_ab --reps=15
   python -m benchmarks.conv_lowering_ab --model=unet --reps=7   # ~4 min
 
-Measured (2-core AMD EPYC, jaxlib 0.10.2, ms per CNN train step, medians of 7
+Measured (2-core AMD EPYC, jaxlib 0.10.2, ms per CNN train step with two step
+micro-batches, before the CNN cut its convolutions into 8 parts, medians of 7
 interleaved repetitions, machine otherwise idle): XLA native 309.6, im2col forward
 and kernel gradient 311.3, XLA forward with the im2col kernel gradient 338.8; im2col
 on conv1 only 306.3; with one micro-batch instead of two, native 428.2 and im2col

@@ -208,8 +208,9 @@ def report(results, peak, args) -> str:
       f'start and end of this run): '
       f'{peak / 1e9:,.1f} GFLOP/s' if peak else '- fp32 peak: not measured',
       '- JAX rows run `research.train.steps` as the experiments do, with their '
-      'micro-batches (their configs: on CPU, CNN, transformer and U-Net train steps '
-      'trace two independent halves of the batch, which XLA runs on both cores).',
+      'micro-batches (their configs: on CPU, transformer and U-Net train steps trace '
+      'two independent halves of the batch, which XLA runs on both cores; the CNN '
+      'convolves 8 interleaved parts of the batch independently, `model.conv_parts`).',
       '- FLOPs: XLA cost analysis of the compiled JAX step (scans counted unrolled), '
       'used for both frameworks; MFU = FLOPs/step / step time / peak.',
       f'- Shared machine, load average at start {os.getloadavg()[0]:.1f}: compare '
