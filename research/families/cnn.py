@@ -143,7 +143,8 @@ class CNNClassifier:
   def build(self, data: trainer.TrainData) -> trainer.Model:
     c = self.config
     per_device_batch = c.batch_size // jax.device_count()
-    parts = resolve_conv_parts(c.model.conv_parts, jax.default_backend(), per_device_batch)
+    conv_parts = c.model.get('conv_parts', 0)  # Configs written before the field: 0.
+    parts = resolve_conv_parts(conv_parts, jax.default_backend(), per_device_batch)
     module = cnn.CNN(
       settings.model_settings(
         cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes, conv_parts=parts
