@@ -43,7 +43,7 @@ def tiny_config(name: str, tmp: str, data_dir: str):
     c = cnn_default.get_config()
     c.update(data_dir=data_dir, train_split='train[:64]', test_split='test[:16]',
              image_size=8, num_epochs=2, batch_size=16, eval_batch_size=16)
-    c.model.update(hidden_dim=16, dropout_rate=0.0)
+    c.model.update(hidden_dim=16, dropout_rate=0.0, conv_parts=1)
     c.augment.update(max_rotation_deg=0.0, brightness=0.0, contrast=0.0)
   elif name in ('lstm', 'gru'):
     c = lm_tiny.get_config()
