@@ -47,8 +47,8 @@ def tiny_classifier(dropout_rate=0.5, augmentation=True, optimizer=None, **model
   c = cnn_default.get_config()
   c.lock()
   # Whole-batch convolutions unless asked (parts cost compile time, not coverage).
-  model = dict(dict(hidden_dim=16, dropout_rate=dropout_rate, conv_parts=1), **model)
-  c.update(image_size=SIZE, model=model)
+  section = dict(hidden_dim=16, dropout_rate=dropout_rate, conv_parts=1) | model
+  c.update(image_size=SIZE, model=section)
   if not augmentation:
     c.augment.update(max_rotation_deg=0.0, brightness=0.0, contrast=0.0)
   family = cnn.CNNClassifier(c, datasets=(tiny_images(), tiny_images(seed=1)))

@@ -34,29 +34,31 @@ def import_tensorflow():
   return tf
 
 
-def import_tfds(tensorflow: bool = True):
-  """Imports tensorflow_datasets, and TensorFlow first (see `import_tensorflow`)
-  unless `tensorflow` is False: tfds alone builds and describes a data set (about
-  1 s against 5 s with TensorFlow) but cannot read it.
+def import_tfds():
+  """Imports tensorflow_datasets, TensorFlow first (see `import_tensorflow`).
 
   Returns:
     the `tensorflow_datasets` module.
   """
-  if tensorflow:
-    import_tensorflow()
+  import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   return tfds
 
 
 def get_builder(name: str, data_dir: str | None = None, tensorflow: bool = True):
-  """Returns the tfds builder for `name`, registering the library's own data sets
-  (TensorFlow imported too unless `tensorflow` is False, see `import_tfds`).
+  """Returns the tfds builder for `name`, registering the library's own data sets.
+
+  TensorFlow is imported too unless `tensorflow` is False: tfds alone builds and
+  describes a data set (about 1 s against 5 s with TensorFlow) but cannot read it.
 
   Raises:
     UserInputError: if tfds knows no data set of that name.
   """
-  tfds = import_tfds(tensorflow)
+  if tensorflow:
+    import_tensorflow()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   base = name.split(':')[0].split('/')[0]
   if base in LOCAL_BUILDERS:
     importlib.import_module(LOCAL_BUILDERS[base])
