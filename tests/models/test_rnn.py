@@ -199,6 +199,28 @@ def test_cell_carry_and_feature_axes_follow_flax_protocol():
     rnn.RecurrentCell('rnn', H).initialize_carry(jax.random.key(0), (B, D))
 
 
+
+@pytest.mark.parametrize('cell', CELLS)
+@pytest.mark.parametrize('length', [12, 3])
+def test_embedded_ids_equal_projecting_the_gathered_rows(cell, length):
+  """Ids into a table give the values and gradients of the gathered rows as inputs:
+  through the projected table where B*T >= V (length 12), gathering first where not
+  (length 3)."""
+  layer, params, _ = _layer(cell)
+  table = jax.random.normal(jax.random.key(5), (V, D))
+  ids = jax.random.randint(jax.random.key(6), (B, length), 0, V)
+  mask = jnp.ones((B, length)).at[1, -1].set(0.0)
+  weights = jax.random.normal(jax.random.key(7), (B, length, H))
+  via_ids = lambda p, t: layer.apply({'params': p}, rnn.EmbeddedIds(t, ids), mask)[0]
+  via_rows = lambda p, t: layer.apply({'params': p}, t[ids], mask)[0]
+  chex.assert_trees_all_close(via_ids(params, table), via_rows(params, table), atol=1e-5)
+  grads = [jax.grad(lambda p, t, f=f: jnp.sum(f(p, t) * weights), argnums=(0, 1))(params, table)
+           for f in (via_ids, via_rows)]
+  chex.assert_trees_all_close(grads[0], grads[1], atol=1e-5)
+  gates = recurrence.NUM_GATES[cell] * H
+  projects_table = f'f32[{V},{gates}] = dot_general' in str(jax.make_jaxpr(via_ids)(params, table))
+  assert projects_table == (B * length >= V)
+
 def _lm(cell='lstm', layers=2):
   cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers,
                          cell=cell)
