@@ -211,8 +211,10 @@ def report(results, peak, args) -> str:
       'micro-batches (their configs: on CPU, transformer and U-Net train steps trace '
       'two independent halves of the batch, which XLA runs on both cores; the CNN '
       'convolves 8 interleaved parts of the batch independently, `model.conv_parts`).',
-      '- FLOPs: XLA cost analysis of the compiled JAX step (scans counted unrolled), '
-      'used for both frameworks; MFU = FLOPs/step / step time / peak.',
+      '- FLOPs: XLA cost analysis of the compiled JAX step (scans counted unrolled; '
+      'the LSTM/GRU counted with every input step projected, as PyTorch does, though '
+      'our first layer projects its 107-row embedding table instead), used for both '
+      'frameworks; MFU = FLOPs/step / step time / peak.',
       f'- Shared machine, load average at start {os.getloadavg()[0]:.1f}: compare '
       'within a model, not across runs.',
       '',

@@ -87,3 +87,16 @@ def test_torch_seed_program_trains_on_the_main_jobs_split(offline_data_dir):
     # The same digits (tfds stores them in its own order; resizing rounds apart).
     key = lambda x, y: np.sort(x.reshape(len(x), -1).astype(float).mean(1) + 1000 * y)
     np.testing.assert_allclose(key(images, labels), key(ours.image, ours.label), atol=0.5)
+
+
+def test_lm_flops_count_every_input_step_projected():
+  """MFU compares both frameworks to the model's FLOPs: the LSTM's count projects every
+  input step (as PyTorch does), not our projected-embedding-table shortcut."""
+  from benchmarks import jax_models  # pylint: disable=import-outside-toplevel
+  s = measure.spec('lstm', quick=True)
+  counted = jax_models.build('lstm', quick=True).compile()['flops_per_step']
+  twin, data = jax_models.family_model('lstm', s, s['batch'], unroll=s['seq'])
+  bench = jax_models._train_bench(twin, jax_models._batch(twin, data, s['batch']), 'lm')
+  shortcut = jax_models._cost_flops(bench._jit.lower(*bench._args))
+  # At least the forward projection's (B*T, E) x (E, 4H) matmul more.
+  assert counted - shortcut >= 2 * s['batch'] * s['seq'] * s['embed'] * 4 * s['hidden']
