@@ -273,6 +273,17 @@ def test_rgb_input_is_padded_to_four_channels_on_cpu_only():
     assert count(text[platform], 'convolution') == 3
 
 
+def test_max_pool2_gradient_counts_no_ties_by_reduction_on_cpu_only():
+  # Autodiff of the windowed max counts each window's ties with a second reduction;
+  # on CPU `layers.max_pool2_split_ties` compares the four positions instead.
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(layers.max_pool2(x)))))
+  x = jnp.zeros((B, 12, 12, 4))
+  text = {p: jax.export.export(grad, platforms=[p])(x).mlir_module() for p in PLATFORMS}
+  assert count(text['cpu'], 'reduce') == 1  # The forward max.
+  for platform in ACCELERATORS:
+    assert count(text[platform], 'reduce') == 2, platform
+
+
 def _im2col_conv_grad(x, k):
   loss = lambda x, k: jnp.square(layers.conv3x3(x, k, im2col_on_cpu=True)).sum()
   return jax.grad(loss, (0, 1))(x, k)

@@ -10,18 +10,66 @@ import jax
 import jax.numpy as jnp
 
 
-def max_pool2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
-  """2x2 max pooling with stride 2 (floor on odd sizes), any dtype.
+def _pool_windows(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """(B, H, W, C) -> (B, H // 2, 2, W // 2, 2, C): the 2x2 windows (odd edges dropped)."""
+  b, h, w, c = x_BxHxWxC.shape
+  x = x_BxHxWxC[:, : h // 2 * 2, : w // 2 * 2, :]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c)
 
-  Written as a reshape and a max, which XLA:CPU differentiates faster than
-  `reduce_window`.
+
+def _max_pool2_autodiff(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  return _pool_windows(x_BxHxWxC).max(axis=(2, 4))
+
+
+@jax.custom_vjp
+def max_pool2_split_ties(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """`max_pool2` with a hand-written gradient that is faster on XLA:CPU.
+
+  The same values and the same gradient as JAX's autodiff of the windowed max: each
+  window's output cotangent goes to its maximal inputs, split evenly among ties.
+  Autodiff counts the ties with a reduction over the window axes (slow on XLA:CPU);
+  here the four window positions are compared and added as plain elementwise work.
 
   Returns:
     array of shape (B, H // 2, W // 2, C) and the input's dtype.
   """
-  b, h, w, c = x_BxHxWxC.shape
-  x = x_BxHxWxC[:, : h // 2 * 2, : w // 2 * 2, :]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return _max_pool2_autodiff(x_BxHxWxC)
+
+
+def _split_ties_fwd(x):
+  y = _max_pool2_autodiff(x)
+  return y, (x, y)
+
+
+def _split_ties_bwd(residuals, g_BxPxQxC):
+  x, y = residuals
+  b, h, w, c = x.shape
+  windows = _pool_windows(x)
+  hits = [(windows[:, :, i, :, j] == y).astype(g_BxPxQxC.dtype) for i in (0, 1) for j in (0, 1)]
+  share = g_BxPxQxC / (hits[0] + hits[1] + hits[2] + hits[3])
+  rows = [jnp.stack([hits[2 * i] * share, hits[2 * i + 1] * share], axis=3) for i in (0, 1)]
+  dx = jnp.stack(rows, axis=2).reshape(b, h // 2 * 2, w // 2 * 2, c)
+  return (jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+
+
+max_pool2_split_ties.defvjp(_split_ties_fwd, _split_ties_bwd)
+
+
+def max_pool2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """2x2 max pooling with stride 2 (floor on odd sizes), any dtype.
+
+  Written as a reshape and a max, which XLA:CPU differentiates faster than
+  `reduce_window`; on CPU its gradient is `max_pool2_split_ties`'s (the seed CNN's
+  train step on 2 cores: 140.1 against 148.4 ms, medians of 7 interleaved
+  repetitions), elsewhere JAX's autodiff (chosen by `lax.platform_dependent`, resolved
+  when the program is lowered).
+
+  Returns:
+    array of shape (B, H // 2, W // 2, C) and the input's dtype.
+  """
+  return jax.lax.platform_dependent(
+    x_BxHxWxC, cpu=max_pool2_split_ties, default=_max_pool2_autodiff
+  )
 
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')

@@ -102,6 +102,27 @@ def test_max_pool2_matches_flax_max_pool():
   chex.assert_trees_all_close(layers.max_pool2(x), nn.max_pool(x, (2, 2), (2, 2)))
 
 
+def _windowed_max(x):
+  """2x2 max pooling as a reshape and a max, differentiated by JAX (the reference)."""
+  b, h, w, c = x.shape
+  return x[:, :h // 2 * 2, :w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def test_max_pool2_gradient_splits_ties_like_autodiff():
+  # ReLU'd inputs tie at 0 in many windows; one window ties at a positive maximum;
+  # odd height and width drop the last row and column.
+  x = jax.nn.relu(jax.random.normal(jax.random.key(0), (3, 9, 7, 5)))
+  x = x.at[0, 0:2, 0:2, 0].set(jnp.array([[2.0, 1.0], [2.0, 2.0]]))
+  g = jax.random.normal(jax.random.key(1), (3, 4, 3, 5))
+  chex.assert_trees_all_equal(jax.jit(layers.max_pool2)(x), _windowed_max(x))
+  actual = jax.jit(jax.vjp(layers.max_pool2, x)[1])(g)[0]
+  expected = jax.vjp(_windowed_max, x)[1](g)[0]
+  chex.assert_trees_all_close(actual, expected, atol=1e-6)
+  np.testing.assert_allclose(actual[0, 0:2, 0:2, 0], g[0, 0, 0, 0] / 3 * np.array([[1, 0], [1, 1]]),
+                             rtol=1e-6)
+  assert float(jnp.abs(actual[:, 8]).max()) == 0.0 and float(jnp.abs(actual[:, :, 6]).max()) == 0.0
+
+
 def _conv_count(model, params, x):
   """Convolutions in the forward pass lowered for cuda (one path, no CPU variants)."""
   forward = jax.jit(lambda p: model.apply({'params': p}, x, train=False))
