@@ -333,9 +333,9 @@ def w_hh_gradient_dots(text: str, cell: str) -> tuple[int, int]:
   after: the columns of the matmuls that contract over time and batch at once (one
   after the backward scan), giving (H, N) or (N, H) with N = G or, the GRU's w_hh
   being done in an (r, z) and an n block, 2H or H. `_char_lm` has H = D = 8, so the
-  second layer's dw_ih ((B, T, D) x (B, T, G)) counts too: G columns. (The first
-  layer's dw_ih contracts over the 12 rows of its projected embedding table instead,
-  `rnn.EmbeddedIds`: not counted.)
+  layers' dw_ih ((B, T, D) x (B, T, G)) count too: G columns each, except the first
+  layer's on CPU, which contracts over the 12 rows of its projected embedding table
+  (`rnn.EmbeddedIds`): not counted.
   inside: the (B, H) x (B, G) products over batch only (one per step in the scan).
   """
   h, g = 8, recurrence.NUM_GATES[cell] * 8
@@ -365,9 +365,8 @@ def test_recurrent_w_hh_gradient_is_one_matmul_on_cpu_only(cell):
   assert w_hh_gradient_dots(cpu, cell) == (g * (2 * num_layers - 1), 0)
   for platform in ACCELERATORS:
     text = lowered(cell, 'step', (platform,))
-    # The second layer's dw_ih after the loop, dw_hh accumulated by one product per
-    # step in the loop.
-    assert w_hh_gradient_dots(text, cell) == (g * (num_layers - 1), num_layers), platform
+    # dw_ih after the loop, dw_hh accumulated by one product per step in the loop.
+    assert w_hh_gradient_dots(text, cell) == (g * num_layers, num_layers), platform
     # The same loops: one forward and one backward scan per layer.
     assert (count(function_body(text, 'main'), 'while') ==
             count(function_body(cpu, 'main'), 'while') == 2 * num_layers), platform
