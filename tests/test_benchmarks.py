@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchmarks import measure, run
+from benchmarks import jax_models, measure, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,7 +92,6 @@ def test_torch_seed_program_trains_on_the_main_jobs_split(offline_data_dir):
 def test_lm_flops_count_every_input_step_projected():
   """MFU compares both frameworks to the model's FLOPs: the LSTM's count projects every
   input step (as PyTorch does), not our projected-embedding-table shortcut."""
-  from benchmarks import jax_models  # pylint: disable=import-outside-toplevel
   s = measure.spec('lstm', quick=True)
   counted = jax_models.build('lstm', quick=True).compile()['flops_per_step']
   twin, data = jax_models.family_model('lstm', s, s['batch'], unroll=s['seq'])

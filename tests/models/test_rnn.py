@@ -201,7 +201,6 @@ def test_cell_carry_and_feature_axes_follow_flax_protocol():
     rnn.RecurrentCell('rnn', H).initialize_carry(jax.random.key(0), (B, D))
 
 
-
 @pytest.mark.parametrize('cell', CELLS)
 @pytest.mark.parametrize('length', [12, 3])
 def test_embedded_ids_equal_projecting_the_gathered_rows(cell, length):
@@ -225,6 +224,7 @@ def test_embedded_ids_equal_projecting_the_gathered_rows(cell, length):
           for p in ('cpu', 'cuda', 'tpu')}
   assert bool(table_projection.search(text['cpu'])) == (B * length >= V)
   assert not table_projection.search(text['cuda']) and not table_projection.search(text['tpu'])
+
 
 def _lm(cell='lstm', layers=2):
   cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers,
