@@ -191,17 +191,6 @@ def _cnn(s, train: bool) -> JaxBench:
                   (_state(model, jax.random.key(0)), batch), carry=False)
 
 
-def _projection_of_gathered_rows(x, w_ih, b_ih, dtype):
-  """`rnn.input_projections` without the projected-table shortcut: embedding rows
-  gathered, then projected, as PyTorch's embedding and LSTM/GRU layers compute them."""
-  if isinstance(x, rnn.EmbeddedIds):
-    x = jnp.take(x.table_VxD, x.ids_BxT, axis=0)
-  return _INPUT_PROJECTIONS(x, w_ih, b_ih, dtype)
-
-
-_INPUT_PROJECTIONS = rnn.input_projections
-
-
 def _lm(s, cell: str) -> JaxBench:
   model, data = family_model(cell, s, s['batch'])
   batch = _batch(model, data, s['batch'])
@@ -211,7 +200,7 @@ def _lm(s, cell: str) -> JaxBench:
     # once) that projects every input step as the PyTorch peer does: the first
     # layer's projected-table shortcut (`rnn.EmbeddedIds`) does ~13 GFLOP less of
     # the same arithmetic at full size, and MFU compares both frameworks to one count.
-    with mock.patch.object(rnn, 'input_projections', _projection_of_gathered_rows):
+    with mock.patch.object(rnn, '_project_table_rows', rnn._project_gathered_rows):
       twin, _ = family_model(cell, s, s['batch'], unroll=s['seq'])
       twin_bench = _train_bench(twin, batch, 'lm')
       return _cost_flops(twin_bench._jit.lower(*twin_bench._args))

@@ -67,6 +67,12 @@ class EmbeddedIds(NamedTuple):
   table_VxD: jax.Array
   ids_BxT: jax.Array
 
+  @property
+  def shape(self) -> tuple[int, int, int]:
+    """(B, T, D), the shape of the inputs the ids stand for."""
+    b, t = self.ids_BxT.shape
+    return b, t, self.table_VxD.shape[-1]
+
 
 def _project_inputs(x_BxTxD: jax.Array, w_ih: jax.Array, b_ih: jax.Array) -> jax.Array:
   """(T, B, G) projections of (B, T, D) inputs, all one dtype.
@@ -157,10 +163,7 @@ class Recurrent(nn.Module):
       real step.
     """
     recurrence.check_cell(self.cell)
-    if isinstance(x_BxTxD, EmbeddedIds):
-      (b, t), d = x_BxTxD.ids_BxT.shape, x_BxTxD.table_VxD.shape[-1]
-    else:
-      b, t, d = x_BxTxD.shape
+    b, t, d = x_BxTxD.shape
     w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, d, self.hidden_dim)
     if carry is None:
       carry = recurrence.zero_carry(self.cell, b, self.hidden_dim)
