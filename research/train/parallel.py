@@ -68,6 +68,27 @@ def _train_chunk(
   return jax.lax.platform_dependent(state, idx_SxB, mask_SxB, cpu=flat, default=scanned)
 
 
+# On CPU a `steps.SplitLoss` runs in two programs per step: the gather and the
+# loss's first half (augmentation), then the train step on the prepared batch. XLA:CPU
+# runs the step's convolutions markedly slower when their input is computed in the
+# same program rather than given to it (the seed CNN's step on 2 cores: 158.0 ms in
+# one program, 141.0 ms in two, the augmentation ~1 ms of it; see the README's
+# speed notes); on GPU/TPU one program, where XLA fuses the preparation, stays.
+def _prepare_step(
+  data, idx_SxB, mask_SxB, s, rng, step, *, loss_fn, gather_fn, axis_name, microbatches
+):
+  batch = dict(gather_fn(data, idx_SxB[s]), mask=mask_SxB[s])
+  return steps.prepare_train_batch(
+    batch, rng, step, prepare=loss_fn.prepare, axis_name=axis_name, microbatches=microbatches
+  )
+
+
+def _train_prepared(state, batch, rng, *, loss_fn, axis_name, microbatches):
+  return steps.train_step(
+    state, batch, rng, loss_fn=loss_fn.loss, axis_name=axis_name, microbatches=microbatches
+  )
+
+
 def _eval_chunk(state, data, idx_SxB, mask_SxB, *, loss_fn, gather_fn, axis_name):
   metrics, outputs = [], []
   for s in range(idx_SxB.shape[0]):
@@ -179,7 +200,9 @@ class DataParallel:
       check_vma=False,
     )
     self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
-    self._train = self._eval = None
+    self._train = self._eval = self._prepare = None
+    # Two programs per train step (see `_prepare_step`): a split loss, on CPU.
+    self.splits_steps = isinstance(loss_fn, steps.SplitLoss) and self.devices[0].platform == 'cpu'
 
   @property
   def num_devices(self) -> int:
@@ -233,6 +256,19 @@ class DataParallel:
         functools.partial(_eval_chunk, **self._kw),
         out_shardings=(self.replicated, self.batch_sharded),
       )
+      if self.splits_steps:
+        kw = dict(loss_fn=self._kw['loss_fn'], axis_name=None)
+        self._prepare = jax.jit(
+          functools.partial(_prepare_step, **self._kw),
+          out_shardings=NamedSharding(self.mesh, P(BATCH_AXES)),
+          static_argnames='microbatches',
+        )
+        self._step = jax.jit(
+          functools.partial(_train_prepared, **kw),
+          donate_argnums=0,
+          out_shardings=out,
+          static_argnames='microbatches',
+        )
 
   def _parts(self, idx_SxB):
     per_device = np.shape(idx_SxB)[1] * jax.process_count() // self.num_devices
@@ -248,9 +284,15 @@ class DataParallel:
     """Runs S train steps on this process's (S, B / processes) indices into its data
     shard; returns the new state and the global metrics stacked over S."""
     self._compile(state)
-    return self._train(
-      state, data, *self._indices(idx_SxB, mask_SxB), rng, microbatches=self._parts(idx_SxB)
-    )
+    parts, (idx, mask) = self._parts(idx_SxB), self._indices(idx_SxB, mask_SxB)
+    if not self.splits_steps:
+      return self._train(state, data, idx, mask, rng, microbatches=parts)
+    metrics = []
+    for s in range(idx.shape[0]):
+      batch = self._prepare(data, idx, mask, np.int32(s), rng, state.step, microbatches=parts)
+      state, m = self._step(state, batch, rng, microbatches=parts)
+      metrics.append(m)
+    return state, _stack(metrics)
 
   def evaluate(self, state, data, idx_SxB, mask_SxB):
     """Evaluates S batches; returns summed metrics and this process's outputs

@@ -24,8 +24,15 @@ on CPU two parts keep both cores busy (measured on 2 cores: transformer step ~10
 faster, U-Net 28%; no gain for LSTM/GRU scans; the seed CNN instead cuts only its
 convolutions into parts, `CNNConfig.conv_parts`, so its large fc1 matmuls see the
 whole batch). Interleaving keeps every part on the devices that hold the batch.
+
+Split losses: a family whose loss first makes the model's inputs from the stored batch
+(normalisation, augmentation: work without parameters) can give it as a `SplitLoss`,
+its two halves named. Called whole it is an ordinary loss function; the jit driver
+runs the first half as a program of its own on CPU (see `research.train.parallel`),
+with the same keys, so both ways compute the same step.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -39,6 +46,24 @@ LossFn = Callable[
   [Any, dict[str, jax.Array], jax.Array | None, bool], tuple[Metrics, dict[str, jax.Array]]
 ]
 TrainState = train_state.TrainState
+PrepareFn = Callable[[dict[str, jax.Array], jax.Array | None, bool], dict[str, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitLoss:
+  """A loss function in two halves: `prepare` makes the model's inputs from a stored
+  batch (no parameters; per-example arrays keep their leading axis B and 'mask'),
+  `loss` runs the model on them and is itself a `LossFn`.
+
+  Calling it is calling the whole loss: loss(params, prepare(batch, rng, train), rng,
+  train), with the same `rng` given to both halves.
+  """
+
+  prepare: PrepareFn
+  loss: LossFn
+
+  def __call__(self, params, batch, rng, train):
+    return self.loss(params, self.prepare(batch, rng, train), rng, train)
 
 
 def _psum(tree, axis_name):
@@ -57,6 +82,47 @@ def split_batch(batch: dict[str, jax.Array], num_parts: int) -> list[dict[str, j
     return v.reshape((v.shape[0] // num_parts, num_parts) + v.shape[1:])[:, i]
 
   return [{k: part(v, i) for k, v in batch.items()} for i in range(num_parts)]
+
+
+def merge_parts(parts: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
+  """Inverse of `split_batch`: interleaves the parts back into one batch (example j
+  of part i becomes example j * num_parts + i)."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs, axis=1).reshape((-1,) + xs[0].shape[1:]), *parts)
+
+
+def step_rng(rng: jax.Array, step: int | jax.Array, axis_name: str | None = None) -> jax.Array:
+  """The key of train step `step`: `fold_in(rng, step)`, and under `axis_name` folded
+  with this device's axis index too."""
+  key = jax.random.fold_in(rng, step)
+  if axis_name is not None:
+    key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+  return key
+
+
+def prepare_train_batch(
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  step: jax.Array,
+  *,
+  prepare: PrepareFn,
+  axis_name: str | None = None,
+  microbatches: int = 1,
+) -> dict[str, jax.Array]:
+  """What `train_step` with a `SplitLoss` would prepare from `batch` at step `step`.
+
+  Each micro-batch part is prepared with the key its loss gets in `train_step`, and
+  the parts are interleaved back, so `train_step(state, prepared, rng,
+  loss_fn=split.loss, microbatches=...)` computes what `loss_fn=split` computes on
+  `batch`.
+
+  Returns:
+    the prepared batch, leading axis B (dtypes as `prepare` makes them).
+  """
+  key = step_rng(rng, step, axis_name)
+  if microbatches == 1:
+    return prepare(batch, key, True)
+  parts = split_batch(batch, microbatches)
+  return merge_parts([prepare(p, jax.random.fold_in(key, i), True) for i, p in enumerate(parts)])
 
 
 def _sum_trees(trees):
@@ -89,9 +155,7 @@ def train_step(
     the updated state and the batch's metrics as global (sum, count) pairs, plus
     'grad_norm': (global norm of the mean gradient, 1).
   """
-  step_rng = jax.random.fold_in(rng, state.step)
-  if axis_name is not None:
-    step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
+  key = step_rng(rng, state.step, axis_name)
 
   def loss_sum(params, part, part_rng):
     metrics, _ = loss_fn(params, part, part_rng, True)
@@ -99,11 +163,11 @@ def train_step(
 
   grad_fn = jax.grad(loss_sum, has_aux=True)
   if microbatches == 1:
-    grads, metrics = grad_fn(state.params, batch, step_rng)
+    grads, metrics = grad_fn(state.params, batch, key)
   else:
     grads, metrics = _sum_trees(
       [
-        grad_fn(state.params, part, jax.random.fold_in(step_rng, i))
+        grad_fn(state.params, part, jax.random.fold_in(key, i))
         for i, part in enumerate(split_batch(batch, microbatches))
       ]
     )

@@ -5,12 +5,18 @@ import os
 import subprocess
 import sys
 
+import chex
+import jax
+from jax.sharding import PartitionSpec as P
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from jax.sharding import PartitionSpec as P
-
 from research.errors import UserInputError
+from research.train import loop
+from research.train import optimizers
 from research.train import parallel
+from research.train import steps
 from tests import helpers
 
 # Its session-scoped runs happen once: all its tests on one pytest-xdist worker
@@ -96,3 +102,53 @@ def test_fsdp_rule_shards_the_largest_divisible_dimension():
 def test_batch_size_must_divide_over_devices(batch_size):
   with pytest.raises(UserInputError, match='multiple of the device count'):
     parallel.check_batch_size(batch_size, 8)
+
+
+def _train_chunks(loss_fn, state, microbatches):
+  driver = parallel.DataParallel(loss_fn, microbatches=microbatches)
+  data = driver.put_data(helpers.tiny_data(56))
+  state = driver.put_replicated(state)
+  idx, mask = loop.batch_plan(56, 16, shuffle=True, seed=3)  # last batch: 8 of 16
+  metrics = []
+  for first in (0, 2):  # Two chunks of two steps.
+    state, m = driver.train(state, data, idx[first:first + 2], mask[first:first + 2],
+                            jax.random.key(7))
+    metrics.append(jax.device_get(m))
+  return driver, jax.device_get(state.params), metrics
+
+
+@pytest.mark.parametrize('microbatches', [1, 2])
+def test_split_loss_in_two_programs_equals_one_program(microbatches):
+  # The CNN's loss is a SplitLoss: on CPU the jit driver prepares (gathers and
+  # augments) each batch in a program of its own; given whole (a plain function) the
+  # same loss runs in one program. Dropout and augmentation on: same keys, same step.
+  # (SGD: Adam would magnify float rounding in near-zero gradients.)
+  sgd = optimizers.OptimizerConfig(name='sgd', learning_rate=0.1)
+  _, loss_fn, state = helpers.tiny_classifier(0.5, True, optimizer=sgd)
+  state = jax.device_get(state)  # Each run donates its own device copy.
+  assert isinstance(loss_fn, steps.SplitLoss)
+  split, split_params, split_metrics = _train_chunks(loss_fn, state, microbatches)
+  whole = lambda *args: loss_fn(*args)
+  one, one_params, one_metrics = _train_chunks(whole, state, microbatches)
+  assert split.splits_steps and not one.splits_steps
+  chex.assert_trees_all_close(split_params, one_params, atol=1e-6)
+  chex.assert_trees_all_close(split_metrics, one_metrics, rtol=1e-5)
+  assert split_metrics[1]['loss'][1].tolist() == [16.0, 8.0]  # Padded last batch kept.
+  moved = max(float(abs(a - b).max()) for a, b in
+              zip(jax.tree.leaves(split_params), jax.tree.leaves(state.params)))
+  assert moved > 1e-3
+
+
+def test_prepare_train_batch_gives_each_microbatch_its_train_step_key():
+  # train_step hands micro-batch part i the key fold_in(step key, i); the prepared
+  # parts, interleaved back, must be what each part's loss would have prepared.
+  seen = lambda batch, rng, train: dict(batch, key=jnp.broadcast_to(
+      jax.random.key_data(rng)[None], (batch['x'].shape[0], 2)))
+  batch = {'x': jnp.arange(6.0)}
+  out = steps.prepare_train_batch(batch, jax.random.key(1), jnp.int32(4), prepare=seen,
+                                  microbatches=3)
+  step_key = jax.random.fold_in(jax.random.key(1), 4)
+  for i, part in enumerate(steps.split_batch(out, 3)):
+    np.testing.assert_array_equal(part['x'], batch['x'][i::3])
+    want = jax.random.key_data(jax.random.fold_in(step_key, i))
+    np.testing.assert_array_equal(part['key'], np.broadcast_to(want, (2, 2)))
