@@ -3,7 +3,8 @@
 Each task is a module whose `make_loss_fn(model, ...)` returns the `LossFn` that
 `research.train.train_step` and `eval_step` take:
 
-- `classification`: softmax cross-entropy and accuracy on preprocessed images;
+- `classification`: softmax cross-entropy and accuracy on preprocessed images, a
+  `SplitLoss` (preprocessing and augmentation, then the model);
   `classification_report` adds the per-class report and confusion matrix (sklearn,
   imported on first use).
 - `language_model`: next-character loss on text windows, perplexity and bits per

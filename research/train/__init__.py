@@ -1,8 +1,9 @@
 """The shared training core: steps, drivers, optimisers, loop, checkpoints, metrics.
 
 - Steps (`steps.py`): `TrainState`, the pure `train_step` and `eval_step`, whose task
-  plugs in one `LossFn` (params, batch, rng, train) -> ({name: (sum, count)}, aux);
-  `split_batch` cuts a batch into micro-batches.
+  plugs in one `LossFn` (params, batch, rng, train) -> ({name: (sum, count)}, aux),
+  or a `SplitLoss` whose first half prepares the model's inputs (`prepare_train_batch`
+  runs it as a train step would); `split_batch` cuts a batch into micro-batches.
 - State (`state.py`): `init_train_state`, `abstract_train_state` (shapes only, via
   `jax.eval_shape`) and `count_params`.
 - Optimisers (`optimizers.py`): `OptimizerConfig` and `make_optimizer`.
@@ -39,8 +40,10 @@ from research.train.state import abstract_train_state
 from research.train.state import count_params
 from research.train.state import init_train_state
 from research.train.steps import LossFn
+from research.train.steps import SplitLoss
 from research.train.steps import TrainState
 from research.train.steps import eval_step
+from research.train.steps import prepare_train_batch
 from research.train.steps import split_batch
 from research.train.steps import train_step
 
@@ -75,6 +78,7 @@ __all__ = [
   'OptimizerConfig',
   'PmapDataParallel',
   'Run',
+  'SplitLoss',
   'StopOnSignal',
   'TrainData',
   'TrainState',
@@ -88,6 +92,7 @@ __all__ = [
   'is_primary',
   'make_driver',
   'make_optimizer',
+  'prepare_train_batch',
   'split_batch',
   'take_examples',
   'train_and_evaluate',

@@ -9,7 +9,8 @@ host never copies batches:
 
 `DataParallel` (the default) is `jax.jit` over a one-axis device mesh: the state and
 data replicated, every batch sharded along B. `PmapDataParallel` runs the same steps
-under `jax.pmap` with an axis name. Both donate the train state.
+under `jax.pmap` with an axis name. Both donate the train state. On CPU the jit driver
+runs a family's `steps.SplitLoss` as two programs per step (see `_prepare_step`).
 """
 
 import functools
@@ -69,11 +70,12 @@ def _train_chunk(
 
 
 # On CPU a `steps.SplitLoss` runs in two programs per step: the gather and the
-# loss's first half (augmentation), then the train step on the prepared batch. XLA:CPU
-# runs the step's convolutions markedly slower when their input is computed in the
-# same program rather than given to it (the seed CNN's step on 2 cores: 158.0 ms in
-# one program, 141.0 ms in two, the augmentation ~1 ms of it; see the README's
-# speed notes); on GPU/TPU one program, where XLA fuses the preparation, stays.
+# loss's first half (for the CNN, augmentation), then the train step on the prepared
+# batch. XLA:CPU ran the seed CNN's step slower when its input was computed in the
+# same program than when given to it, though the preparation alone takes ~1 ms (main
+# job's step on 2 cores: 156.1 ms in one program, 146.6 ms in two; see the README's
+# speed notes). Same keys, same values. GPU/TPU keep one program, where XLA fuses
+# the preparation into the step.
 def _prepare_step(
   data, idx_SxB, mask_SxB, s, rng, step, *, loss_fn, gather_fn, axis_name, microbatches
 ):
@@ -200,7 +202,7 @@ class DataParallel:
       check_vma=False,
     )
     self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
-    self._train = self._eval = self._prepare = None
+    self._train = self._eval = self._prepare = self._step = None
     # Two programs per train step (see `_prepare_step`): a split loss, on CPU.
     self.splits_steps = isinstance(loss_fn, steps.SplitLoss) and self.devices[0].platform == 'cpu'
 
