@@ -22,7 +22,7 @@ def default_directory() -> str:
   return os.path.join(base, 'research', 'jax')
 
 
-def enable(directory: str, min_compile_seconds: float = 1.0) -> str | None:
+def enable(directory: str, min_compile_seconds: float = 0.0) -> str | None:
   """Points JAX's persistent compilation cache at `directory`.
 
   A cache directory already chosen through JAX's own setting (for example the
@@ -32,7 +32,10 @@ def enable(directory: str, min_compile_seconds: float = 1.0) -> str | None:
     directory: a local path or a URL JAX's cache understands (gs://...); one of
       `OFF` ('' or 'off') leaves the cache off.
     min_compile_seconds: programs that compile faster than this are not stored
-      (unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise).
+      (unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise). The default
+      stores every program: with JAX's 1 s the small ones (the CNN's input preparation,
+      its metric stacking) compiled again in every run, ~0.4 s of a warm main job's
+      first epoch (10.54 -> 10.14 s, medians of 3 interleaved runs, 2-core EPYC).
 
   Returns:
     the directory in use, or None when the cache is off.
