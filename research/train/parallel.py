@@ -35,6 +35,11 @@ def take_examples(data: dict[str, jax.Array], idx_B: jax.Array) -> dict[str, jax
   return {k: jnp.take(v, idx_B, axis=0) for k, v in data.items()}
 
 
+def _gathered_batch(gather_fn, data, idx_B, mask_B):
+  """The batch of examples `idx_B` of `data`, with its 'mask'."""
+  return dict(gather_fn(data, idx_B), mask=mask_B)
+
+
 def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -49,7 +54,7 @@ def _train_chunk(
   state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn, axis_name, microbatches
 ):
   def step(state, idx_B, mask_B):
-    batch = dict(gather_fn(data, idx_B), mask=mask_B)
+    batch = _gathered_batch(gather_fn, data, idx_B, mask_B)
     return steps.train_step(
       state, batch, rng, loss_fn=loss_fn, axis_name=axis_name, microbatches=microbatches
     )
@@ -79,22 +84,16 @@ def _train_chunk(
 def _prepare_step(
   data, idx_SxB, mask_SxB, s, rng, step, *, loss_fn, gather_fn, axis_name, microbatches
 ):
-  batch = dict(gather_fn(data, idx_SxB[s]), mask=mask_SxB[s])
+  batch = _gathered_batch(gather_fn, data, idx_SxB[s], mask_SxB[s])
   return steps.prepare_train_batch(
     batch, rng, step, prepare=loss_fn.prepare, axis_name=axis_name, microbatches=microbatches
-  )
-
-
-def _train_prepared(state, batch, rng, *, loss_fn, axis_name, microbatches):
-  return steps.train_step(
-    state, batch, rng, loss_fn=loss_fn.loss, axis_name=axis_name, microbatches=microbatches
   )
 
 
 def _eval_chunk(state, data, idx_SxB, mask_SxB, *, loss_fn, gather_fn, axis_name):
   metrics, outputs = [], []
   for s in range(idx_SxB.shape[0]):
-    batch = dict(gather_fn(data, idx_SxB[s]), mask=mask_SxB[s])
+    batch = _gathered_batch(gather_fn, data, idx_SxB[s], mask_SxB[s])
     m, o = steps.eval_step(state, batch, loss_fn=loss_fn, axis_name=axis_name)
     metrics.append(m)
     outputs.append(o)
@@ -259,14 +258,13 @@ class DataParallel:
         out_shardings=(self.replicated, self.batch_sharded),
       )
       if self.splits_steps:
-        kw = dict(loss_fn=self._kw['loss_fn'], axis_name=None)
         self._prepare = jax.jit(
           functools.partial(_prepare_step, **self._kw),
           out_shardings=NamedSharding(self.mesh, P(BATCH_AXES)),
           static_argnames='microbatches',
         )
         self._step = jax.jit(
-          functools.partial(_train_prepared, **kw),
+          functools.partial(steps.train_step, loss_fn=self._kw['loss_fn'].loss),
           donate_argnums=0,
           out_shardings=out,
           static_argnames='microbatches',
