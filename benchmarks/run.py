@@ -1,7 +1,7 @@
 r"""Side-by-side training benchmark: our JAX steps against PyTorch peers.
 
 Run (scripts/benchmark.sh sets up the venv, torch and the allocator variables):
-  scripts/benchmark.sh                      # every model + main job, full size (~30 min)
+  scripts/benchmark.sh                      # every model, lever + main job, full size (~30 min)
   scripts/benchmark.sh --quick              # tiny sizes, smoke test (< 1 min)
   python -m benchmarks.run --models=cnn_train,lstm --frameworks=jax
 
@@ -9,18 +9,23 @@ Every (model, framework, mode) runs in its own worker process, importing only on
 framework. Workers of one model are started one after another (so compilations do
 not overlap), then timed in rounds A, B, C, A, B, C, ... so that noise on a shared
 machine hits every peer alike. The report gives medians with min and max over the
-rounds, and MFU against the fp32 matmul peak measured in the same run. Then (full
-size, with torch) the whole main job runs beside the seed's program in PyTorch
+rounds, and MFU against the fp32 matmul peak measured in the same run. Beside each
+model's JAX row, one more JAX worker per speed lever we tried (`benchmarks/levers.py`:
+kept ones turned off, dropped ones turned on; `--levers`, all at full size) runs in the
+same rounds, and the report's second table gives each one's step against the
+default's. Then (full size, with torch) the whole main job runs beside the seed's program in PyTorch
 (`benchmarks/main_job.py`, 2 rounds, ~8 min) and the report gets their table.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 
+from benchmarks import levers as levers_lib
 from benchmarks import measure
 
 _NOT_IMPLEMENTED = {'unet': ('research.models.unet', 'UNet')}
@@ -46,7 +51,9 @@ class Worker:
            f'--rep_seconds={args.rep_seconds}', f'--warmup_steps={args.warmup_steps}']
     if args.quick:
       cmd.append('--quick')
+    lever = levers_lib.BY_NAME.get(mode) if framework == 'jax' else None
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 env=levers_lib.with_xla_flags(os.environ, lever),
                                  stderr=None if args.verbose else subprocess.DEVNULL,
                                  text=True, bufsize=1)
     self.info = None
@@ -88,6 +95,8 @@ def _peers(model, args):
   peers = []
   if 'jax' in args.frameworks:
     peers.append(('jax', 'jit'))
+    peers += [('jax', lever.name) for lever in levers_lib.for_model(model)
+              if lever.name in args.levers]
   if 'torch' in args.frameworks:
     for mode in args.torch_modes:
       if mode == 'channels_last' and model not in measure.CONV_MODELS:
@@ -175,14 +184,18 @@ def _finish_results(results):
     speed = lambda r: _throughput(r) or 1 / r['step_s']['median']
     best_torch = max((speed(r) for r in rows
                       if r['framework'] == 'torch' and 'step_s' in r), default=None)
+    default = next((r for r in rows if r['framework'] == 'jax' and r['mode'] == 'jit'
+                    and 'step_s' in r), None)
     for r in rows:
       if 'step_s' not in r:
         continue
+      if r['framework'] == 'jax' and r['mode'] != 'jit' and default:
+        r['vs_default'] = r['step_s']['median'] / default['step_s']['median']
       if flops:
         r['gflop_per_step'] = flops / 1e9
         if peak:
           r['mfu'] = flops / r['step_s']['median'] / peak
-      if r['framework'] == 'jax' and best_torch:
+      if r['framework'] == 'jax' and r['mode'] == 'jit' and best_torch:
         r['ratio_vs_best_torch'] = speed(r) / best_torch
   return peak
 
@@ -222,6 +235,8 @@ def report(results, peak, args) -> str:
       '|' + '|'.join(['---'] * 3 + ['---:'] * (len(COLUMNS) - 3)) + '|',
   ]
   for r in results:
+    if _is_lever(r):
+      continue
     if r.get('not_implemented'):
       lines.append(f"| {r['model']} | {r['framework']} | – | not yet implemented |"
                    + ' – |' * (len(COLUMNS) - 4))
@@ -240,7 +255,48 @@ def report(results, peak, args) -> str:
              f"**{r['ratio_vs_best_torch']:.2f}×**" if r.get('ratio_vs_best_torch')
              else '']
     lines.append('| ' + ' | '.join(cells) + ' |')
+  lever_rows = [r for r in results if _is_lever(r)]
+  if lever_rows:
+    lines += ['', lever_table(lever_rows, results)]
   return '\n'.join(lines) + '\n'
+
+
+def _is_lever(r) -> bool:
+  return r['framework'] == 'jax' and r['mode'] in levers_lib.BY_NAME
+
+
+LEVER_COLUMNS = ('model', 'lever', 'in our CPU path', 'the row runs', 'step ms, as run',
+                 'step ms, lever flipped', 'flipped / as run', 'peak RSS MiB')
+
+
+def lever_table(lever_rows, results) -> str:
+  """Markdown: each lever's step against the default JAX row of its model (same rounds)."""
+  default = {r['model']: r for r in results
+             if r['framework'] == 'jax' and r['mode'] == 'jit' and 'step_s' in r}
+  ms = lambda r: _fmt({k: v * 1e3 for k, v in r['step_s'].items() if k != 'n'}, 1)
+  lines = [
+      '## Levers: each one flipped against the step as the experiments run it',
+      '',
+      '- Same interleaved rounds as the rows above; one worker process per lever. A kept '
+      "lever is on in our CPU path and its row turns it off; a dropped one is off and "
+      'its row turns it on. flipped / as run > 1: the flipped step is slower, so the '
+      "path's choice is the faster one in this run.",
+      '',
+      '| ' + ' | '.join(LEVER_COLUMNS) + ' |',
+      '|' + '|'.join(['---'] * 4 + ['---:'] * (len(LEVER_COLUMNS) - 4)) + '|',
+  ]
+  for r in lever_rows:
+    lever = levers_lib.BY_NAME[r['mode']]
+    base = default.get(r['model'])
+    head = [r['model'], lever.name, 'kept' if lever.kept else 'dropped', lever.what]
+    if 'step_s' not in r or base is None:
+      err = (r.get('error') or 'no default row').replace('|', '/')[:60]
+      lines.append('| ' + ' | '.join(head + [f'failed: {err}'] + ['–'] * 3) + ' |')
+      continue
+    lines.append('| ' + ' | '.join(head + [
+        ms(base), ms(r), f"**{r['vs_default']:.2f}**",
+        f"{r['peak_rss_mib']:,.0f}" if r.get('peak_rss_mib') else '–']) + ' |')
+  return '\n'.join(lines)
 
 
 def _parse(argv):
@@ -257,6 +313,10 @@ def _parse(argv):
   p.add_argument('--reps', type=int, default=None, help='interleaved rounds (5; quick 2)')
   p.add_argument('--rep_seconds', type=float, default=None,
                  help='target length of one round per peer (3 s; quick 0.1 s)')
+  p.add_argument('--levers', default=None,
+                 help='comma-separated levers (benchmarks/levers.py) to time flipped beside '
+                 "each model's JAX row: 'all' (the default at full size), 'none' (the "
+                 f"default with --quick), or some of {','.join(levers_lib.BY_NAME)}")
   p.add_argument('--warmup_steps', type=int, default=2, help='untimed steps after compile')
   p.add_argument('--torch_threads', type=int, default=2, help='torch.set_num_threads')
   p.add_argument('--main_job_rounds', type=int, default=None,
@@ -278,6 +338,13 @@ def _parse(argv):
     args.main_job_rounds = 0 if args.quick or 'torch' not in args.frameworks else 2
   if args.main_job_rounds < 0:
     p.error('--main_job_rounds must be >= 0')
+  if args.levers is None:
+    args.levers = 'none' if args.quick else 'all'
+  args.levers = {'all': list(levers_lib.BY_NAME), 'none': []}.get(
+      args.levers, [n for n in args.levers.split(',') if n])
+  unknown = sorted(set(args.levers) - set(levers_lib.BY_NAME))
+  if unknown:
+    p.error(f'--levers: unknown {unknown}; known: {", ".join(levers_lib.BY_NAME)}, all, none')
   args.reps = args.reps or (2 if args.quick else 5)
   args.rep_seconds = args.rep_seconds or (0.1 if args.quick else 3.0)
   for name, values, allowed in (('models', args.models, measure.MODELS),
@@ -296,10 +363,14 @@ def _serve_worker(args):
   model = args.models[0]
   if args.worker == 'jax':
     from benchmarks import jax_models
-    bench = jax_models.build(model, args.quick)
-  else:
-    from benchmarks import torch_models
-    bench = torch_models.build(model, args.worker_mode, args.quick, args.torch_threads)
+    lever = levers_lib.BY_NAME.get(args.worker_mode)
+    # A lever's row builds and traces (in serve's compile) its step with the lever flipped.
+    with levers_lib.flipped(lever, jax_models) if lever else contextlib.nullcontext():
+      bench = jax_models.build(model, args.quick)
+      measure.serve(bench, warmup_steps=args.warmup_steps, rep_seconds=args.rep_seconds)
+    return
+  from benchmarks import torch_models
+  bench = torch_models.build(model, args.worker_mode, args.quick, args.torch_threads)
   measure.serve(bench, warmup_steps=args.warmup_steps, rep_seconds=args.rep_seconds)
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchmarks import jax_models, measure, run
+from benchmarks import jax_models, levers, measure, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,12 +25,12 @@ def test_quick_jax_report_has_expected_rows_and_columns(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
   proc = subprocess.run(
       [sys.executable, '-m', 'benchmarks.run', '--quick', '--frameworks=jax',
-       '--models=lstm', f'--out={tmp_path}'],
+       '--models=lstm', '--levers=scan_grad_autodiff,onednn_dots', f'--out={tmp_path}'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   text = (tmp_path / 'report.md').read_text()
   assert text in proc.stdout  # The report is also printed.
-  header, *rows = _table(text)
+  header, *rows = _table(text.split('## Levers')[0])
   assert tuple(header) == run.COLUMNS
   assert [(r[0], r[1], r[2]) for r in rows] == [('matmul', 'jax', 'jit'),
                                                 ('lstm', 'jax', 'jit')]
@@ -39,6 +39,17 @@ def test_quick_jax_report_has_expected_rows_and_columns(tmp_path):
                  'GFLOP/step', 'MFU'):
     assert lstm[column] not in ('', '–'), (column, lstm)
   assert 'fp32 peak' in text
+  # The levers: their own table, not rows of the one above; the XLA-flag lever's worker
+  # compiled with its flags and ran.
+  levers_text = text.split('## Levers')[1]
+  header, *rows = _table(levers_text)
+  assert tuple(header) == run.LEVER_COLUMNS
+  assert [(r[0], r[1], r[2]) for r in rows] == [('lstm', 'scan_grad_autodiff', 'kept'),
+                                                ('lstm', 'onednn_dots', 'dropped')]
+  for row in rows:
+    row = dict(zip(header, row))
+    assert row['step ms, as run'] == lstm['step ms']
+    assert float(row['flipped / as run'].strip('*')) > 0, row
 
   results = json.loads((tmp_path / 'results.json').read_text())['results']
   step = results[1]['step_s']
@@ -99,3 +110,61 @@ def test_lm_flops_count_every_input_step_projected():
   shortcut = jax_models._cost_flops(bench._jit.lower(*bench._args))
   # At least the forward projection's (B*T, E) x (E, 4H) matmul more.
   assert counted - shortcut >= 2 * s['batch'] * s['seq'] * s['embed'] * 4 * s['hidden']
+
+
+# Levers that change the traced program (the XLA-flag levers change only how XLA
+# compiles it; `test_quick_report_times_levers_beside_the_default_row` runs one).
+_TRACED_LEVERS = [(model, lever.name) for lever in levers.LEVERS if not lever.xla_flags
+                  for model in lever.models]
+
+
+def _lowered_text(model: str) -> str:
+  """The StableHLO of `model`'s quick benchmark step; the batch is raised to 16 where
+  the automatic micro-batches need it (2 on CPU from 16 examples), and the U-Net has
+  one level (tracing it dominates)."""
+  s = dict(measure.spec(model, quick=True))
+  if model in ('transformer', 'unet'):
+    s['batch'] = 16
+  if model == 'unet':
+    s.update(widths=(8,), image=8)
+  bench = jax_models._BUILDERS[model](s)
+  return bench._jit.lower(*bench._args).as_text()
+
+
+@pytest.fixture(scope='module')
+def default_programs():
+  return {}
+
+
+@pytest.mark.parametrize('model,lever_name', _TRACED_LEVERS)
+def test_each_lever_changes_the_step_it_is_timed_on(model, lever_name, default_programs):
+  """A lever row that ran the default step would report a lever that was never
+  pulled: flipped, the lowered program differs."""
+  if model not in default_programs:
+    default_programs[model] = _lowered_text(model)
+  with levers.flipped(levers.BY_NAME[lever_name], jax_models):
+    assert _lowered_text(model) != default_programs[model]
+
+
+def test_a_flipped_lever_is_undone_on_leaving():
+  default = _lowered_text('cnn_eval')
+  for name in ('conv_parts=1', 'rgb_unpadded'):  # A config lever, a patch lever.
+    with levers.flipped(levers.BY_NAME[name], jax_models):
+      pass
+    assert _lowered_text('cnn_eval') == default, name
+
+
+def test_lever_xla_flags_are_appended_to_the_workers_environment():
+  onednn = levers.BY_NAME['onednn_dots']
+  env = levers.with_xla_flags({'XLA_FLAGS': '--a=1', 'HOME': '/h'}, onednn)
+  assert env['XLA_FLAGS'] == '--a=1 ' + onednn.xla_flags and env['HOME'] == '/h'
+  assert levers.with_xla_flags({}, onednn)['XLA_FLAGS'] == onednn.xla_flags
+  assert 'XLA_FLAGS' not in levers.with_xla_flags({}, levers.BY_NAME['im2col'])
+  assert levers.with_xla_flags({}, None) == {}
+
+
+def test_unknown_lever_is_rejected():
+  with pytest.raises(SystemExit):
+    run._parse(['--levers=im2col,fast_mode'])
+  assert run._parse(['--quick']).levers == []
+  assert run._parse([]).levers == list(levers.BY_NAME)
