@@ -86,8 +86,9 @@ LEVERS: tuple[Lever, ...] = (
   Lever('unroll=2', ('lstm', 'gru'), False, 'two time steps per scan iteration',
         config={'lm': dict(model=dict(unroll=2))}),
   Lever('bfloat16', ('cnn_train', 'cnn_eval', 'lstm', 'gru', 'transformer', 'unet'), False,
-        'bfloat16 compute, float32 parameters (XLA:CPU converts bf16 dots and '
-        'convolutions to f32)', config=_BFLOAT16),
+        'bfloat16 compute, float32 parameters (XLA:CPU runs bf16 matmuls natively where '
+        'they give float32, the LSTM/GRU recurrence; other dots and the convolutions it '
+        'converts to float32)', config=_BFLOAT16),
   Lever('onednn_dots', ('cnn_train', 'lstm'), False,
         "XLA:CPU's oneDNN fusions for the dots",
         xla_flags='--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot'),

@@ -116,11 +116,21 @@ def gru_cell(carry: Carry, xg_BxG: jax.Array, hg_BxG: jax.Array) -> Carry:
 _CELL_FORWARD = {'lstm': _lstm_forward, 'gru': _gru_forward}
 
 
+def _dot_f32(a_BxK: jax.Array, b_KxN: jax.Array) -> jax.Array:
+  """(B, N) float32 product of two same-dtype matrices, accumulated in float32.
+
+  For float32 operands this is the plain product. For bfloat16 ones XLA:CPU then runs
+  a native bf16 matmul ((64, 512) x (512, 2048) alone: 0.37 ms against 0.68 in float32),
+  where a bfloat16 result makes it convert both operands to float32 (0.83 ms).
+  """
+  return jnp.dot(a_BxK, b_KxN, preferred_element_type=jnp.float32)
+
+
 def _recurrent_forward(
   cell: str, carry: Carry, xg_BxG: jax.Array, w_hh: jax.Array, b_hh: jax.Array, dtype: Any
 ) -> tuple[Carry, tuple[jax.Array, ...]]:
   """`recurrent_step` and the cell's float32 residuals for the gradient."""
-  hg_BxG = carry[-1].astype(dtype) @ w_hh.astype(dtype) + b_hh.astype(dtype)
+  hg_BxG = _dot_f32(carry[-1].astype(dtype), w_hh.astype(dtype)) + b_hh.astype(jnp.float32)
   return _CELL_FORWARD[cell](carry, xg_BxG, hg_BxG)
 
 
@@ -264,14 +274,16 @@ def _fused_backward(cell, reverse, unroll, dtype, saved, cotangents):
     dnew = dcarry[:-1] + (dcarry[-1] + dy_BxH,)
     dnew = tuple(jnp.where(m_Bx1, d, 0.0) for d in dnew)
     dprev, dxg_BxG, dhg_BxG = _CELL_BACKWARD[cell](dnew, prev, res)
-    dh_mm_BxH = (dhg_BxG.astype(dtype) @ w_hh_t).astype(jnp.float32)
+    dh_mm_BxH = _dot_f32(dhg_BxG.astype(dtype), w_hh_t)
     dprev = dprev[:-1] + (dprev[-1] + dh_mm_BxH,)
     dprev = tuple(jnp.where(m_Bx1, p, d) for p, d in zip(dprev, dcarry, strict=True))
-    return dprev, dxg_BxG.astype(dtype)
+    return dprev, dxg_BxG
 
   dcarry, dxg_TxBxG = jax.lax.scan(
     step, dlast, (dh_TxBxH, m_TxBx1, prev_T, res_T), reverse=not reverse, unroll=unroll
   )
+  # Cast once here: a bfloat16 output stacked per step cost XLA:CPU ~1 ms a step.
+  dxg_TxBxG = dxg_TxBxG.astype(dtype)
   dw_hh, db_hh = _hh_gradients(cell, prev_T[-1], dxg_TxBxG, res_T, dtype)
   return dxg_TxBxG, None, dw_hh.astype(w_hh.dtype), db_hh.astype(b_hh.dtype), dcarry
 

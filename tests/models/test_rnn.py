@@ -365,6 +365,22 @@ def test_fused_gradient_in_bfloat16_keeps_the_forward_and_is_close(cell, monkeyp
   chex.assert_trees_all_close(fused_grads, grads, atol=0.03, rtol=0.01)
 
 
+@pytest.mark.parametrize('cell', CELLS)
+def test_bfloat16_recurrent_matmuls_accumulate_in_float32(cell, monkeypatch):
+  """In bfloat16 the per-step (B, H) x (H, G) matmul and its (B, G) x (G, H) cotangent
+  take bf16 operands and give float32: XLA:CPU runs those natively, while a bf16
+  result makes it convert both operands to float32 (slower than float32 throughout)."""
+  loss, args = _layer_loss(cell, recurrence.scan_fused_grad, monkeypatch, dtype=jnp.bfloat16)
+  text = jax.jit(jax.grad(loss)).lower(*args, jnp.asarray(MASK_4xT)).as_text()
+  dots = re.findall(r'stablehlo\.dot_general .*: \(tensor<(\w+)>, tensor<(\w+)>\) -> '
+                    r'tensor<(\w+)>', text)
+  b, g = MASK_4xT.shape[0], recurrence.NUM_GATES[cell] * H
+  recurrent = [d for d in dots if d[:2] in ((f'{b}x{H}xbf16', f'{H}x{g}xbf16'),
+                                            (f'{b}x{g}xbf16', f'{g}x{H}xbf16'))]
+  assert sorted(set(recurrent)) == [(f'{b}x{g}xbf16', f'{g}x{H}xbf16', f'{b}x{H}xf32'),
+                                    (f'{b}x{H}xbf16', f'{H}x{g}xbf16', f'{b}x{g}xf32')]
+
+
 def test_layer_on_cpu_takes_the_fused_gradient(monkeypatch):
   """`Recurrent` calls `scan_recurrence`, whose CPU branch is `scan_fused_grad`."""
   calls = []
