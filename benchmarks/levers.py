@@ -1,7 +1,7 @@
 """The speed levers we tried, each one flipped against the step as the experiments run it.
 
-Every lever is a switch of our CPU path: either kept (on by default on CPU; its row
-turns it off) or dropped (off by default; its row turns it on). `benchmarks/run.py`
+Every lever is a switch of our CPU path: either on by default on CPU (kept; its row
+turns it off) or off (dropped, or an option such as bfloat16; its row turns it on). `benchmarks/run.py`
 times one extra JAX worker per applicable lever beside the default JAX row and the
 PyTorch peers, in the same interleaved rounds, and its report gets a table of each
 lever's step time against the default's. So the report of one full run carries the
@@ -33,7 +33,7 @@ class Lever:
   Attributes:
     name: the worker mode, and the row's name in the report.
     models: the benchmark models (`measure.MODELS`) it applies to.
-    kept: True when our default CPU path has it (the row turns it off).
+    on: True when our default CPU path has it (the row turns it off).
     what: one line for the report: what the flipped row runs.
     config: overrides per experiment ('cnn', 'lm', 'seq2seq', 'ddpm'): nested dicts
       merged into the default config of every family the step builds.
@@ -44,7 +44,7 @@ class Lever:
 
   name: str
   models: tuple[str, ...]
-  kept: bool
+  on: bool
   what: str
   config: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   patches: tuple[tuple[Any, str, Any], ...] = ()
@@ -135,4 +135,3 @@ def with_xla_flags(environ: dict[str, str], lever: Lever | None) -> dict[str, st
   if lever is not None and lever.xla_flags:
     env['XLA_FLAGS'] = ' '.join(f for f in (env.get('XLA_FLAGS', ''), lever.xla_flags) if f)
   return env
-

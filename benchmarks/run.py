@@ -11,10 +11,11 @@ not overlap), then timed in rounds A, B, C, A, B, C, ... so that noise on a shar
 machine hits every peer alike. The report gives medians with min and max over the
 rounds, and MFU against the fp32 matmul peak measured in the same run. Beside each
 model's JAX row, one more JAX worker per speed lever we tried (`benchmarks/levers.py`:
-kept ones turned off, dropped ones turned on; `--levers`, all at full size) runs in the
-same rounds, and the report's second table gives each one's step against the
-default's. Then (full size, with torch) the whole main job runs beside the seed's program in PyTorch
-(`benchmarks/main_job.py`, 2 rounds, ~8 min) and the report gets their table.
+those on in our CPU path turned off, the others turned on; `--levers`, all at full
+size) runs in the same rounds, and the report's second table gives each one's step
+against the default's. Then (full size, with torch) the whole main job runs beside the
+seed's program in PyTorch (`benchmarks/main_job.py`, 2 rounds, ~8 min) and the report
+gets their table.
 """
 
 import argparse
@@ -277,10 +278,10 @@ def lever_table(lever_rows, results) -> str:
   lines = [
       '## Levers: each one flipped against the step as the experiments run it',
       '',
-      '- Same interleaved rounds as the rows above; one worker process per lever. A kept '
-      "lever is on in our CPU path and its row turns it off; a dropped one is off and "
-      'its row turns it on. flipped / as run > 1: the flipped step is slower, so the '
-      "path's choice is the faster one in this run.",
+      '- Same interleaved rounds as the rows above; one worker process per lever. A lever '
+      'on in our CPU path (kept) is turned off in its row; one that is off (dropped, or '
+      'an option such as bfloat16) is turned on. flipped / as run > 1: the flipped step '
+      'is slower than the step as the experiments run it by default.',
       '',
       '| ' + ' | '.join(LEVER_COLUMNS) + ' |',
       '|' + '|'.join(['---'] * 4 + ['---:'] * (len(LEVER_COLUMNS) - 4)) + '|',
@@ -288,7 +289,7 @@ def lever_table(lever_rows, results) -> str:
   for r in lever_rows:
     lever = levers_lib.BY_NAME[r['mode']]
     base = default.get(r['model'])
-    head = [r['model'], lever.name, 'kept' if lever.kept else 'dropped', lever.what]
+    head = [r['model'], lever.name, 'on' if lever.on else 'off', lever.what]
     if 'step_s' not in r or base is None:
       err = (r.get('error') or 'no default row').replace('|', '/')[:60]
       lines.append('| ' + ' | '.join(head + [f'failed: {err}'] + ['–'] * 3) + ' |')

@@ -44,8 +44,8 @@ def test_quick_jax_report_has_expected_rows_and_columns(tmp_path):
   levers_text = text.split('## Levers')[1]
   header, *rows = _table(levers_text)
   assert tuple(header) == run.LEVER_COLUMNS
-  assert [(r[0], r[1], r[2]) for r in rows] == [('lstm', 'scan_grad_autodiff', 'kept'),
-                                                ('lstm', 'onednn_dots', 'dropped')]
+  assert [(r[0], r[1], r[2]) for r in rows] == [('lstm', 'scan_grad_autodiff', 'on'),
+                                                ('lstm', 'onednn_dots', 'off')]
   for row in rows:
     row = dict(zip(header, row))
     assert row['step ms, as run'] == lstm['step ms']
