@@ -25,10 +25,19 @@ from research.train import optimizers, parallel, state as state_lib, steps, trai
 
 
 def _cost_flops(compiled_or_lowered) -> float | None:
+  """XLA's FLOP count of a lowered or compiled program; None where XLA gives none.
+
+  A lowered program whose cost analysis has no FLOPs (jax 0.11 on CUDA) is compiled
+  and asked again.
+  """
   cost = compiled_or_lowered.cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older JAX: one dict per computation.
     cost = cost[0] if cost else None
-  return float(cost['flops']) if cost and 'flops' in cost else None
+  if cost and 'flops' in cost:
+    return float(cost['flops'])
+  if hasattr(compiled_or_lowered, 'compile'):  # Lowered, not yet compiled.
+    return _cost_flops(compiled_or_lowered.compile())
+  return None
 
 
 class JaxBench:

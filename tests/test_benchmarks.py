@@ -171,3 +171,23 @@ def test_unknown_lever_is_rejected():
     run._parse(['--levers=im2col,fast_mode'])
   assert run._parse(['--quick']).levers == []
   assert run._parse([]).levers == list(levers.BY_NAME)
+
+
+class _Stage:
+  """A stand-in for jax.stages.Lowered (with `compile`) or Compiled (without)."""
+
+  def __init__(self, cost, compiled=None):
+    self._cost = cost
+    if compiled is not None:
+      self.compile = lambda: compiled
+
+  def cost_analysis(self):
+    return self._cost
+
+
+def test_flops_come_from_the_compiled_program_where_the_lowered_one_has_none():
+  compiled = _Stage({'flops': 7.0})
+  assert jax_models._cost_flops(_Stage({'flops': 3.0}, compiled)) == 3.0
+  assert jax_models._cost_flops(_Stage([{'flops': 3.0}], compiled)) == 3.0
+  assert jax_models._cost_flops(_Stage({}, compiled)) == 7.0  # jax 0.11 on CUDA.
+  assert jax_models._cost_flops(_Stage(None, _Stage(None))) is None
