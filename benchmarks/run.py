@@ -166,6 +166,11 @@ def _fmt(summary, digits=0):
          f"{f.format(summary['max'])})"
 
 
+def _step_ms(r) -> str:
+  """A row's step time in ms: median (min–max)."""
+  return _fmt({k: v * 1e3 for k, v in r['step_s'].items() if k != 'n'}, 1)
+
+
 def _throughput(r):
   return (r.get('tokens_per_s') or r.get('examples_per_s') or {}).get('median')
 
@@ -247,9 +252,8 @@ def report(results, peak, args) -> str:
       lines.append(f"| {r['model']} | {r['framework']} | {r['mode']} | failed: {err} |"
                    + ' – |' * (len(COLUMNS) - 4))
       continue
-    step = {k: v * 1e3 for k, v in r['step_s'].items() if k != 'n'}
     cells = [r['model'], r['framework'], r['mode'], _fmt(r.get('examples_per_s'), 1),
-             _fmt(r.get('tokens_per_s')), _fmt(step, 1), f"{r['compile_s']:.1f}",
+             _fmt(r.get('tokens_per_s')), _step_ms(r), f"{r['compile_s']:.1f}",
              f"{r['peak_rss_mib']:,.0f}" if r.get('peak_rss_mib') else '–',
              f"{r['gflop_per_step']:,.2f}" if r.get('gflop_per_step') else '–',
              f"{r['mfu']:.0%}" if r.get('mfu') is not None else '–',
@@ -274,7 +278,6 @@ def lever_table(lever_rows, results) -> str:
   """Markdown: each lever's step against the default JAX row of its model (same rounds)."""
   default = {r['model']: r for r in results
              if r['framework'] == 'jax' and r['mode'] == 'jit' and 'step_s' in r}
-  ms = lambda r: _fmt({k: v * 1e3 for k, v in r['step_s'].items() if k != 'n'}, 1)
   lines = [
       '## Levers: each one flipped against the step as the experiments run it',
       '',
@@ -295,7 +298,7 @@ def lever_table(lever_rows, results) -> str:
       lines.append('| ' + ' | '.join(head + [f'failed: {err}'] + ['–'] * 3) + ' |')
       continue
     lines.append('| ' + ' | '.join(head + [
-        ms(base), ms(r), f"**{r['vs_default']:.2f}**",
+        _step_ms(base), _step_ms(r), f"**{r['vs_default']:.2f}**",
         f"{r['peak_rss_mib']:,.0f}" if r.get('peak_rss_mib') else '–']) + ' |')
   return '\n'.join(lines)
 
