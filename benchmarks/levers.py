@@ -10,20 +10,21 @@ A/B of every lever, measured under the same load as the rest.
 A lever changes the step in one of three ways, all inside its own worker process:
   - config: extra overrides of the experiment's default config (e.g. conv_parts=1);
   - patch: a library function replaced while the step is traced (e.g. the scan's
-    CPU gradient swapped for autodiff's), through `unittest.mock.patch.object`;
+    CPU gradient swapped for autodiff's), through `unittest.mock.patch`;
   - xla_flags: appended to the worker's XLA_FLAGS.
 Levers measured and dropped that have no switch in the code (a group norm written per
 channel, an optimisation barrier on the CNN's input, ...) are in the README's speed notes.
+
+The levers name what they patch by dotted path and resolve it only when flipped: the
+benchmark's orchestrator and its PyTorch workers import this module and must not
+import JAX (a PyTorch worker's peak RSS would count it).
 """
 
 import contextlib
 import dataclasses
+import pkgutil
 from typing import Any, Callable, Iterator
 from unittest import mock
-
-from research.models import layers
-from research.models import recurrence
-from research.models import rnn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +38,8 @@ class Lever:
     what: one line for the report: what the flipped row runs.
     config: overrides per experiment ('cnn', 'lm', 'seq2seq', 'ddpm'): nested dicts
       merged into the default config of every family the step builds.
-    patches: (module, attribute name, replacement) applied while the step is built
-      and traced.
+    patches: (target, replacement) dotted paths ('package.module.name'): the target
+      replaced by the replacement while the step is built and traced.
     xla_flags: appended to the worker's XLA_FLAGS.
   """
 
@@ -47,16 +48,15 @@ class Lever:
   on: bool
   what: str
   config: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-  patches: tuple[tuple[Any, str, Any], ...] = ()
+  patches: tuple[tuple[str, str], ...] = ()
   xla_flags: str = ''
 
 
-_XLA_CONV3X3 = layers.conv3x3
-
-
 def _im2col_conv3x3(x, kernel, *_):
-  """`layers.conv3x3` with im2col_on_cpu=True, whatever the caller asked."""
-  return _XLA_CONV3X3(x, kernel, True)
+  """`layers.conv3x3_im2col`, whatever lowering the caller asked: on CPU, where the
+  benchmark runs, the program of `layers.conv3x3(..., im2col_on_cpu=True)`."""
+  from research.models import layers  # pylint: disable=g-import-not-at-top
+  return layers.conv3x3_im2col(x, kernel)
 
 
 _BFLOAT16 = {name: dict(model=dict(dtype='bfloat16')) for name in ('cnn', 'lm', 'seq2seq', 'ddpm')}
@@ -67,22 +67,25 @@ LEVERS: tuple[Lever, ...] = (
         config={'cnn': dict(model=dict(conv_parts=1))}),
   Lever('rgb_unpadded', ('cnn_train', 'cnn_eval'), True,
         "conv1 on the 3-channel input, not padded to 4 channels",
-        patches=((layers, 'conv3x3_rgb_padded', layers._conv),)),  # pylint: disable=protected-access
+        patches=(('research.models.layers.conv3x3_rgb_padded', 'research.models.layers._conv'),)),
   Lever('pool_grad_autodiff', ('cnn_train',), True,
         "max-pool gradient by autodiff, not the custom VJP that compares the 4 positions",
-        patches=((layers, 'max_pool2_split_ties', layers._max_pool2_autodiff),)),  # pylint: disable=protected-access
+        patches=(('research.models.layers.max_pool2_split_ties',
+                  'research.models.layers._max_pool2_autodiff'),)),
   Lever('scan_grad_autodiff', ('lstm', 'gru'), True,
         "autodiff's scan gradient (dw_hh accumulated per step), not the fused one",
-        patches=((recurrence, 'scan_fused_grad', recurrence.scan_autodiff),)),
+        patches=(('research.models.recurrence.scan_fused_grad',
+                  'research.models.recurrence.scan_autodiff'),)),
   Lever('project_gathered_rows', ('lstm', 'gru'), True,
         'first layer projects every gathered input (B*T of them), not the table rows',
-        patches=((rnn, '_project_table_rows', rnn._project_gathered_rows),)),  # pylint: disable=protected-access
+        patches=(('research.models.rnn._project_table_rows',
+                  'research.models.rnn._project_gathered_rows'),)),
   Lever('microbatches=1', ('transformer', 'unet'), True,
         'the step on the whole batch, not on two independent halves',
         config={'seq2seq': dict(microbatches=1), 'ddpm': dict(microbatches=1)}),
   Lever('im2col', ('cnn_train', 'unet'), False,
         'every 3x3 convolution as im2col matmuls (forward and kernel gradient)',
-        patches=((layers, 'conv3x3', _im2col_conv3x3),)),
+        patches=(('research.models.layers.conv3x3', 'benchmarks.levers._im2col_conv3x3'),)),
   Lever('unroll=2', ('lstm', 'gru'), False, 'two time steps per scan iteration',
         config={'lm': dict(model=dict(unroll=2))}),
   Lever('bfloat16', ('cnn_train', 'cnn_eval', 'lstm', 'gru', 'transformer', 'unet'), False,
@@ -124,8 +127,8 @@ def flipped(lever: Lever, config_fn_owner: Any) -> Iterator[None]:
   with contextlib.ExitStack() as stack:
     if lever.config:
       stack.enter_context(mock.patch.object(config_fn_owner, '_config', config_with_lever))
-    for module, attribute, replacement in lever.patches:
-      stack.enter_context(mock.patch.object(module, attribute, replacement))
+    for target, replacement in lever.patches:
+      stack.enter_context(mock.patch(target, pkgutil.resolve_name(replacement)))
     yield
 
 

@@ -190,18 +190,17 @@ def _finish_results(results):
     speed = lambda r: _throughput(r) or 1 / r['step_s']['median']
     best_torch = max((speed(r) for r in rows
                       if r['framework'] == 'torch' and 'step_s' in r), default=None)
-    default = next((r for r in rows if r['framework'] == 'jax' and r['mode'] == 'jit'
-                    and 'step_s' in r), None)
+    default = next((r for r in rows if _is_default(r) and 'step_s' in r), None)
     for r in rows:
       if 'step_s' not in r:
         continue
-      if r['framework'] == 'jax' and r['mode'] != 'jit' and default:
+      if _is_lever(r) and default:
         r['vs_default'] = r['step_s']['median'] / default['step_s']['median']
       if flops:
         r['gflop_per_step'] = flops / 1e9
         if peak:
           r['mfu'] = flops / r['step_s']['median'] / peak
-      if r['framework'] == 'jax' and r['mode'] == 'jit' and best_torch:
+      if _is_default(r) and best_torch:
         r['ratio_vs_best_torch'] = speed(r) / best_torch
   return peak
 
@@ -266,6 +265,11 @@ def report(results, peak, args) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def _is_default(r) -> bool:
+  """Our row as the experiments run the step (no lever flipped)."""
+  return r['framework'] == 'jax' and r['mode'] == 'jit'
+
+
 def _is_lever(r) -> bool:
   return r['framework'] == 'jax' and r['mode'] in levers_lib.BY_NAME
 
@@ -277,7 +281,7 @@ LEVER_COLUMNS = ('model', 'lever', 'in our CPU path', 'the row runs', 'step ms, 
 def lever_table(lever_rows, results) -> str:
   """Markdown: each lever's step against the default JAX row of its model (same rounds)."""
   default = {r['model']: r for r in results
-             if r['framework'] == 'jax' and r['mode'] == 'jit' and 'step_s' in r}
+             if _is_default(r) and 'step_s' in r}
   lines = [
       '## Levers: each one flipped against the step as the experiments run it',
       '',
