@@ -39,10 +39,13 @@ import numpy as np
 
 from benchmarks import jax_models
 from benchmarks import measure
-from research.train import optimizers, parallel, steps, trainer
+from research.train import optimizers
+from research.train import parallel
+from research.train import steps
+from research.train import trainer
+from research.train.settings import DTYPES
 
 FAMILIES = ('cnn', 'lstm', 'gru', 'transformer', 'ddpm')
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Dense bf16 peak FLOP/s by `device_kind` substring, first match wins.
 PEAK_BF16_FLOPS = (
     ('H100 PCIe', 756e12), ('H100', 989e12), ('H200', 989e12), ('GH200', 989e12),
@@ -135,7 +138,7 @@ def run_row(family: str, dtype_name: str, *, tiny: bool, num_steps: int,
   state = _initial_state(family, tiny).replace(apply_fn=setup.model.module.apply)
   flops = _flops_per_step(family, tiny)
   driver = parallel.DataParallel(setup.model.loss_fn, setup.model.gather_fn,
-                                 microbatches=0)
+                                 microbatches=setup.model.microbatches(0))
   state, data = driver.put_replicated(state), driver.put_data(setup.data)
   s, b = steps_per_dispatch, setup.batch_size
   # Examples are indices into the data; for text, window offsets.

@@ -1,8 +1,9 @@
 r"""A/B on CPU: a train step with each lowering of its 3x3 convolutions.
 
-`layers.conv3x3` is XLA's own convolution by default; with `im2col_on_cpu=True` it
-takes `conv3x3_im2col` (im2col forward and kernel gradient, a custom VJP) on CPU
-only, chosen in the traced program by `lax.platform_dependent`. This times, on the
+`layers.conv3x3` is XLA's own convolution; `benchmarks.im2col_conv` has the dropped
+im2col lowering (im2col forward and kernel gradient, a custom VJP), on every platform
+(`conv3x3_im2col`) or gated to CPU as the library gates its CPU paths
+(`conv3x3_im2col_on_cpu`, `research.platform_policy.on_cpu`). This times, on the
 benchmark's CNN train step (batch 64, 48x48x3, as the experiment runs it,
 `benchmarks.jax_models`) or its DDPM U-Net step (`--model=unet`), each
 lowering forced on every convolution, and checks that the gated function compiles to
@@ -16,19 +17,12 @@ Run:
   python -m benchmarks.conv_lowering_ab --reps=15
   python -m benchmarks.conv_lowering_ab --model=unet --reps=7   # ~4 min
 
-Measured (2-core AMD EPYC, jaxlib 0.10.2, ms per CNN train step with two step
-micro-batches, before the CNN cut its convolutions into 8 parts, medians of 7
-interleaved repetitions, machine otherwise idle): XLA native 309.6, im2col forward
-and kernel gradient 311.3, XLA forward with the im2col kernel gradient 338.8; im2col
-on conv1 only 306.3; with one micro-batch instead of two, native 428.2 and im2col
-327.6. Beside another 2-thread job (3 repetitions): native 625.7, im2col 702.5. Hence
-XLA's convolutions by default. (Measured before on the same machine and jaxlib:
-im2col 303.7, native 312.2; U-Net 583.3 with im2col, 472.7 native.)
+What it measured, and why XLA's convolutions are the library's, is in
+docs/performance.md ("Measured and dropped").
 """
 
 import argparse
 import collections
-import functools
 import re
 from typing import Callable
 from unittest import mock
@@ -36,6 +30,7 @@ from unittest import mock
 import jax
 import jax.numpy as jnp
 
+from benchmarks import im2col_conv
 from benchmarks import jax_models
 from benchmarks import measure
 from research.models import layers
@@ -45,7 +40,7 @@ def _custom_vjp(forward: Callable, input_grad: Callable) -> Callable:
   """A conv3x3 with the given forward and input gradient, im2col kernel gradient."""
   conv = jax.custom_vjp(forward)
   conv.defvjp(lambda x, k: (forward(x, k), (x, k)),
-              lambda res, g: (input_grad(g, res[1]), layers._kernel_grad(res[0], g)))
+              lambda res, g: (input_grad(g, res[1]), im2col_conv.kernel_grad(res[0], g)))
   return conv
 
 
@@ -54,22 +49,20 @@ def _flipped(kernel_3x3xCxO):
 
 
 VARIANTS = {
-    # pylint: disable=protected-access
     'XLA native (the default, every platform)': layers.conv3x3,
-    'im2col fwd + kernel grad (opt-in on CPU)': functools.partial(
-        layers.conv3x3, im2col_on_cpu=True),
-    'same, custom VJP on every platform': layers.conv3x3_im2col,
+    'im2col fwd + kernel grad (gated to CPU)': im2col_conv.conv3x3_im2col_on_cpu,
+    'same, custom VJP on every platform': im2col_conv.conv3x3_im2col,
     'XLA fwd, im2col kernel grad': _custom_vjp(
-        layers._conv, lambda g, k: layers._conv(g, _flipped(k))),
+        im2col_conv.conv, lambda g, k: im2col_conv.conv(g, _flipped(k))),
     'im2col input grad too (dropped)': _custom_vjp(
-        layers._conv_im2col, lambda g, k: layers._conv_im2col(g, _flipped(k))),
+        im2col_conv.conv_im2col, lambda g, k: im2col_conv.conv_im2col(g, _flipped(k))),
 }
 # The pair whose compiled CPU programs must be the same.
 _GATED, _UNGATED = list(VARIANTS)[1:3]
 
 
 def _compiled(conv_fn: Callable, quick: bool, model: str = 'cnn_train') -> jax_models.JaxBench:
-  # What every Conv3x3 traces, whatever its own im2col_on_cpu choice.
+  # What every Conv3x3 traces.
   with mock.patch.object(layers, 'conv3x3', lambda x, k, *_: conv_fn(x, k)):
     bench = jax_models.build(model, quick)
     bench.compile()  # Traces (and compiles) here, inside the context.

@@ -19,9 +19,16 @@ import numpy as np
 
 from benchmarks import measure
 from research import families
-from research.data import image_classification, seq2seq_tasks, text as text_lib, tokenizers
+from research import platform_policy
+from research.data import image_classification
+from research.data import seq2seq_tasks
+from research.data import text as text_lib
+from research.data import tokenizers
 from research.models import rnn
-from research.train import optimizers, parallel, state as state_lib, steps, trainer
+from research.train import optimizers
+from research.train import state as state_lib
+from research.train import steps
+from research.train import trainer
 
 
 def _cost_flops(compiled_or_lowered) -> float | None:
@@ -171,11 +178,11 @@ def _state(model: trainer.Model, rng):
   return model.init_state(tx, rng)
 
 
-def microbatches(experiment: str, batch_size: int) -> int:
-  """The micro-batches `experiments/<experiment>`'s default config gives this batch
-  on this device."""
-  return parallel.resolve_microbatches(_config(experiment).microbatches, batch_size,
-                                       jax.devices()[0].platform)
+def microbatches(experiment: str, batch_size: int, model: trainer.Model) -> int:
+  """The step micro-batches `experiments/<experiment>`'s default config gives this
+  batch of `model` (its family's) on this device, as the trainer resolves them."""
+  requested = model.microbatches(_config(experiment).microbatches)
+  return platform_policy.batch_parts(requested, batch_size, jax.devices()[0].platform)
 
 
 def _batch(model: trainer.Model, data: trainer.TrainData, b: int) -> dict[str, jax.Array]:
@@ -187,7 +194,7 @@ def _batch(model: trainer.Model, data: trainer.TrainData, b: int) -> dict[str, j
 def _train_bench(model, batch, experiment, flops_fn=None) -> JaxBench:
   rng = jax.random.key(0)
   step = functools.partial(steps.train_step, loss_fn=model.loss_fn,
-                           microbatches=microbatches(experiment, batch['mask'].shape[0]))
+                           microbatches=microbatches(experiment, batch['mask'].shape[0], model))
   return JaxBench(step, (_state(model, rng), batch, rng), carry=True, flops_fn=flops_fn)
 
 

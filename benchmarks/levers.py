@@ -1,10 +1,10 @@
 """The speed levers we tried, each one flipped against the step as the experiments run it.
 
 Every lever is a switch of our CPU path: either on by default on CPU (kept; its row
-turns it off) or off (dropped, or an option such as bfloat16; its row turns it on). `benchmarks/run.py`
-times one extra JAX worker per applicable lever beside the default JAX row and the
-PyTorch peers, in the same interleaved rounds, and its report gets a table of each
-lever's step time against the default's. So the report of one full run carries the
+turns it off) or off (dropped, or an option such as bfloat16; its row turns it on).
+`benchmarks/run.py` times one extra JAX worker per applicable lever beside the default
+JAX row and the PyTorch peers, in the same interleaved rounds, and its report gets a
+table of each lever's step time against the default's. So the report of one full run carries the
 A/B of every lever, measured under the same load as the rest.
 
 A lever changes the step in one of three ways, all inside its own worker process:
@@ -52,19 +52,13 @@ class Lever:
   xla_flags: str = ''
 
 
-def _im2col_conv3x3(x, kernel, *_):
-  """`layers.conv3x3_im2col`, whatever lowering the caller asked: on CPU, where the
-  benchmark runs, the program of `layers.conv3x3(..., im2col_on_cpu=True)`."""
-  from research.models import layers  # pylint: disable=g-import-not-at-top
-  return layers.conv3x3_im2col(x, kernel)
-
-
 _BFLOAT16 = {name: dict(model=dict(dtype='bfloat16')) for name in ('cnn', 'lm', 'seq2seq', 'ddpm')}
 
 LEVERS: tuple[Lever, ...] = (
   Lever('conv_parts=1', ('cnn_train', 'cnn_eval'), True,
         'the convolutions on the whole batch, not on 8 interleaved parts',
-        config={'cnn': dict(model=dict(conv_parts=1))}),
+        # One step micro-batch: pinning conv_parts hands the automatic parts to the step.
+        config={'cnn': dict(model=dict(conv_parts=1), microbatches=1)}),
   Lever('rgb_unpadded', ('cnn_train', 'cnn_eval'), True,
         "conv1 on the 3-channel input, not padded to 4 channels",
         patches=(('research.models.layers.conv3x3_rgb_padded', 'research.models.layers._conv'),)),
@@ -85,7 +79,7 @@ LEVERS: tuple[Lever, ...] = (
         config={'seq2seq': dict(microbatches=1), 'ddpm': dict(microbatches=1)}),
   Lever('im2col', ('cnn_train', 'unet'), False,
         'every 3x3 convolution as im2col matmuls (forward and kernel gradient)',
-        patches=(('research.models.layers.conv3x3', 'benchmarks.levers._im2col_conv3x3'),)),
+        patches=(('research.models.layers.conv3x3', 'benchmarks.im2col_conv.conv3x3_im2col'),)),
   Lever('unroll=2', ('lstm', 'gru'), False, 'two time steps per scan iteration',
         config={'lm': dict(model=dict(unroll=2))}),
   Lever('bfloat16', ('cnn_train', 'cnn_eval', 'lstm', 'gru', 'transformer', 'unet'), False,

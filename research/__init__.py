@@ -1,29 +1,39 @@
 """research: pure-function Flax models and a shared JAX training core.
 
 The headline names are here; each subpackage exports the rest of its public API
-(its `__all__`): `research.models`, `research.train`, `research.data`,
-`research.tasks`, `research.families`, and the modules `research.diffusion`
-(schedules, q(x_t | x_0), DDPM and DDIM samplers, classifier-free guidance) and
-`research.decoding` (greedy and beam search). Anything not exported (names with a
-leading `_`, and module-level helpers not listed in an `__all__`) may change.
+(its `__all__`): `research.models`, `research.data`, `research.generation`
+(greedy and beam search, character sampling, next-word search, diffusion schedules
+and samplers), `research.train`, `research.tasks` and `research.families`. Anything
+not exported (names with a leading `_`, and module-level helpers not listed in an
+`__all__`) may change.
+
+`load_run(workdir)` reads a trained run back from its directory (see
+`research.families.loaded_run`); it is imported on first use.
+
+`research.platform_policy` makes every platform-specific choice of the library (the
+CPU paths of the models and drivers, and the automatic parts of a train batch,
+`batch_parts`), each named there with its reason.
 
 Importing this package parses no flags, imports no TensorFlow, touches no network
 and allocates no device memory.
 """
 
-from research import decoding
-from research import diffusion
-from research.decoding import beam_search
-from research.decoding import greedy
-from research.diffusion import Schedule
-from research.diffusion import classifier_free_guidance
-from research.diffusion import ddim_sample
-from research.diffusion import ddpm_sample
-from research.diffusion import make_schedule
-from research.diffusion import q_sample
+from typing import TYPE_CHECKING
+
+from research import generation
+from research import platform_policy
+from research._lazy import lazy_attributes
 from research.errors import NonFiniteLossError
 from research.errors import Preempted
 from research.errors import UserInputError
+from research.generation import Schedule
+from research.generation import beam_search
+from research.generation import classifier_free_guidance
+from research.generation import ddim_sample
+from research.generation import ddpm_sample
+from research.generation import greedy
+from research.generation import make_schedule
+from research.generation import q_sample
 from research.models import CNN
 from research.models import Bidirectional
 from research.models import CharLM
@@ -46,6 +56,12 @@ from research.train import init_train_state
 from research.train import make_driver
 from research.train import make_optimizer
 from research.train import train_step
+
+if TYPE_CHECKING:
+  from research.families.loaded_run import load_run
+
+# Reading a run back needs orbax and the families: imported on first use.
+__getattr__, __dir__ = lazy_attributes(__name__, {'load_run': 'research.families.loaded_run'})
 
 __all__ = [
   'Bidirectional',
@@ -73,14 +89,15 @@ __all__ = [
   'count_params',
   'ddim_sample',
   'ddpm_sample',
-  'decoding',
-  'diffusion',
   'eval_step',
+  'generation',
   'greedy',
   'init_train_state',
+  'load_run',
   'make_driver',
   'make_optimizer',
   'make_schedule',
+  'platform_policy',
   'q_sample',
   'train_step',
 ]

@@ -6,12 +6,16 @@ torch: the JAX worker never imports it.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import chex
+import jax
+import jax.numpy as jnp
 import pytest
 
-from benchmarks import jax_models, levers, measure, run
+from benchmarks import im2col_conv, jax_models, levers, measure, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -191,3 +195,47 @@ def test_flops_come_from_the_compiled_program_where_the_lowered_one_has_none():
   assert jax_models._cost_flops(_Stage([{'flops': 3.0}], compiled)) == 3.0
   assert jax_models._cost_flops(_Stage({}, compiled)) == 7.0  # jax 0.11 on CUDA.
   assert jax_models._cost_flops(_Stage(None, _Stage(None))) is None
+
+
+# The im2col lowering of the 3x3 convolution (`benchmarks/im2col_conv.py`, the `im2col`
+# lever): the kernel gradient takes three paths: XLA's own below 8,192 rows (B*H*W),
+# chunked im2col matmuls above, one unchunked matmul when the batch does not divide
+# into 4.
+@pytest.mark.parametrize('shape', [(16, 6, 7, 3), (8, 32, 33, 5), (5, 40, 41, 2)])
+def test_im2col_conv3x3_values_and_gradients_match_lax(shape):
+  lax_conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  x = jax.random.normal(jax.random.key(0), shape)
+  k = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 4))
+  loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
+  expected = jax.grad(loss(lax_conv), (0, 1))(x, k)
+  for conv in (im2col_conv.conv3x3_im2col, im2col_conv.conv3x3_im2col_on_cpu):
+    chex.assert_trees_all_close(conv(x, k), lax_conv(x, k), atol=1e-5)
+    actual = jax.jit(jax.grad(loss(conv), (0, 1)))(x, k)
+    chex.assert_trees_all_close(actual, expected, atol=2e-3, rtol=1e-4)
+
+
+def count(text: str, op: str) -> int:
+  """Occurrences of the StableHLO op `op` in module text."""
+  return len(re.findall(rf'stablehlo\.{op}\b', text))
+
+
+def test_gated_im2col_is_matmuls_on_cpu_only():
+  loss = lambda x, k: jnp.square(im2col_conv.conv3x3_im2col_on_cpu(x, k)).sum()
+  grad = jax.jit(jax.grad(loss, (0, 1)))
+  x, k = jnp.zeros((8, 48, 48, 32)), jnp.zeros((3, 3, 32, 64))
+  text = {p: jax.export.export(grad, platforms=[p])(x, k).mlir_module()
+          for p in ('cpu', 'cuda', 'tpu')}
+  # cpu: the input gradient stays a convolution; the forward is one matmul and the
+  # kernel gradient one batched matmul over 4 chunks of the batch.
+  assert count(text['cpu'], 'convolution') == 1
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<18432x64xf32>', text['cpu'])  # fwd
+  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text['cpu'])  # dk
+  for platform in ('cuda', 'tpu'):
+    assert count(text[platform], 'convolution') == 3
+    assert count(text[platform], 'dot_general') == 0
+  # Compiled for CPU, the platform case is folded away: the input gradient is the
+  # only convolution, the forward and the kernel gradient im2col dots.
+  hlo = grad.lower(jnp.zeros((8, 32, 32, 3)), jnp.zeros((3, 3, 3, 4))).compile().as_text()
+  assert 'conditional(' not in hlo
+  assert hlo.count('convolution(') == 1 and hlo.count(' dot(') == 2

@@ -5,8 +5,8 @@ Every family's train step, the drivers' chunk of S = 2 train steps and the eval 
 needs no accelerator, and for cpu. The assertions read the StableHLO text:
 
 - the seed CNN's gradient is XLA's native convolution gradient on every platform
-  (8 convolutions), and so is the U-Net's; `conv3x3(..., im2col_on_cpu=True)` takes
-  im2col matmuls for its training forward and kernel gradient on cpu only;
+  (8 convolutions), and so is the U-Net's; an RGB input's forward is padded to 4
+  channels and the max pool's gradient compares window positions on cpu only;
 - the LSTM/GRU gradient of w_hh is one matmul after the backward scan on cpu
   (`recurrence.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
 - a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu and
@@ -17,8 +17,9 @@ needs no accelerator, and for cpu. The assertions read the StableHLO text:
   in a subprocess: `python -m tests.test_lowering` is that subprocess);
 - and the accelerator branch, run on CPU, computes what the CPU branch does.
 
-What a single-platform export looks like (JAX 0.10): each `platform_dependent`
-leaves a `stablehlo.case` whose index is a constant and whose only region is the
+Every such choice is `research.platform_policy`'s (tests/test_platform_policy.py
+tests the policy itself). What a single-platform export looks like (JAX 0.10): each
+`platform_policy.on_cpu` (`jax.lax.platform_dependent`) leaves a `stablehlo.case` whose index is a constant and whose only region is the
 platform's branch, plus a tiny case that maps the constant platform index to 0.
 XLA folds both away (checked on the compiled CPU program).
 """
@@ -40,9 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import diffusion
+from research import platform_policy
 from research.data import augment
 from research.data import tokenizers
+from research.generation import diffusion
 from research.models import cnn
 from research.models import layers
 from research.models import recurrence
@@ -51,7 +53,7 @@ from research.models import text_encoder
 from research.models import transformer
 from research.models import unet
 from research.tasks import classification
-from research.tasks import diffusion as ddpm
+from research.tasks import ddpm
 from research.tasks import language_model as lm
 from research.tasks import seq2seq
 from research.train import optimizers
@@ -67,9 +69,7 @@ pytestmark = pytest.mark.xdist_group('test_lowering')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACCELERATORS = ('cuda', 'tpu')
 PLATFORMS = ('cpu',) + ACCELERATORS
-# Train batch: a 48x48 image then has 8 * 48 * 48 >= 8,192 rows, where the opt-in
-# im2col path takes the im2col kernel gradient.
-B = 8
+B = 8  # Train batch.
 
 
 # ---------------------------------------------------------------------------
@@ -284,25 +284,6 @@ def test_max_pool2_gradient_counts_no_ties_by_reduction_on_cpu_only():
     assert count(text[platform], 'reduce') == 2, platform
 
 
-def _im2col_conv_grad(x, k):
-  loss = lambda x, k: jnp.square(layers.conv3x3(x, k, im2col_on_cpu=True)).sum()
-  return jax.grad(loss, (0, 1))(x, k)
-
-
-def test_opt_in_im2col_is_matmuls_on_cpu_only():
-  x, k = jnp.zeros((B, 48, 48, 32)), jnp.zeros((3, 3, 32, 64))
-  text = {p: jax.export.export(jax.jit(_im2col_conv_grad), platforms=[p])(x, k).mlir_module()
-          for p in PLATFORMS}
-  # cpu: the input gradient stays a convolution; the forward is one matmul and the
-  # kernel gradient one batched matmul over 4 chunks of the batch.
-  assert count(text['cpu'], 'convolution') == 1
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<18432x64xf32>', text['cpu'])  # fwd
-  assert re.search(r'stablehlo\.dot_general .* -> tensor<4x288x64xf32>', text['cpu'])  # dk
-  for platform in ACCELERATORS:
-    assert count(text[platform], 'convolution') == 3
-    assert count(text[platform], 'dot_general') == 0
-
-
 def test_cnn_evaluation_keeps_xla_convolutions_on_cpu():
   text = lowered('cnn', 'eval', ('cpu',))
   assert count(text, 'convolution') == 3
@@ -316,12 +297,11 @@ def test_unet_keeps_xla_convolutions_on_cpu():
 
 
 def test_cpu_compiler_folds_the_platform_case_away():
-  grad = jax.jit(_im2col_conv_grad)
+  grad = jax.jit(_conv_grad)
   x, k = jnp.zeros((8, 32, 32, 3)), jnp.zeros((3, 3, 3, 4))
   hlo = grad.lower(x, k).compile().as_text()
   assert 'conditional(' not in hlo
-  # The input gradient only: the forward and the kernel gradient are im2col dots.
-  assert hlo.count('convolution(') == 1 and hlo.count(' dot(') == 2
+  assert 'f32[8,32,32,4]' in hlo  # The padded input of the CPU branch.
 
 
 # ---------------------------------------------------------------------------
@@ -450,8 +430,8 @@ def test_scanned_chunk_equals_flat_chunk(monkeypatch):
     return chunk(state, data, idx, mask, jax.random.key(3))
 
   flat = run()
-  monkeypatch.setattr(jax.lax, 'platform_dependent',
-                      lambda *args, default, **_: default(*args))
+  monkeypatch.setattr(platform_policy, 'on_cpu', lambda cpu_fn, default_fn, *args:
+                      default_fn(*args))
   scanned = run()
   chex.assert_trees_all_close(scanned, flat, rtol=1e-5)
   assert int(scanned[0].step) == 3

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-PACKAGES = ('research', 'research.models', 'research.train', 'research.data',
-            'research.tasks', 'research.families')
+PACKAGES = ('research', 'research.models', 'research.data', 'research.generation',
+            'research.train', 'research.tasks', 'research.families')
 
 
 def _exports():

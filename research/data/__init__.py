@@ -4,9 +4,10 @@
   int labels) from any tfds image classification data set, `mnist_offline`
   included; `ImagePreprocessing` and `preprocess` turn them into model inputs on the
   device, with optional augmentation (`augment.py`).
-- Tokens (`tokenizers.py`): one convention, PAD/BOS/EOS/UNK = 0/1/2/3, then the
-  symbols; `CharTokenizer` (characters), `ByteTokenizer` (UTF-8 bytes) and
-  `WordTokenizer` (prompt words, `split_words`) implement the `Tokenizer` protocol.
+- Tokens (`tokenizers.py`): one convention, PAD/BOS/EOS/UNK = 0/1/2/3 (the ids of
+  `research.models.special_tokens`), then the symbols; `CharTokenizer` (characters),
+  `ByteTokenizer` (UTF-8 bytes) and `WordTokenizer` (prompt words, `split_words`)
+  implement the `Tokenizer` protocol.
 - Prompts: `PromptGrammar` (`prompt_grammar.py`) enumerates templates x class names
   x attribute words as one token table and draws from it inside a jitted step;
   `measure_attributes` (`glyph_attributes.py`) measures stroke thickness, size and

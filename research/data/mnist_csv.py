@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 NUM_TEST = 1000
-_SPLIT_SEED = 20261123
+_SPLIT_SEED = 20_261_123
 
 
 def csv_path() -> str:

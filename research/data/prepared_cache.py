@@ -1,7 +1,7 @@
 """Resized image splits kept on disk, so a later run reads them without TensorFlow.
 
 Reading a tfds split and resizing it goes through TensorFlow, whose import alone
-takes about 4 s on 2 CPU cores; a second run of the same experiment reads the same
+costs a run seconds of start-up; a second run of the same experiment reads the same
 arrays. An entry is keyed by the tfds data set's prepared directory (which names its
 version), the split, the image size and the process share, and it is valid only
 while that directory's `dataset_info.json` keeps the size and modification time it

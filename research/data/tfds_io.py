@@ -50,7 +50,8 @@ def get_builder(name: str, data_dir: str | None = None, tensorflow: bool = True)
   """Returns the tfds builder for `name`, registering the library's own data sets.
 
   TensorFlow is imported too unless `tensorflow` is False: tfds alone builds and
-  describes a data set (about 1 s against 5 s with TensorFlow) but cannot read it.
+  describes a data set in a fraction of the time TensorFlow's import takes, but
+  cannot read it.
 
   Raises:
     UserInputError: if tfds knows no data set of that name.

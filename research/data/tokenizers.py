@@ -1,6 +1,7 @@
 """Tokenizers of every text model: characters, UTF-8 bytes and prompt words.
 
-One convention for all of them. The first `NUM_SPECIAL` ids are shared:
+One convention for all of them. The first `NUM_SPECIAL` ids are shared (defined in
+`research.models.special_tokens`, which the models read too):
 
   PAD_ID 0  padding; losses and the prompt encoder mask it out.
   BOS_ID 1  beginning of sequence: the seq2seq decoder's first input.
@@ -20,12 +21,12 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from research.errors import UserInputError
+from research.models.special_tokens import BOS_ID
+from research.models.special_tokens import EOS_ID
+from research.models.special_tokens import NUM_SPECIAL
+from research.models.special_tokens import PAD_ID
+from research.models.special_tokens import UNK_ID
 
-PAD_ID = 0
-BOS_ID = 1
-EOS_ID = 2
-UNK_ID = 3
-NUM_SPECIAL = 4
 UNK_TEXT = '\ufffd'  # How UNK_ID decodes.
 
 
@@ -195,3 +196,31 @@ class WordTokenizer:
         )
       out[n, : len(ids) + 1] = np.append(ids, EOS_ID)
     return out
+
+
+def to_record(tokenizer: Tokenizer) -> dict:
+  """A JSON-serialisable description of a tokenizer (a run manifest keeps it, so
+  a trained model is read back without its data); `from_record` inverts it."""
+  if isinstance(tokenizer, CharTokenizer):
+    return {'kind': 'chars', 'chars': tokenizer.chars, 'strict': tokenizer.strict}
+  if isinstance(tokenizer, ByteTokenizer):
+    return {'kind': 'bytes'}
+  if isinstance(tokenizer, WordTokenizer):
+    return {'kind': 'words', 'words': list(tokenizer.words)}
+  raise TypeError(f'no record for a {type(tokenizer).__name__}')
+
+
+def from_record(record: dict) -> Tokenizer:
+  """The tokenizer `to_record` described.
+
+  Raises:
+    ValueError: for a record of an unknown kind.
+  """
+  kind = record.get('kind')
+  if kind == 'chars':
+    return CharTokenizer(record['chars'], strict=bool(record.get('strict', False)))
+  if kind == 'bytes':
+    return ByteTokenizer()
+  if kind == 'words':
+    return WordTokenizer(tuple(record['words']))
+  raise ValueError(f"unknown tokenizer kind {kind!r}: expected 'chars', 'bytes' or 'words'")

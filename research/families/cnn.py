@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from research import platform_policy
 from research.data import augment
 from research.data import image_classification
 from research.data import shard
@@ -15,8 +16,9 @@ from research.models import cnn
 from research.tasks import classification
 from research.tasks import classification_report
 from research.train import distributed
+from research.train import evaluation
 from research.train import files
-from research.train import loop
+from research.train import metrics as metrics_lib
 from research.train import settings
 from research.train import trainer
 
@@ -55,27 +57,6 @@ def process_share(dataset: image_classification.ImageDataset) -> image_classific
   return dataclasses.replace(dataset, image=dataset.image[part], label=dataset.label[part])
 
 
-# Parts of the batch the CNN's convolutions run on by default on CPU (measured on 2
-# cores, batch 64: 8 parts 255 ms per train step, 4 parts 291, whole batch with 4
-# step micro-batches 280, with 2 micro-batches 319).
-CPU_CONV_PARTS = 8
-
-
-def resolve_conv_parts(requested: int, platform: str, per_device_batch: int) -> int:
-  """The CNN's `conv_parts` (see `research.models.cnn.CNNConfig`).
-
-  `requested` if positive; 0 (automatic) is CPU_CONV_PARTS on CPU when it divides the
-  per-device batch (each device then holds its share of every part), else 1 (GPU/TPU
-  run the whole batch).
-  """
-  if requested < 0:
-    raise UserInputError(f'model.conv_parts must be >= 0 (0: automatic), got {requested}')
-  if requested:
-    return requested
-  fits = per_device_batch % CPU_CONV_PARTS == 0
-  return CPU_CONV_PARTS if platform == 'cpu' and fits else 1
-
-
 Images = tuple[image_classification.ImageDataset, image_classification.ImageDataset]
 
 
@@ -107,6 +88,7 @@ def image_facts(
     'train_examples': len(train),
     'test_examples': len(test),
     'num_classes': train.num_classes,
+    'class_names': list(train.class_names),
   }
 
 
@@ -144,7 +126,9 @@ class CNNClassifier:
     c = self.config
     per_device_batch = c.batch_size // jax.device_count()
     conv_parts = c.model.get('conv_parts', 0)  # Configs written before the field: 0.
-    parts = resolve_conv_parts(conv_parts, jax.default_backend(), per_device_batch)
+    parts = platform_policy.batch_parts(
+      conv_parts, per_device_batch, jax.default_backend(), platform_policy.CONV_PARTS
+    )
     module = cnn.CNN(
       settings.model_settings(
         cnn.CNNConfig, c.model, num_classes=self.train_set.num_classes, conv_parts=parts
@@ -153,18 +137,24 @@ class CNNClassifier:
     shape = (1, c.image_size, c.image_size, c.image_channels)
     init = lambda rng: module.init({'params': rng}, jnp.zeros(shape), train=False)['params']
     # Training augments on device; evaluation only normalises (see the loss's `train`).
+    # Automatic parts go to the convolutions, so fc1's matmuls see the whole batch.
     return trainer.Model(
-      module, init, classification.make_loss_fn(module, preprocessing(c, train=True))
+      module,
+      init,
+      classification.make_loss_fn(module, preprocessing(c, train=True)),
+      model_parts=conv_parts == 0,
     )
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
     values, _ = self._test(run, state)
-    run.log(f'  test {loop.format_metrics(values)}')
+    run.log(f'  test {metrics_lib.format_metrics(values)}')
     return values
 
   def _test(self, run: trainer.Run, state: Any):
     data = run.placed('test', self.test_set.arrays())
-    return loop.evaluate(run.driver, state, data, len(self.test_set), run.settings.eval_batch_size)
+    return evaluation.evaluate(
+      run.driver, state, data, len(self.test_set), run.settings.eval_batch_size
+    )
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
     values, outputs = self._test(run, state)

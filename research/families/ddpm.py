@@ -21,17 +21,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from research import diffusion
-from research import sample_quality
 from research.data import glyph_attributes
 from research.data import prompt_grammar
 from research.data import tokenizers
 from research.errors import UserInputError
 from research.families import cnn
+from research.generation import diffusion
 from research.models import text_encoder
 from research.models import unet
-from research.tasks import diffusion as task
+from research.tasks import ddpm
 from research.tasks import prompt_requests
+from research.tasks import sample_quality
 from research.train import files
 from research.train import optimizers
 from research.train import settings
@@ -148,7 +148,7 @@ class PromptDDPM:
     except ValueError as e:
       raise UserInputError(f'{what}: {e}; raise text.max_length or shorten it') from None
 
-  def _prompt_fn(self) -> task.PromptFn:
+  def _prompt_fn(self) -> ddpm.PromptFn:
     """Training draws a prompt per example from the grammar's table (a fixed one in
     evaluation, so its loss is comparable), then hides words at unknown_word_rate."""
     table, grammar, p = jnp.asarray(self.table), self.grammar, self.config.prompts
@@ -172,7 +172,7 @@ class PromptDDPM:
       unet.check_image_size(unet_cfg, c.image_size)
     except ValueError as e:
       raise UserInputError(str(e)) from None
-    module = task.Denoiser(
+    module = ddpm.Denoiser(
       unet_cfg,
       settings.model_settings(
         text_encoder.TextEncoderConfig, c.text, vocab_size=self.tokenizer.size, dtype=c.model.dtype
@@ -188,7 +188,7 @@ class PromptDDPM:
       jnp.zeros((1,), bool),
       train=False,
     )['params']
-    self.sampler = task.PromptSampler(
+    self.sampler = ddpm.PromptSampler(
       module,
       self.sched,
       (s, s, ch),
@@ -199,7 +199,7 @@ class PromptDDPM:
     return trainer.Model(
       module,
       init,
-      task.make_loss_fn(module, self.sched, self._prompt_fn(), c.cond_drop_rate),
+      ddpm.make_loss_fn(module, self.sched, self._prompt_fn(), c.cond_drop_rate),
       wrap_optimizer=lambda tx: optimizers.with_parameter_ema(tx, c.ema_decay),
     )
 

@@ -15,12 +15,12 @@ from research.data import shard
 from research.data import text as text_lib
 from research.data import tokenizers
 from research.errors import UserInputError
+from research.generation import next_words
 from research.models import recurrence
 from research.models import rnn
 from research.tasks import language_model as lm
-from research.tasks import next_words
+from research.train import evaluation
 from research.train import files
-from research.train import loop
 from research.train import settings
 from research.train import trainer
 
@@ -98,7 +98,7 @@ class CharLanguageModel:
     return trainer.Model(module, init, lm.make_loss_fn(module), lm.make_window_gather(c.seq_len))
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
-    values, _ = loop.evaluate(
+    values, _ = evaluation.evaluate(
       run.driver,
       state,
       run.placed('validation', self.eval_arrays),

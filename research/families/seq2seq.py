@@ -8,17 +8,19 @@ from typing import Any, cast
 import jax.numpy as jnp
 
 from research.data import seq2seq_tasks
+from research.data import tokenizers
 from research.data import translation
 from research.errors import UserInputError
 from research.models import transformer
 from research.tasks import seq2seq
+from research.train import evaluation
 from research.train import files
-from research.train import loop
+from research.train import metrics as metrics_lib
 from research.train import parallel
 from research.train import settings
 from research.train import trainer
 
-TASKS = ('reverse', 'addition', 'translate')
+TASKS = seq2seq_tasks.TASKS + ('translate',)  # The generated tasks, and tfds translation.
 
 
 def load_splits(config: Any):
@@ -94,6 +96,7 @@ class Seq2Seq:
         'train_examples': len(t),
         'test_examples': len(self.test_set),
         'vocab_size': t.vocab.size,
+        'tokenizer': tokenizers.to_record(t.vocab),
         'max_input_length': int(t.inputs.shape[1]),
         'max_target_length': int(t.targets.shape[1]),
       },
@@ -124,14 +127,14 @@ class Seq2Seq:
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
     local = self.test_local
-    values, _ = loop.evaluate(
+    values, _ = evaluation.evaluate(
       run.driver,
       state,
       run.placed('test', local.arrays()),
       len(local),
       run.settings.eval_batch_size,
     )
-    run.log(f'  held-out (teacher-forced) {loop.format_metrics(values)}')
+    run.log(f'  held-out (teacher-forced) {metrics_lib.format_metrics(values)}')
     return values
 
   def report(self, run: trainer.Run, state: Any) -> dict[str, Any]:
@@ -143,14 +146,14 @@ class Seq2Seq:
     local = self.test_local
     data = driver.put_data(local.arrays())
     # One batch per dispatch: a first batch compiles, the timed pass only decodes.
-    decode = lambda n: loop.evaluate(
+    decode = lambda n: evaluation.evaluate(
       driver, state, data, n, c.eval_batch_size, steps_per_dispatch=1
     )
     decode(min(len(local), c.eval_batch_size))
     t0 = time.perf_counter()
     values, outputs = decode(len(local))
     seconds = time.perf_counter() - t0
-    # `outputs` holds every process's rows already (loop.evaluate gathers them).
+    # `outputs` holds every process's rows already (evaluation.evaluate gathers them).
     return self._summarise(run, values, outputs, seconds)
 
   def _summarise(self, run, values, outputs, seconds) -> dict[str, Any]:
@@ -175,7 +178,7 @@ class Seq2Seq:
     )
     vocab = self.test_set.vocab
     if self.references is not None:
-      for name in ('greedy', 'beam'):
+      for name in seq2seq.DECODERS:
         hyps = [vocab.decode(s) for s in outputs[name]]
         final[f'test_bleu_{name}'] = translation.corpus_bleu(hyps, self.references[:n])
       run.log(

@@ -4,9 +4,9 @@
   `max_pool2` (`layers.py`) are its building blocks.
 - `Recurrent` (an LSTM/GRU layer under `lax.scan`), `RecurrentCell` (the same step for
   `flax.linen.RNN`), `Bidirectional`, `CharLM`, `CharLMConfig`, `zero_lm_carry`
-  (`rnn.py`); `rnn.generate` samples from a `CharLM`. The cells `lstm_cell`,
-  `gru_cell`, `zero_carry` and the scan over time with its CPU gradient are in
-  `recurrence.py`.
+  (`rnn.py`; `research.generation` samples text from a `CharLM`). The cells
+  `lstm_cell`, `gru_cell`, `zero_carry` and the scan over time with its CPU gradient
+  are in `recurrence.py`.
 - `Transformer`, `TransformerConfig` (`transformer.py`): encoder-decoder with a KV
   cache for decoding; `MultiHeadAttention`, `padding_mask`, `causal_mask`
   (`attention.py`); `sinusoidal_positions`.

@@ -30,8 +30,9 @@ class CNNConfig:
       batch, each an independent computation, and the dense layers on the whole
       batch (same values as 1). XLA:CPU runs one convolution on one core but
       independent ones concurrently, so the parts keep every core busy while fc1's
-      matmuls stay large; on GPU/TPU 1 is right. A batch that is not a multiple of
-      it runs whole.
+      matmuls stay large; on GPU/TPU 1 is right (`research.platform_policy.batch_parts`
+      chooses it where a config asks for automatic parts). A batch that is not a
+      multiple of it runs whole.
   """
 
   num_classes: int = 10

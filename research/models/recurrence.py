@@ -8,7 +8,8 @@ G gates x H (4H for the LSTM, 3H for the GRU).
 carries only the recurrent (B, H) x (H, G) matmul. On CPU its gradient is
 `scan_fused_grad`'s: the backward scan carries only the carry cotangents, and the
 gradient of w_hh is one (H, T*B) x (T*B, G) matmul after it (JAX's autodiff, kept on
-other platforms, accumulates it with a matmul per step).
+other platforms, accumulates it with a matmul per step; `research.platform_policy`
+makes the choice).
 
 Parameters per layer (gate arithmetic, one bias per gate for the LSTM as in Flax,
 input and recurrent biases for the GRU as in PyTorch, whose reset gate multiplies the
@@ -26,6 +27,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from research import platform_policy
 
 CELLS = ('lstm', 'gru')
 NUM_GATES = {'lstm': 4, 'gru': 3}
@@ -120,8 +123,8 @@ def _dot_f32(a_BxK: jax.Array, b_KxN: jax.Array) -> jax.Array:
   """(B, N) float32 product of two same-dtype matrices, accumulated in float32.
 
   For float32 operands this is the plain product. For bfloat16 ones XLA:CPU then runs
-  a native bf16 matmul ((64, 512) x (512, 2048) alone: 0.37 ms against 0.68 in float32),
-  where a bfloat16 result makes it convert both operands to float32 (0.83 ms).
+  its native bf16 matmul kernels, which it has only for a float32 result: a bfloat16
+  result makes it convert both operands to float32 first.
   """
   return jnp.dot(a_BxK, b_KxN, preferred_element_type=jnp.float32)
 
@@ -282,7 +285,7 @@ def _fused_backward(cell, reverse, unroll, dtype, saved, cotangents):
   dcarry, dxg_TxBxG = jax.lax.scan(
     step, dlast, (dh_TxBxH, m_TxBx1, prev_T, res_T), reverse=not reverse, unroll=unroll
   )
-  # Cast once here: a bfloat16 output stacked per step cost XLA:CPU ~1 ms a step.
+  # Cast once here: XLA:CPU stacks a bfloat16 output per step slowly.
   dxg_TxBxG = dxg_TxBxG.astype(dtype)
   dw_hh, db_hh = _hh_gradients(cell, prev_T[-1], dxg_TxBxG, res_T, dtype)
   return dxg_TxBxG, None, dw_hh.astype(w_hh.dtype), db_hh.astype(b_hh.dtype), dcarry
@@ -300,7 +303,7 @@ def scan_fused_grad(
   b_hh: jax.Array,
   carry: Carry,
 ) -> tuple[Carry, jax.Array]:
-  """`scan_autodiff` with a hand-written gradient that is faster on XLA:CPU.
+  """`scan_autodiff` with a hand-written gradient that suits XLA:CPU.
 
   Autodiff of the scan accumulates the gradient of the loop-invariant w_hh inside the
   backward loop: one (H, B) x (B, G) matmul and a read-modify-write of the (H, G)
@@ -332,17 +335,16 @@ def scan_recurrence(
 ) -> tuple[Carry, jax.Array]:
   """A layer's recurrence: `scan_fused_grad` on CPU, `scan_autodiff` elsewhere.
 
-  On cuda, rocm and tpu the program stays XLA's own autodiff of the plain scan. The
-  choice is made in the traced program (`lax.platform_dependent`) and resolved when it
-  is lowered (see tests/test_lowering.py). Arguments and results are `scan_autodiff`'s.
+  On cuda, rocm and tpu the program stays XLA's own autodiff of the plain scan
+  (`platform_policy.on_cpu`). Arguments and results are `scan_autodiff`'s.
   """
   static = (cell, reverse, unroll, dtype)
-  return jax.lax.platform_dependent(
+  return platform_policy.on_cpu(
+    functools.partial(scan_fused_grad, *static),
+    functools.partial(scan_autodiff, *static),
     xg_TxBxG,
     m_TxBx1,
     w_hh,
     b_hh,
     carry,
-    cpu=functools.partial(scan_fused_grad, *static),
-    default=functools.partial(scan_autodiff, *static),
   )

@@ -1,7 +1,7 @@
 """LSTM and GRU layers, and a character-level language model.
 
 Dimension key: B batch, T time steps, D layer input width, H hidden width,
-G gates x H (4H for the LSTM, 3H for the GRU), V vocabulary size, N sampled steps.
+G gates x H (4H for the LSTM, 3H for the GRU), V vocabulary size.
 
 A `Recurrent` layer projects the inputs of every time step with one (B*T, D) x (D, G)
 matmul, then runs `research.models.recurrence.scan_recurrence` (the cells, the scan,
@@ -9,11 +9,11 @@ its CPU gradient, the parameter arithmetic and the padding rule are documented t
 
 On CPU, a layer whose inputs are rows of an embedding table (`EmbeddedIds`, the
 language model's first layer) projects the table instead, (V, D) x (D, G), and gathers
-the projected rows: the same values, and for a character vocabulary (V = 107 against
-B*T = 8,192 inputs) a fraction of the matmul work in both directions (the gradient of
-the gather is a scatter-add into V rows; LSTM train step 286.8 -> 198.7 ms on 2
-cores). Where V exceeds B*T, and on other platforms (unmeasured there: the
-scatter-add's many repeated rows), it gathers the embeddings and projects them.
+the projected rows: the same values, and for a character vocabulary (V much smaller
+than B*T) a fraction of the matmul work in both directions (the gradient of the
+gather is a scatter-add into V rows). Where V exceeds B*T, and on other platforms
+(where the scatter-add's many repeated rows may cost more than the matmul saves), it
+gathers the embeddings and projects them (`research.platform_policy` makes the choice).
 
 `RecurrentCell` is the same LSTM/GRU step as a `flax.linen.RNNCellBase`, for use with
 `nn.RNN`, `nn.Bidirectional` and other code written against Flax's cell protocol.
@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research import platform_policy
 from research.models import recurrence
 from research.models.recurrence import Carry
 
@@ -97,8 +98,8 @@ def input_projections(
   """Every step's input projection x @ w_ih + b_ih, time-major.
 
   `EmbeddedIds` inputs project the table and gather its projected rows on CPU where
-  V <= B*T (measured there); other platforms, and larger tables, gather the rows and
-  project them (chosen by `lax.platform_dependent`, resolved when lowered).
+  V <= B*T; other platforms, and larger tables, gather the rows and project them
+  (`platform_policy.on_cpu`).
 
   Args:
     x: inputs (B, T, D), or `EmbeddedIds` whose rows are the inputs.
@@ -115,13 +116,8 @@ def input_projections(
   table_VxD, ids_BxT = x.table_VxD.astype(dtype), x.ids_BxT
   if table_VxD.shape[0] > ids_BxT.size:
     return _project_gathered_rows(table_VxD, ids_BxT, w_ih, b_ih)
-  return jax.lax.platform_dependent(
-    table_VxD,
-    ids_BxT,
-    w_ih,
-    b_ih,
-    cpu=_project_table_rows,
-    default=_project_gathered_rows,
+  return platform_policy.on_cpu(
+    _project_table_rows, _project_gathered_rows, table_VxD, ids_BxT, w_ih, b_ih
   )
 
 
@@ -342,61 +338,3 @@ class CharLM(nn.Module):
       x = embed(tokens_BxT)
     logits_BxTxV = nn.Dense(cfg.vocab_size, dtype=cfg.dtype, name='output')(x)
     return logits_BxTxV.astype(jnp.float32), tuple(new_carry)
-
-
-def sample_logits(
-  logits_BxV: jax.Array, rng: jax.Array, temperature: float, top_k: int
-) -> jax.Array:
-  """Samples ids (B,) int32: greedy if temperature <= 0; top_k 0 keeps every id."""
-  if temperature <= 0:
-    return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-  logits_BxV = logits_BxV / temperature
-  if 0 < top_k < logits_BxV.shape[-1]:
-    kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
-    logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
-  return jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
-
-
-@functools.partial(jax.jit, static_argnames=('model', 'num_steps', 'temperature', 'top_k'))
-def generate(
-  model: CharLM,
-  params: Any,
-  prompt_BxP: jax.Array,
-  prompt_mask_BxP: jax.Array,
-  rng: jax.Array,
-  *,
-  num_steps: int,
-  temperature: float = 1.0,
-  top_k: int = 0,
-) -> jax.Array:
-  """Samples `num_steps` characters after each prompt, as one compiled scan.
-
-  Args:
-    model: the language model.
-    params: its parameters.
-    prompt_BxP: int32 prompt ids, right-padded.
-    prompt_mask_BxP: 1 for prompt characters, 0 for padding; every row needs at
-      least one prompt character.
-    rng: key; step n samples with `fold_in(rng, n)`.
-    num_steps: N, characters to sample.
-    temperature: softmax temperature (<= 0: greedy).
-    top_k: sample among the k likeliest characters only (0: all).
-
-  Returns:
-    int32 (B, N) sampled ids.
-  """
-  apply = lambda tokens, mask, carry: model.apply(
-    {'params': params}, tokens, train=False, mask_BxT=mask, carry=carry
-  )
-  logits_BxPxV, carry = apply(prompt_BxP, prompt_mask_BxP, None)
-  last_B = jnp.sum(prompt_mask_BxP > 0, axis=1).astype(jnp.int32) - 1
-  logits_BxV = jnp.take_along_axis(logits_BxPxV, last_B[:, None, None], axis=1)[:, 0]
-
-  def step(state, n):
-    logits_BxV, carry = state
-    token_B = sample_logits(logits_BxV, jax.random.fold_in(rng, n), temperature, top_k)
-    logits_Bx1xV, carry = apply(token_B[:, None], None, carry)
-    return (logits_Bx1xV[:, 0], carry), token_B
-
-  _, tokens_NxB = jax.lax.scan(step, (logits_BxV, carry), jnp.arange(num_steps))
-  return tokens_NxB.T

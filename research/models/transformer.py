@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from research.models import attention
+from research.models import special_tokens
 
 POSITIONAL = ('sinusoidal', 'learned')
 Cache = dict[str, Any]
@@ -70,7 +71,7 @@ class TransformerConfig:
   dropout_rate: float = 0.1
   pre_norm: bool = True
   positional: str = 'sinusoidal'
-  pad_id: int = 0
+  pad_id: int = special_tokens.PAD_ID
   dtype: Any = jnp.float32
 
   def __post_init__(self):

@@ -14,9 +14,8 @@ convolution. Self-attention follows every block at the resolutions listed in
 `attention_resolutions`.
 
 Speed on XLA:CPU: the 3x3 convolutions are XLA's own on every platform
-(`layers.Conv3x3`'s default): in this network's train step, the opt-in im2col
-forward and kernel gradient measured 19% slower on CPU, the im2col kernel gradient
-alone 7% slower (benchmarks/conv_lowering_ab.py --model=unet). Downsampling is a
+(`layers.Conv3x3`); im2col matmuls are slower in this network's train step
+(`python -m benchmarks.conv_lowering_ab --model=unet`). Downsampling is a
 space-to-depth reshape and a 1x1 projection (a matmul).
 """
 

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from research.data import tokenizers
+from research.generation import char_sampling
 
 
 def window_data(tokens_N: np.ndarray, offsets_W: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
@@ -134,8 +135,6 @@ def complete_prompts(
     temperature: softmax temperature (<= 0: greedy).
     top_k: sample among the k likeliest characters (0: all).
   """
-  from research.models import rnn  # pylint: disable=g-import-not-at-top
-
   if not prompts or not length:
     return []
   ids = [vocab.encode(p) for p in prompts]
@@ -143,7 +142,7 @@ def complete_prompts(
   mask = np.zeros(prompt.shape, np.float32)
   for row, i in enumerate(ids):
     prompt[row, : len(i)], mask[row, : len(i)] = i, 1.0
-  out = rnn.generate(
+  out = char_sampling.sample_chars(
     model, params, prompt, mask, rng, num_steps=length, temperature=temperature, top_k=top_k
   )
   return [p + vocab.decode(row) for p, row in zip(prompts, np.asarray(out), strict=True)]

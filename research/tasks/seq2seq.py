@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from research import decoding
 from research.data import tokenizers
+from research.generation import decoding
 from research.models import transformer
 
 
@@ -67,34 +67,6 @@ def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
   return loss_fn
 
 
-def generate(
-  model: transformer.Transformer,
-  params,
-  inputs_BxS: jax.Array,
-  *,
-  beam_size: int = 1,
-  alpha: float = 0.0,
-) -> jax.Array:
-  """Decodes int32 sources (B, S): `beam_size` 0 runs the greedy loop, K >= 1 beam
-  search with K beams (K = 1 gives the greedy result).
-
-  Returns:
-    int32 (B, max_target_length) tokens, EOS included, then padding.
-  """
-  variables = {'params': params}
-  encoded = model.apply(variables, inputs_BxS, method=model.encode)
-  cache = model.apply(variables, encoded, inputs_BxS, method=model.init_cache)
-
-  def step_fn(cache, token_B, index):
-    return model.apply(variables, cache, token_B, index, method=model.decode_step)
-
-  kw = dict(bos_id=tokenizers.BOS_ID, eos_id=tokenizers.EOS_ID, pad_id=tokenizers.PAD_ID)
-  b, max_len = inputs_BxS.shape[0], model.config.max_target_length
-  if beam_size == 0:
-    return decoding.greedy(step_fn, cache, b, max_len, **kw)
-  return decoding.beam_search(step_fn, cache, b, max_len, beam_size=beam_size, alpha=alpha, **kw)[0]
-
-
 def make_decode_eval_fn(
   model: transformer.Transformer, *, beam_size: int, alpha: float = 0.0
 ) -> Callable:
@@ -107,7 +79,7 @@ def make_decode_eval_fn(
     'greedy' and 'beam' int32 (B, T).
   """
   loss_fn = make_loss_fn(model)
-  gen = functools.partial(generate, model, alpha=alpha)
+  gen = functools.partial(decoding.decode_transformer, model, alpha=alpha)
 
   def decode_eval_fn(params, batch, rng, train):
     del rng, train  # Always deterministic.

@@ -8,8 +8,12 @@
   `jax.eval_shape`) and `count_params`.
 - Optimisers (`optimizers.py`): `OptimizerConfig` and `make_optimizer`.
 - Drivers (`parallel.py`): `make_driver` builds a `DataParallel` (jit over a device
-  mesh) or `PmapDataParallel` that run the steps on data gathered by `take_examples`;
-  `loop.py`'s `evaluate` and `batch_plan`.
+  mesh) or `PmapDataParallel` that run the steps on data gathered by `take_examples`.
+- Batch plans (`batch_plans.py`): `batch_plan`, the fixed-shape indices and masks of
+  one pass, and `IndexSource`, the examples of every training step.
+- Evaluation (`evaluation.py`): `evaluate` scores every example once, in order.
+- The step loop (`step_loop.py`): `run_steps` dispatches chunks of steps, checks
+  their metrics for non-finite values (`check_finite`) and calls the trainer's hooks.
 - Runs (`trainer.py`): `train_and_evaluate` runs a `Family` (its `TrainData` and
   `Model`) in a workdir, `train_in_memory` without one, each through a `Run`;
   `Checkpointer` (`checkpoint.py`, orbax); `MetricSums` and `MetricWriter`
@@ -23,10 +27,10 @@ does not import orbax.
 from typing import TYPE_CHECKING
 
 from research._lazy import lazy_attributes
+from research.train.batch_plans import batch_plan
 from research.train.distributed import initialize
 from research.train.distributed import is_primary
-from research.train.loop import batch_plan
-from research.train.loop import evaluate
+from research.train.evaluation import evaluate
 from research.train.metrics import MetricSums
 from research.train.metrics import MetricWriter
 from research.train.optimizers import OptimizerConfig

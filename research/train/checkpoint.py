@@ -31,6 +31,10 @@ class Checkpointer:
     """Step of the newest complete checkpoint, or None."""
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """Steps of the complete checkpoints, oldest first."""
+    return sorted(self._manager.all_steps())
+
   def save(self, step: int, state: Any) -> None:
     """Starts saving `state` at `step` (asynchronous; see `wait`)."""
     self._manager.save(int(step), args=ocp.args.StandardSave(state))

@@ -33,9 +33,9 @@ def enable(directory: str, min_compile_seconds: float = 0.0) -> str | None:
       `OFF` ('' or 'off') leaves the cache off.
     min_compile_seconds: programs that compile faster than this are not stored
       (unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise). The default
-      stores every program: with JAX's 1 s the small ones (the CNN's input preparation,
-      its metric stacking) compiled again in every run, ~0.4 s of a warm main job's
-      first epoch (10.54 -> 10.14 s, medians of 3 interleaved runs, 2-core EPYC).
+      stores every program: under JAX's own threshold of a second the small ones (the
+      CNN's input preparation, its metric stacking) would compile again in every run,
+      and on CPU many small programs add up at start-up.
 
   Returns:
     the directory in use, or None when the cache is off.

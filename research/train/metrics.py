@@ -35,6 +35,14 @@ class MetricSums:
     return {k: (s / c if c else math.nan) for k, (s, c) in self._sums.items()}
 
 
+def format_metrics(values: dict[str, float]) -> str:
+  """'loss = 0.1234 | accuracy = 97.10%': loss first, accuracies as percentages."""
+  parts = []
+  for k, v in sorted(values.items(), key=lambda kv: kv[0] != 'loss'):
+    parts.append(f'{k} = {100 * v:.2f}%' if 'accuracy' in k else f'{k} = {v:.4f}')
+  return ' | '.join(parts)
+
+
 class _EventFile:
   """An epath file with only write/flush/close: tensorboardX fsyncs files that have
   `fileno`, which fsspec's remote files have but cannot honour."""
@@ -71,9 +79,9 @@ def _import_tensorboardx_without_torch():
   """Imports tensorboardX without letting it import PyTorch.
 
   tensorboardX imports torch whenever it is installed, only to accept torch tensors
-  (we hand it Python floats and PNG bytes): 1.0-1.7 s of a run's start-up and
-  ~70 MB of memory on a 2-core machine with PyTorch. Where torch is not imported
-  yet, it is hidden for the duration of the import.
+  (we hand it Python floats and PNG bytes), which would add PyTorch's import time and
+  memory to every run on a machine that has it. Where torch is not imported yet, it
+  is hidden for the duration of the import.
   """
   hide = 'torch' not in sys.modules
   if hide:

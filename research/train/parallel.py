@@ -9,8 +9,9 @@ host never copies batches:
 
 `DataParallel` (the default) is `jax.jit` over a one-axis device mesh: the state and
 data replicated, every batch sharded along B. `PmapDataParallel` runs the same steps
-under `jax.pmap` with an axis name. Both donate the train state. On CPU the jit driver
-runs a family's `steps.SplitLoss` as two programs per step (see `_prepare_step`).
+under `jax.pmap` with an axis name. Both donate the train state. Their platform
+choices (a chunk's steps traced flat or scanned, a `steps.SplitLoss` in one or two
+programs per step, step micro-batches) are `research.platform_policy`'s.
 """
 
 import functools
@@ -24,6 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from research import platform_policy
 from research.errors import UserInputError
 from research.train import steps
 
@@ -45,11 +47,10 @@ def _stack(trees):
 
 
 # On CPU the S steps of a chunk are traced one after another: inside an XLA:CPU while
-# loop (even a fully unrolled scan keeps one) convolutions lose their fast kernels,
-# measured 80x slower for the CNN. Elsewhere they are a `lax.scan`, which compiles
-# the step once. `platform_dependent` makes the choice in the traced program, when it
-# is lowered for a platform (both branches are traced, S + 1 steps; a chunk of one
-# step needs no loop anywhere and is traced once).
+# loop (even a fully unrolled scan keeps one) convolutions lose their fast kernels.
+# Elsewhere they are a `lax.scan`, which compiles the step once (`platform_policy.on_cpu`:
+# both branches are traced, S + 1 steps; a chunk of one step needs no loop anywhere and
+# is traced once).
 def _train_chunk(
   state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn, axis_name, microbatches
 ):
@@ -71,16 +72,15 @@ def _train_chunk(
 
   if idx_SxB.shape[0] == 1:
     return flat(state, idx_SxB, mask_SxB)
-  return jax.lax.platform_dependent(state, idx_SxB, mask_SxB, cpu=flat, default=scanned)
+  return platform_policy.on_cpu(flat, scanned, state, idx_SxB, mask_SxB)
 
 
 # On CPU a `steps.SplitLoss` runs in two programs per step: the gather and the
 # loss's first half (for the CNN, augmentation), then the train step on the prepared
-# batch. XLA:CPU ran the seed CNN's step slower when its input was computed in the
-# same program than when given to it, though the preparation alone takes ~1 ms (main
-# job's step on 2 cores: 156.1 ms in one program, 146.6 ms in two; see the README's
-# speed notes). Same keys, same values. GPU/TPU keep one program, where XLA fuses
-# the preparation into the step.
+# batch. XLA:CPU runs the step slower when its input is computed in the same program
+# than when it is given to it (`platform_policy.splits_loss_steps`). Same keys, same
+# values. GPU/TPU keep one program, where XLA fuses the preparation into
+# the step.
 def _prepare_step(
   data, idx_SxB, mask_SxB, s, rng, step, *, loss_fn, gather_fn, axis_name, microbatches
 ):
@@ -107,27 +107,6 @@ def check_batch_size(batch_size: int, num_devices: int) -> None:
       f'batch size must be a positive multiple of the device count '
       f'({num_devices}), got {batch_size}'
     )
-
-
-def resolve_microbatches(requested: int, per_device_batch: int, platform: str) -> int:
-  """Micro-batches per step for a per-device batch (see `steps`).
-
-  `requested` 0 means automatic: 2 on CPU when the per-device batch is even and at
-  least 16 (XLA:CPU then runs the two parts on different cores), else 1 (on GPU/TPU
-  one big batch already fills the device). A positive value is used as given and must
-  divide the per-device batch.
-  """
-  if requested < 0:
-    raise UserInputError(f'microbatches must be >= 0 (0: automatic), got {requested}')
-  if requested == 0:
-    even_and_large = per_device_batch % 2 == 0 and per_device_batch >= 16
-    return 2 if platform == 'cpu' and even_and_large else 1
-  if per_device_batch % requested:
-    raise UserInputError(
-      f'microbatches={requested} does not divide the per-device '
-      f'batch of {per_device_batch} examples'
-    )
-  return requested
 
 
 BATCH_AXES = ('process', 'local')
@@ -173,7 +152,7 @@ class DataParallel:
     fsdp: shard parameters and optimiser state instead of replicating them.
     fsdp_min_size: arrays smaller than this stay replicated under fsdp.
     microbatches: independent parts per device batch in training (0: automatic,
-      see `resolve_microbatches`).
+      see `platform_policy.batch_parts`).
   """
 
   def __init__(
@@ -203,7 +182,9 @@ class DataParallel:
     self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
     self._train = self._eval = self._prepare = self._step = None
     # Two programs per train step (see `_prepare_step`): a split loss, on CPU.
-    self.splits_steps = isinstance(loss_fn, steps.SplitLoss) and self.devices[0].platform == 'cpu'
+    self.splits_steps = isinstance(loss_fn, steps.SplitLoss) and platform_policy.splits_loss_steps(
+      self.devices[0].platform
+    )
 
   @property
   def num_devices(self) -> int:
@@ -272,7 +253,7 @@ class DataParallel:
 
   def _parts(self, idx_SxB):
     per_device = np.shape(idx_SxB)[1] * jax.process_count() // self.num_devices
-    return resolve_microbatches(self.microbatches, per_device, self.devices[0].platform)
+    return platform_policy.batch_parts(self.microbatches, per_device, self.devices[0].platform)
 
   def _indices(self, idx_SxB, mask_SxB):
     put = lambda a: jax.make_array_from_process_local_data(
@@ -331,7 +312,7 @@ class PmapDataParallel:
     self._eval = self._pmap(functools.partial(_eval_chunk, **kw))
 
   def _train_fn(self, idx_SxB):
-    k = resolve_microbatches(
+    k = platform_policy.batch_parts(
       self.microbatches, np.shape(idx_SxB)[1] // self.num_devices, self.devices[0].platform
     )
     if k not in self._trains:
@@ -392,7 +373,7 @@ def make_driver(
 
   `fsdp` (jit only) shards the train state's large arrays over all devices;
   `microbatches` cuts each device's train batch into independent parts (0:
-  automatic, what the experiment configs ask for; see `resolve_microbatches`).
+  automatic, what the experiment configs ask for; see `platform_policy.batch_parts`).
   """
   if name not in DRIVERS:
     raise UserInputError(f'unknown driver {name!r}: use one of {sorted(DRIVERS)}')

@@ -1,9 +1,9 @@
 """Typed run settings shared by every family, read from an experiment's config.
 
 Every experiment config has the same top-level training fields (see
-`experiments/shared_config.py`) and an `optimizer` section. `from_config` turns them
-into frozen dataclasses that validate themselves, so a bad value fails once, here,
-with a message naming the field.
+`experiments/shared_config.py`) and an `optimizer` section. `train_settings`,
+`optimizer_config` and `model_settings` turn them into frozen dataclasses that
+validate themselves, so a bad value fails once, here, with a message naming the field.
 """
 
 import dataclasses
@@ -13,9 +13,9 @@ import jax.numpy as jnp
 
 from research.errors import UserInputError
 from research.train import optimizers
+from research.train import parallel
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-DRIVERS = ('jit', 'pmap')
 
 
 def compute_dtype(name: str):
@@ -90,8 +90,8 @@ class TrainSettings:
       'fsdp_min_size',
     ):
       _at_least(name, getattr(self, name), 0)
-    if self.driver not in DRIVERS:
-      raise UserInputError(f'unknown driver {self.driver!r}: use one of {DRIVERS}')
+    if self.driver not in parallel.DRIVERS:
+      raise UserInputError(f'unknown driver {self.driver!r}: use one of {sorted(parallel.DRIVERS)}')
     if self.fsdp and self.driver != 'jit':
       raise UserInputError('fsdp=True needs driver=jit')
 

@@ -1,14 +1,12 @@
 """The training loop of every family: steps counted globally, epochs a view of them.
 
-Which examples step s trains on is a pure function of (seed, s) (`IndexSource`), so
-a run resumed at any step, with any steps-per-dispatch, sees exactly the batches an
-uninterrupted run sees. The loop keeps the device busy: it dispatches chunk k+1
-before it fetches the metrics of chunk k, checks them for non-finite values on the
-host, and calls the hooks at the boundaries they asked for.
+Which examples each step trains on comes from a `research.train.batch_plans.IndexSource`.
+The loop keeps the device busy: it dispatches chunk k+1 before it fetches the metrics
+of chunk k, checks them for non-finite values on the host (`check_finite`), and calls
+the hooks at the boundaries they asked for.
 """
 
 import dataclasses
-import functools
 import math
 import sys
 import time
@@ -18,67 +16,35 @@ import jax
 import numpy as np
 from tqdm import auto as tqdm
 
-from research.train import loop
+from research.errors import NonFiniteLossError
+from research.train import batch_plans
 from research.train import metrics as metrics_lib
 
-SAMPLINGS = ('epochs', 'windows')
 
+def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None, skip: bool = False):
+  """Raises NonFiniteLossError naming the first bad step, or, when `skip`, drops it.
 
-@dataclasses.dataclass(frozen=True)
-class IndexSource:
-  """Example indices of every training step.
+  Args:
+    chunk_metrics: host metrics of consecutive steps, stacked on axis 0, with
+      'loss' and optionally 'grad_norm' pairs.
+    first_step: optimiser step before the first of them.
+    epoch: named in the message when given.
+    skip: drop the bad steps instead of raising.
 
-  'epochs': passes over the N examples in a fresh order per epoch (seeded by seed,
-  epoch and process), the last batch of a pass padded with mask 0. 'windows': every
-  step draws its batch uniformly with replacement, seeded by (seed, step, process).
-
-  Attributes:
-    num_examples: N, this process's examples.
-    local_batch: this process's share of the global batch.
-    sampling: 'epochs' or 'windows'.
-    seed: the run's seed.
-    process: this process's index in a multi-process run, else None.
+  Returns:
+    the metrics with non-finite steps removed, and how many were removed.
   """
-
-  num_examples: int
-  local_batch: int
-  sampling: str = 'epochs'
-  seed: int = 0
-  process: int | None = None
-
-  @property
-  def steps_per_epoch(self) -> int:
-    """Steps in one pass over the examples ('windows': as many as fill one pass)."""
-    return math.ceil(self.num_examples / self.local_batch)
-
-  def chunk(self, step: int, num: int) -> tuple[np.ndarray, np.ndarray]:
-    """idx int32 (num, local_batch) and mask float32 (num, local_batch) of steps
-    step .. step + num - 1 ('epochs': all within one epoch)."""
-    if self.sampling == 'windows':
-      key = lambda s: [self.seed, s] + ([] if self.process is None else [self.process])
-      idx = np.stack(
-        [
-          np.random.default_rng(key(s)).integers(0, self.num_examples, self.local_batch)
-          for s in range(step, step + num)
-        ]
-      )
-      return idx.astype(np.int32), np.ones(idx.shape, np.float32)
-    epoch, first = divmod(step, self.steps_per_epoch)
-    idx, mask = self._epoch_plan(epoch)
-    return idx[first : first + num], mask[first : first + num]
-
-  # Chunks of one epoch share its plan. One entry, and the plan lives as long as the
-  # run that owns it, so the cache holding `self` leaks nothing (B019).
-  @functools.lru_cache(maxsize=1)  # noqa: B019
-  def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    return loop.batch_plan(
-      self.num_examples,
-      self.local_batch,
-      shuffle=True,
-      seed=self.seed,
-      epoch=epoch,
-      process=self.process,
-    )
+  loss = np.asarray(chunk_metrics['loss'][0])
+  norm = np.asarray(chunk_metrics.get('grad_norm', (loss,))[0])
+  bad = ~(np.isfinite(loss) & np.isfinite(norm))
+  if bad.any() and not skip:
+    i = int(np.flatnonzero(bad)[0])
+    what = 'loss' if not np.isfinite(loss[i]) else 'gradient norm'
+    value = loss[i] if what == 'loss' else norm[i]
+    where = '' if epoch is None else f' (epoch {epoch + 1})'
+    raise NonFiniteLossError(f'training {what} is {value} at step {first_step + i + 1}{where}')
+  keep = jax.tree.map(lambda x: np.asarray(x)[~bad], chunk_metrics)
+  return keep, int(bad.sum())
 
 
 @dataclasses.dataclass
@@ -131,7 +97,7 @@ def run_steps(
   driver,
   state,
   data,
-  source: IndexSource,
+  source: batch_plans.IndexSource,
   rng: jax.Array,
   *,
   start_step: int,
@@ -172,9 +138,7 @@ def run_steps(
 
   def consume():
     chunk_metrics, first, num = pending
-    chunk_metrics, bad = loop.check_finite(
-      jax.device_get(chunk_metrics), first, skip=skip_nonfinite
-    )
+    chunk_metrics, bad = check_finite(jax.device_get(chunk_metrics), first, skip=skip_nonfinite)
     sums.add(chunk_metrics)
     clock['skipped'] += bad
     if clock['start'] is None:  # Time from the end of the compiled first chunk.

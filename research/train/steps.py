@@ -20,10 +20,10 @@ Micro-batches: with `microbatches=k` a step cuts its batch into k interleaved pa
 independent computation, then adds them. The mean gradient is the same as for the
 whole batch (only dropout draws differ: part i uses key `fold_in(key, i)`). XLA:CPU
 runs one convolution on one core but runs independent operations concurrently, so
-on CPU two parts keep both cores busy (measured on 2 cores: transformer step ~10%
-faster, U-Net 28%; no gain for LSTM/GRU scans; the seed CNN instead cuts only its
-convolutions into parts, `CNNConfig.conv_parts`, so its large fc1 matmuls see the
-whole batch). Interleaving keeps every part on the devices that hold the batch.
+on CPU two parts keep both cores busy (the transformer and the U-Net gain; the
+LSTM/GRU scans do not; the seed CNN instead cuts only its convolutions into parts,
+`CNNConfig.conv_parts`, so its large fc1 matmuls see the whole batch; figures in
+docs/performance.md). Interleaving keeps every part on the devices that hold the batch.
 
 Split losses: a family whose loss first makes the model's inputs from the stored batch
 (normalisation, augmentation: work without parameters) can give it as a `SplitLoss`,
@@ -184,7 +184,8 @@ def eval_step(
 ) -> tuple[Metrics, dict[str, jax.Array]]:
   """Evaluates a batch without updating anything (dropout and augmentation off).
 
-  (No micro-batches here: for the forward pass alone they measured slower.)
+  (No micro-batches here: for the forward pass alone they are slower than the whole
+  batch.)
 
   Returns:
     the batch's metrics as global (sum, count) pairs, and the per-example outputs

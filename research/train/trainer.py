@@ -23,10 +23,10 @@ import optax
 
 from research.errors import Preempted
 from research.errors import UserInputError
+from research.train import batch_plans
 from research.train import checkpoint as checkpoint_lib
 from research.train import distributed
 from research.train import files
-from research.train import loop
 from research.train import manifest
 from research.train import metrics as metrics_lib
 from research.train import optimizers
@@ -70,6 +70,10 @@ class Model:
     loss_fn: the (sum, count) loss function of `research.train.steps`.
     gather_fn: gathers a batch from the data arrays by index (see `parallel`).
     wrap_optimizer: optional tx -> tx (e.g. an EMA of the parameters).
+    model_parts: the model cuts its batch into independent parts by an automatic
+      choice of its own (the CNN's `conv_parts=0`), so an automatic request for step
+      micro-batches gives 1: the automatic choice of parts is made once
+      (`research.platform_policy.batch_parts`).
   """
 
   module: nn.Module
@@ -79,10 +83,16 @@ class Model:
   wrap_optimizer: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = (
     None
   )
+  model_parts: bool = False
 
   def optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """`tx` as this model trains with it: wrapped by `wrap_optimizer`, if any."""
     return self.wrap_optimizer(tx) if self.wrap_optimizer else tx
+
+  def microbatches(self, requested: int) -> int:
+    """The step micro-batches to ask a driver for, given the config's `requested`
+    (0: automatic): 1 instead of automatic where the model takes the parts itself."""
+    return 1 if self.model_parts and requested == 0 else requested
 
   def init_state(self, tx: optax.GradientTransformation, rng: jax.Array) -> state_lib.TrainState:
     """The initial train state (float32 params from `init_params(rng)`) for optimiser
@@ -119,7 +129,7 @@ class Run:
   data: TrainData
   model: Model
   driver: Any
-  source: step_loop.IndexSource  # Which examples each step trains on.
+  source: batch_plans.IndexSource  # Which examples each step trains on.
   optimizer: optimizers.OptimizerConfig
   total_steps: int
   log: Log
@@ -185,7 +195,7 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
     model.gather_fn,
     fsdp=settings.fsdp,
     fsdp_min_size=settings.fsdp_min_size,
-    microbatches=settings.microbatches,
+    microbatches=model.microbatches(settings.microbatches),
   )
   optimizer = settings_lib.optimizer_config(family.config.optimizer, total)
   return Run(
@@ -201,12 +211,12 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
   )
 
 
-def _index_source(settings, data: TrainData) -> step_loop.IndexSource:
-  if data.sampling not in step_loop.SAMPLINGS:
-    raise ValueError(f'sampling must be one of {step_loop.SAMPLINGS}')
+def _index_source(settings, data: TrainData) -> batch_plans.IndexSource:
+  if data.sampling not in batch_plans.SAMPLINGS:
+    raise ValueError(f'sampling must be one of {batch_plans.SAMPLINGS}')
   if data.num_train < 1:
     raise UserInputError('the training data is empty')
-  return step_loop.IndexSource(
+  return batch_plans.IndexSource(
     data.num_train,
     settings.batch_size // jax.process_count(),
     data.sampling,
@@ -295,7 +305,7 @@ class _Hooks:
     if due(self.epoch_every):
       self._end_epoch(step)
     elif due(s.log_every_steps) and s.progress and not sys.stderr.isatty():
-      run.log(f'[Step {step}/{run.total_steps}] {loop.format_metrics(values)}')
+      run.log(f'[Step {step}/{run.total_steps}] {metrics_lib.format_metrics(values)}')
     if due(self.eval_every) and step < run.total_steps:  # `report` covers the end.
       self._evaluate(step, state)
     if run.checkpointer is not None and run.checkpointer.latest_step() != step:
@@ -324,7 +334,7 @@ class _Hooks:
     )
     shown = {k: v for k, v in values.items() if k == 'loss' or 'accuracy' in k}
     run.log(
-      f'[Epoch {epoch}] {loop.format_metrics(shown)} ({seconds:.1f} s, '
+      f'[Epoch {epoch}] {metrics_lib.format_metrics(shown)} ({seconds:.1f} s, '
       f'{examples / seconds:.0f} examples/s)'
     )
     run.history.append(

@@ -1,7 +1,5 @@
 """The seed's CNN: parameter arithmetic, shapes, dropout and the fast conv/pool."""
 
-import functools
-
 import chex
 import flax.linen as nn
 import jax
@@ -10,11 +8,13 @@ import numpy as np
 import optax
 import pytest
 
+from experiments.cnn.configs import default as cnn_default
 from research.errors import UserInputError
 from research.families import cnn as cnn_family
 from research.models import cnn
 from research.models import layers
 from research.train import state as state_lib
+from tests import helpers
 
 
 def _abstract_params(num_classes, size=48):
@@ -70,21 +70,6 @@ def test_dropout_only_in_training():
 def _lax_conv(x, k):
   return jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-# The opt-in im2col path: on CPU the forward is an im2col matmul; the kernel gradient
-# takes three paths: XLA's own below 8,192 rows (B*H*W), chunked im2col matmuls above,
-# one unchunked matmul when the batch does not divide into 4.
-@pytest.mark.parametrize('shape', [(16, 6, 7, 3), (8, 32, 33, 5), (5, 40, 41, 2)])
-def test_conv3x3_values_and_gradients_match_lax(shape):
-  x = jax.random.normal(jax.random.key(0), shape)
-  k = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 4))
-  im2col = functools.partial(layers.conv3x3, im2col_on_cpu=True)
-  chex.assert_trees_all_close(im2col(x, k), _lax_conv(x, k), atol=1e-5)
-  loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
-  expected = jax.grad(loss(_lax_conv), (0, 1))(x, k)
-  actual = jax.jit(jax.grad(loss(im2col), (0, 1)))(x, k)
-  chex.assert_trees_all_close(actual, expected, atol=2e-3, rtol=1e-4)
 
 
 def test_rgb_conv3x3_values_and_gradients_match_lax():
@@ -153,13 +138,31 @@ def test_conv_parts_give_the_whole_batch_values_and_gradients(batch):
   assert _conv_count(whole, params, x) == 3
 
 
-@pytest.mark.parametrize('requested,platform,per_device,expected', [
-    (0, 'cpu', 64, cnn_family.CPU_CONV_PARTS), (0, 'cpu', 12, 1), (0, 'gpu', 64, 1),
-    (0, 'tpu', 64, 1), (2, 'gpu', 64, 2), (3, 'cpu', 64, 3)])
-def test_automatic_conv_parts_only_on_cpu(requested, platform, per_device, expected):
-  assert cnn_family.resolve_conv_parts(requested, platform, per_device) == expected
+def _family_model(**model):
+  c = cnn_default.get_config()
+  c.lock()
+  c.update(image_size=8, model=dict(hidden_dim=16) | model)
+  images = helpers.tiny_images()
+  family = cnn_family.CNNClassifier(c, datasets=(images, images))
+  return family.build(family.load_data())
 
 
-def test_negative_conv_parts_is_a_user_error():
-  with pytest.raises(UserInputError, match='conv_parts'):
-    cnn_family.resolve_conv_parts(-1, 'cpu', 64)
+@pytest.mark.parametrize('conv_parts,parts,model_parts', [(0, 8, True), (1, 1, False),
+                                                          (4, 4, False)])
+def test_the_family_takes_automatic_parts_in_the_convolutions(conv_parts, parts, model_parts):
+  # The default config's batch of 64 on one CPU device: 8 automatic parts
+  # (`platform_policy.batch_parts`; 1 on an accelerator). Where conv_parts is
+  # automatic the model takes the automatic choice: the step's is then 1.
+  model = _family_model(conv_parts=conv_parts)
+  on_cpu = jax.default_backend() == 'cpu'
+  assert model.module.config.conv_parts == (parts if on_cpu or conv_parts else 1)
+  assert model.model_parts == model_parts
+  assert model.microbatches(0) == (1 if model_parts else 0)
+  assert model.microbatches(2) == 2
+
+
+def test_conv_parts_that_do_not_divide_the_batch_are_a_user_error():
+  with pytest.raises(UserInputError, match='conv_parts=3 does not divide'):
+    _family_model(conv_parts=3)
+  with pytest.raises(UserInputError, match='conv_parts must be >= 0'):
+    _family_model(conv_parts=-1)

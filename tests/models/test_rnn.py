@@ -1,5 +1,5 @@
-"""LSTM/GRU layers and the character LM: scan vs loop, counts, padding, sampling,
-and our cells inside `flax.linen.RNN`."""
+"""LSTM/GRU layers and the character LM: scan vs loop, counts, padding, and our cells
+inside `flax.linen.RNN`."""
 
 import re
 
@@ -254,39 +254,6 @@ def test_dropout_only_in_training():
                              rngs={'dropout': jax.random.key(k)})[0]
   chex.assert_trees_all_equal(ev(), ev())
   assert not np.allclose(tr(0), tr(1))
-
-
-def test_sampling_is_deterministic_per_key():
-  model, params, _ = _lm()
-  prompt = jnp.array([[1, 2, 3], [4, 5, 0]], jnp.int32)
-  mask = jnp.array([[1, 1, 1], [1, 1, 0]], jnp.float32)
-  sample = lambda k, **kw: rnn.generate(model, params, prompt, mask, jax.random.key(k),
-                                        num_steps=20, **kw)
-  a, b, c = sample(0), sample(0), sample(1)
-  chex.assert_shape(a, (2, 20))
-  np.testing.assert_array_equal(a, b)
-  assert not np.array_equal(a, c)
-  assert int(a.min()) >= 0 and int(a.max()) < V
-  # top_k = 1 is greedy whatever the key.
-  np.testing.assert_array_equal(sample(0, top_k=1), sample(7, temperature=0.0))
-
-
-def test_greedy_generation_equals_full_forward_decoding():
-  model, params, _ = _lm('gru')
-  prompt = jnp.array([[1, 2, 3]], jnp.int32)
-  out = rnn.generate(model, params, prompt, jnp.ones((1, 3)), jax.random.key(0),
-                     num_steps=6, temperature=0.0)
-  seq = prompt
-  for _ in range(6):
-    logits, _ = model.apply({'params': params}, seq, train=False)
-    seq = jnp.concatenate([seq, jnp.argmax(logits[:, -1:], -1).astype(jnp.int32)], 1)
-  np.testing.assert_array_equal(out, seq[:, 3:])
-
-
-def test_top_k_keeps_only_the_k_likeliest():
-  logits = jnp.log(jnp.array([[0.1, 0.2, 0.3, 0.4]] * 64))
-  ids = rnn.sample_logits(logits, jax.random.key(0), temperature=1.0, top_k=2)
-  assert set(np.asarray(ids).tolist()) <= {2, 3}
 
 
 def test_unknown_cell_is_rejected():

@@ -9,7 +9,7 @@ import pytest
 from research.data import tokenizers
 from research.models import text_encoder
 from research.models import unet
-from research.tasks import diffusion as task
+from research.tasks import ddpm
 
 CFG = unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
                       num_groups=4)
@@ -74,7 +74,7 @@ def test_bad_sizes_are_rejected():
     unet.UNetConfig(widths=(12,), num_groups=8)
 
 
-DIGIT_PROMPTS = task.class_prompts('mnist', [str(i) for i in range(10)])
+DIGIT_PROMPTS = ddpm.class_prompts('mnist', [str(i) for i in range(10)])
 
 
 def _encoder(max_length, **kw):

@@ -13,15 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import diffusion
 from research.data import seq2seq_tasks
 from research.data import text as text_lib
 from research.data import tokenizers
+from research.generation import decoding
+from research.generation import diffusion
 from research.models import rnn
 from research.models import text_encoder
 from research.models import transformer
 from research.models import unet
-from research.tasks import diffusion as ddpm
+from research.tasks import ddpm
 from research.tasks import language_model as lm
 from research.tasks import seq2seq
 from research.train import optimizers
@@ -90,7 +91,7 @@ def test_transformer_learns_to_reverse_strings():
   example = (jnp.ones((1, max_in), jnp.int32), jnp.ones((1, max_out), jnp.int32))
   params = _train(model, example, seq2seq.make_loss_fn(model), train.arrays(),
                   num_steps=400, batch_size=64, lr=3e-3)
-  generate = jax.jit(seq2seq.generate, static_argnums=0, static_argnames='beam_size')
+  generate = jax.jit(decoding.decode_transformer, static_argnums=0, static_argnames='beam_size')
   decoded = generate(model, params, test.inputs, beam_size=0)
   expected = _reversed_with_eos(test.inputs, max_out)
   assert not set(map(bytes, test.inputs)) & set(map(bytes, train.inputs))  # Held out.

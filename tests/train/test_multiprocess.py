@@ -14,9 +14,9 @@ import pytest
 from research.train import checkpoint as checkpoint_lib
 from research.train import parallel
 from tests import helpers
-from tests.train import checkpoint_topology_worker as topology
 from tests.train import family_setups
-from tests.train import multiprocess_worker as worker
+from tests.workers import checkpoint_topology_worker as topology
+from tests.workers import multiprocess_worker as worker
 
 # Its session-scoped runs happen once: all its tests on one pytest-xdist worker
 # (scripts/test.sh uses --dist loadgroup).
@@ -34,7 +34,7 @@ def _free_port():
 def _eight_devices(*args):
   env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
              JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-m', 'tests.train.checkpoint_topology_worker',
+  out = subprocess.run([sys.executable, '-m', 'tests.workers.checkpoint_topology_worker',
                         *args], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
@@ -51,7 +51,7 @@ def two_process_run(tmp_path_factory):
   env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(2),
              JAX_PLATFORMS='cpu')
   port = str(_free_port())
-  procs = [subprocess.Popen([sys.executable, '-m', 'tests.train.multiprocess_worker',
+  procs = [subprocess.Popen([sys.executable, '-m', 'tests.workers.multiprocess_worker',
                              port, str(i), workdir, eight_workdir], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]

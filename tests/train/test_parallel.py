@@ -7,13 +7,13 @@ import sys
 
 import chex
 import jax
-from jax.sharding import PartitionSpec as P
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
 
 from research.errors import UserInputError
-from research.train import loop
+from research.train import batch_plans
 from research.train import optimizers
 from research.train import parallel
 from research.train import steps
@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def eight_device_results():
   env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
              JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-m', 'tests.train.multidevice_worker'],
+  out = subprocess.run([sys.executable, '-m', 'tests.workers.multidevice_worker'],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -70,19 +70,15 @@ def test_cnn_conv_parts_per_device_equal_whole_batches(eight_device_results):
   assert r['conv_parts_pmap_params'] < 1e-5, r
 
 
-@pytest.mark.parametrize('requested, per_device, platform, expected', [
-    (0, 64, 'cpu', 2), (0, 8, 'cpu', 1), (0, 33, 'cpu', 1), (0, 64, 'gpu', 1),
-    (0, 64, 'tpu', 1), (4, 64, 'gpu', 4), (1, 64, 'cpu', 1)])
-def test_automatic_microbatches_split_only_large_even_cpu_batches(
-    requested, per_device, platform, expected):
-  assert parallel.resolve_microbatches(requested, per_device, platform) == expected
-
-
-def test_microbatches_must_divide_the_per_device_batch():
-  with pytest.raises(UserInputError, match='does not divide the per-device batch of 12'):
-    parallel.resolve_microbatches(5, 12, 'cpu')
-  with pytest.raises(UserInputError, match='must be >= 0'):
-    parallel.resolve_microbatches(-1, 12, 'cpu')
+def test_the_drivers_resolve_microbatches_by_the_platform_policy():
+  """Their rules are tests/test_platform_policy.py's; a bad request fails on the
+  first chunk, before anything is traced."""
+  one_cpu = jax.devices('cpu')[:1]
+  driver = parallel.DataParallel(lambda *a: None, devices=one_cpu, microbatches=0)
+  assert driver._parts(np.zeros((1, 64))) == 2
+  with pytest.raises(UserInputError, match='microbatches=5 does not divide'):
+    parallel.DataParallel(lambda *a: None, devices=one_cpu, microbatches=5)._parts(
+        np.zeros((1, 12)))
 
 
 def test_fsdp_sharded_run_equals_replicated_run(eight_device_results):
@@ -108,7 +104,7 @@ def _train_chunks(loss_fn, state, microbatches):
   driver = parallel.DataParallel(loss_fn, microbatches=microbatches)
   data = driver.put_data(helpers.tiny_data(56))
   state = driver.put_replicated(state)
-  idx, mask = loop.batch_plan(56, 16, shuffle=True, seed=3)  # last batch: 8 of 16
+  idx, mask = batch_plans.batch_plan(56, 16, shuffle=True, seed=3)  # last batch: 8 of 16
   metrics = []
   for first in (0, 2):  # Two chunks of two steps.
     state, m = driver.train(state, data, idx[first:first + 2], mask[first:first + 2],

@@ -32,7 +32,7 @@ def _start_pair(*extra_per_process):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env['XLA_FLAGS'] = helpers.xla_flags()  # One CPU device per process.
   port = str(_free_port())
-  return [subprocess.Popen([sys.executable, '-m', 'tests.train.preemption_sync_worker',
+  return [subprocess.Popen([sys.executable, '-m', 'tests.workers.preemption_sync_worker',
                             port, str(i), *extra], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
           for i, extra in enumerate(extra_per_process)]

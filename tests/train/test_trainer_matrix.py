@@ -1,6 +1,6 @@
 """Every family through the one trainer, in every layout and fault (2 CPU devices).
 
-Each family runs in its own subprocess (tests/train/trainer_matrix_worker.py) with
+Each family runs in its own subprocess (tests/workers/trainer_matrix_worker.py) with
 two forced CPU devices: the jit and pmap drivers, fsdp, two micro-batches and bf16
 compute against the baseline; SIGTERM mid-run then --resume against an
 uninterrupted run; a poisoned example with and without skip_nonfinite. One test per
@@ -29,7 +29,7 @@ def _run_matrix(name, data_dir, tmp):
   out = tmp / 'result.json'
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
              XLA_FLAGS=helpers.xla_flags(2))
-  run = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'train',
+  run = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'workers',
                                                      'trainer_matrix_worker.py'),
                         name, str(tmp), data_dir, str(out)],
                        env=env, capture_output=True, text=True, timeout=900)

@@ -27,16 +27,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.test_split = 'test'  # tfds split for the final report.
   c.image_size = 48  # Images are resized to image_size x image_size (multiple of 4).
   c.image_channels = 3  # Model input channels; grayscale is repeated to this.
-  # No step micro-batches: the model cuts its convolutions into parts itself
-  # (model.conv_parts), so fc1's matmuls see the whole batch.
-  shared_config.add_training_fields(c, num_epochs=5, batch_size=64, eval_batch_size=256,
-                                    microbatches=1)
+  shared_config.add_training_fields(c, num_epochs=5, batch_size=64, eval_batch_size=256)
 
   c.model = ml_collections.ConfigDict()
   c.model.hidden_dim = 512  # Width of fc1.
   c.model.dropout_rate = 0.5  # Dropout before fc1 and before fc2.
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
-  c.model.conv_parts = 0  # Parts of the batch convolved independently (0: 8 on CPU, else 1).
+  # Parts of the batch convolved independently (0: automatic, 8 on CPU, else 1; the
+  # step's automatic micro-batches are then 1, so fc1's matmuls see the whole batch).
+  c.model.conv_parts = 0
 
   # The seed's Adam(lr=1e-3, weight_decay=1e-4), PyTorch's coupled L2 decay.
   c.optimizer = shared_config.optimizer_section(name='adam', learning_rate=1e-3,

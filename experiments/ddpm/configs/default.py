@@ -1,6 +1,6 @@
 r"""Prompt-conditioned DDPM on the offline MNIST digits (28x28, 4,000 training digits).
 
-Run (~25 minutes of training on 2 CPU cores, then ~12 minutes of judging):
+Run (training, then judging the samples with a classifier trained on the same data):
   python -m experiments.ddpm.main --config=experiments/ddpm/configs/default.py \
       --workdir=runs/ddpm
   ... --config.dataset=mnist | fashion_mnist     # real tfds sets (network)
@@ -13,30 +13,22 @@ by word or numeral, and the words of the attributes measured on each training im
 (thin / thick, small / large, upright / slanted: its class's low or high third).
 Expect: legible digits in samples_final.png (one row per digit, "a handwritten
 zero" .. "a handwritten nine") and samples_showcase.png (one row per showcase
-prompt). Measured from clean clones on a 2-core AMD EPYC (`scripts/reproduce.sh
---experiments=ddpm`: seeds 0 / 1, 56 epochs, 24.0 / 22.7 minutes of training, 35.9 / 34.6
-in all; one judge for both): 95.9% / 95.0% of 1,000 samples prompted through the
-training templates are their digit; 89.4% / 83.6% of 500 prompted by paraphrases never
-trained on; the asked attribute followed (measured on the sample: the asked side of
-its class's training median) by 89.5 / 92.0% (thickness), 77.0 / 78.0% (size), 68.0 /
-71.5% (slant) of 200 samples each, chance 50%; Fréchet distance 17.0 / 21.1 (median
-19.0) over the judge's fc1 features (344 of 512 vary; real train vs test 4.6); about
-270 ms per image (DDIM-50, guidance 1.75). On seed 0's model guidance 1.5 / 1.75 / 2
-gave 93.6 / 95.9 / 97.2% digits at a Fréchet distance of 14.1 / 17.0 / 21.3, and
-DDIM-100 at guidance 2 97.1% at 21.1 (twice the sampling time).
-describe_rate trades attributes against sample quality: with 1.0 (every prompt may
-name attributes, each measured one at 0.5; commit 296a851, guidance 2, otherwise the same) the
-attributes were followed by 95.5% / 93.0% / 97.5% at a Fréchet distance of 24.7
-(97.5% digits, 93.6% paraphrases), as attribute-free prompts then come mostly from
-typical images. Guidance trades digit accuracy against the distance: on an earlier
-model (class prompts only, 38 epochs) guidance 1 / 2 / 3 gave 80.9% / 98.0% / 99.4%
-of samples right at a Fréchet distance of 24.6 / 20.9 / 44.3.
+prompt). Over seeds 0 and 1 (`scripts/reproduce.sh --experiments=ddpm`; where and how
+long in docs/results.md): about 95% of 1,000 samples prompted through the training
+templates are their digit and 84-89% of 500 prompted by paraphrases never trained on;
+the asked attribute is followed (measured on the sample: the asked side of its class's
+training median) by about 90% (thickness), 77% (size) and 70% (slant) of 200 samples
+each, chance 50%; the Fréchet distance over the judge's fc1 features is 17-21 (real
+train against test: 4.6).
+describe_rate trades attributes against sample quality: at 1.0 (every prompt may name
+attributes) they are followed more often but the Fréchet distance grows, as
+attribute-free prompts then come mostly from typical images. guidance_scale trades
+digit accuracy against the distance. Both trade-offs are quantified in docs/results.md.
 """
 
 import ml_collections
 
 from experiments import shared_config
-
 from experiments.cnn.configs import default as cnn_default
 
 
@@ -118,8 +110,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.classifier = cnn_default.get_config()
   c.classifier.num_epochs = 3  # Short: 28x28 digits classify well after 3 epochs.
   c.classifier.batch_size = 64  # Training (and feature-extraction) batch.
-  # Trained as the judge of the README's DDPM figures was: 2 step micro-batches on
-  # CPU, whole-batch convolutions (the CNN's own default now cuts them into parts).
+  # The judge behind the published DDPM figures trains this way, so they stay
+  # comparable: 2 step micro-batches on CPU and whole-batch convolutions, not the CNN
+  # config's convolution parts.
   c.classifier.microbatches = 0
   c.classifier.model.conv_parts = 1
   return c

@@ -7,8 +7,7 @@ Run:
 Expect ('123+456' -> '579', operands of 1-3 digits, 1,000 held-out sums, held out
 per operand-length pattern, see research/data/seq2seq_tasks.py): 100.00% exact
 sequences, greedy and beam (size 4), at every input length, in each of seeds 0, 1
-and 2 (`scripts/reproduce.sh` on a 2-core AMD EPYC, d856bc4; 9.1 minutes per run,
-median).
+and 2 (`scripts/reproduce.sh`; where and how long in docs/results.md).
 """
 
 from experiments.seq2seq.configs import default

@@ -8,8 +8,8 @@ Run:
 
 Expect (reverse, 1-16 letters of a-z, 1,000 held-out strings, held out per
 length so every test length is also trained on): 100.00% exact sequences, greedy and
-beam (size 4), at every input length, for each of seeds 0, 1, 2 (measured from a
-clean clone on a 2-core AMD EPYC; 7.5 minutes per run, median). The report gives exact match per input length and its minimum.
+beam (size 4), at every input length, for each of seeds 0, 1, 2 (where and how long
+in docs/results.md). The report gives exact match per input length and its minimum.
 configs/length_generalisation.py tests on longer strings than trained.
 """
 

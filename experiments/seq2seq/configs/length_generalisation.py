@@ -6,8 +6,8 @@ Run:
       --workdir=runs/reverse_lengths
 
 Expect: no claimed number. The report gives exact match per test length (17..24)
-and its minimum; whatever it measures is the result. Measured over seeds 0, 1 and 2
-(`scripts/reproduce.sh`, 2-core AMD EPYC, d856bc4, 7.8 minutes per run): training
+and its minimum; whatever it measures is the result. Over seeds 0, 1 and 2
+(`scripts/reproduce.sh`; where and how long in docs/results.md): training
 reaches 100% exact in each; held out, 62.3% greedy at 17 letters (median; 57.5-82.7%)
 and 0.00% at every length from 18 to 24 in every seed, 8.1% of all 1,000 (6.5-11.5%;
 beam within 0.3 points). Test lengths are never seen in

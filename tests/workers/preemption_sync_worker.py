@@ -1,6 +1,6 @@
 """One process of a two-process CPU job (gloo), started by test_preemption_sync.py.
 
-    python -m tests.train.preemption_sync_worker PORT PROCESS_ID [MAX_SECONDS]
+    python -m tests.workers.preemption_sync_worker PORT PROCESS_ID [MAX_SECONDS]
 
 Loops until `agreed_stop` says stop, printing 'iteration N' as it goes (the test
 sends SIGTERM to one process once both are looping), then prints one JSON line:

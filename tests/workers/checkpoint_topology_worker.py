@@ -3,10 +3,10 @@
 Run by test_multiprocess.py in a subprocess with
 XLA_FLAGS=--xla_force_host_platform_device_count=8:
 
-  python -m tests.train.checkpoint_topology_worker save WORKDIR
+  python -m tests.workers.checkpoint_topology_worker save WORKDIR
       trains 2 steps with the parameters and optimiser state FSDP-sharded over the
       8 devices, saves at step SAVE_STEP, prints the parameters' digest;
-  python -m tests.train.checkpoint_topology_worker restore WORKDIR STEP
+  python -m tests.workers.checkpoint_topology_worker restore WORKDIR STEP
       restores STEP into the same 8-device FSDP layout and prints its digest.
 """
 
@@ -16,8 +16,8 @@ import sys
 import jax
 import numpy as np
 
+from research.train import batch_plans
 from research.train import checkpoint as checkpoint_lib
-from research.train import loop
 from research.train import parallel
 from tests import helpers
 
@@ -47,7 +47,7 @@ def main():
   checkpointer = checkpoint_lib.Checkpointer(workdir)
   if mode == 'save':
     data = driver.put_data(helpers.tiny_data(32))
-    idx, mask = loop.batch_plan(32, 16, shuffle=True, seed=3)
+    idx, mask = batch_plans.batch_plan(32, 16, shuffle=True, seed=3)
     for s in range(SAVE_STEP):
       state, _ = driver.train(state, data, idx[s:s + 1], mask[s:s + 1], jax.random.key(4))
     sharded = [x.sharding.spec for x in jax.tree.leaves(state.params)]

@@ -8,6 +8,8 @@ that feeds one token per sequence at position `index` and returns the logits of
 the next one (for the transformer: `Transformer.decode_step` with a key/value
 cache). Decoding starts from `bos_id` and a sequence ends at its `eos_id`; the loop
 stops as soon as every sequence has ended (or after `max_len` tokens).
+`decode_transformer` binds them to `research.models.Transformer`'s cached
+`decode_step` and the special ids of `research.data.tokenizers`.
 
 Dimension key: B batch, K beams, L maximal output length, V vocabulary.
 
@@ -18,6 +20,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+
+from research.data import tokenizers
+from research.models import transformer
 
 StepFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
 NEG_INF = -1e30  # Finite, so that sums and comparisons stay NaN-free.
@@ -153,3 +158,38 @@ def beam_search(
   seq = jnp.where(none_finished[:, None], alive_seq[:, 0], fin_seq[:, 0])
   score = jnp.where(none_finished, best_possible(alive_lp), fin_score[:, 0])
   return seq, score
+
+
+def decode_transformer(
+  model: transformer.Transformer,
+  params: Any,
+  inputs_BxS: jax.Array,
+  *,
+  beam_size: int = 1,
+  alpha: float = 0.0,
+) -> jax.Array:
+  """Decodes int32 sources (B, S) with the transformer's key/value cache.
+
+  Args:
+    model: the encoder-decoder.
+    params: its parameters.
+    inputs_BxS: int32 source tokens, EOS then PAD_ID.
+    beam_size: 0 runs the greedy loop, K >= 1 beam search with K beams (K = 1
+      gives the greedy result).
+    alpha: length-penalty exponent of the beam search.
+
+  Returns:
+    int32 (B, max_target_length) tokens, EOS included, then padding.
+  """
+  variables = {'params': params}
+  encoded = model.apply(variables, inputs_BxS, method=model.encode)
+  cache = model.apply(variables, encoded, inputs_BxS, method=model.init_cache)
+
+  def step_fn(cache, token_B, index):
+    return model.apply(variables, cache, token_B, index, method=model.decode_step)
+
+  kw = dict(bos_id=tokenizers.BOS_ID, eos_id=tokenizers.EOS_ID, pad_id=tokenizers.PAD_ID)
+  b, max_len = inputs_BxS.shape[0], model.config.max_target_length
+  if beam_size == 0:
+    return greedy(step_fn, cache, b, max_len, **kw)
+  return beam_search(step_fn, cache, b, max_len, beam_size=beam_size, alpha=alpha, **kw)[0]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import linalg as scipy_linalg
 
-from research import sample_quality
 from research.data import augment
 from research.models import cnn
+from research.tasks import sample_quality
 
 
 def test_frechet_distance_of_identical_sets_is_zero():

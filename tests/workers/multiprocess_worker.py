@@ -14,19 +14,19 @@ import jax
 import numpy as np
 
 from research.data import shard
+from research.train import batch_plans
 from research.train import checkpoint as checkpoint_lib
 from research.train import distributed
-from research.train import loop
 from research.train import parallel
 from tests import helpers
-from tests.train import checkpoint_topology_worker as topology
 from tests.train import family_setups
+from tests.workers import checkpoint_topology_worker as topology
 
 STEPS, LOCAL_BATCH = 2, 8  # 16 examples per process: 2 steps.
 
 
 def plans(process, num_processes, n_local):
-  return [loop.batch_plan(n_local, LOCAL_BATCH, shuffle=True, seed=1, epoch=p)
+  return [batch_plans.batch_plan(n_local, LOCAL_BATCH, shuffle=True, seed=1, epoch=p)
           for p in range(num_processes)][process]
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from research.data import tokenizers
+from research.generation import next_words
 from research.models import rnn
-from research.tasks import next_words as nw
 
 VOCAB = tokenizers.CharTokenizer.from_text('ab .')  # Letters a, b; boundaries ' ', '.'.
 
@@ -43,7 +43,7 @@ def _enumerated(model, params, prompt, max_len):
 def test_exhaustive_beam_equals_enumerating_every_word(seed):
   model, params = _model_and_params(seed)
   # 14 strings of 1-3 letters; a beam of 8 holds every unfinished string.
-  got = nw.next_words(model, params, VOCAB, 'ab a', num_words=5, beam_size=8,
+  got = next_words.next_words(model, params, VOCAB, 'ab a', num_words=5, beam_size=8,
                       max_word_length=3)
   want = _enumerated(model, params, 'ab a ', 3)[:5]
   assert [w for w, _ in got] == [w for w, _ in want]
@@ -52,7 +52,7 @@ def test_exhaustive_beam_equals_enumerating_every_word(seed):
 
 def test_probabilities_are_a_part_of_one_and_ranked():
   model, params = _model_and_params(2)
-  got = nw.next_words(model, params, VOCAB, 'b.', num_words=14, beam_size=8,
+  got = next_words.next_words(model, params, VOCAB, 'b.', num_words=14, beam_size=8,
                       max_word_length=3)
   assert len(got) == 14
   probs = [p for _, p in got]
@@ -61,7 +61,7 @@ def test_probabilities_are_a_part_of_one_and_ranked():
 
 def test_a_narrow_beam_still_returns_real_words_and_rejects_empty_prompts():
   model, params = _model_and_params(0)
-  got = nw.next_words(model, params, VOCAB, 'a', num_words=3, beam_size=2, max_word_length=4)
+  got = next_words.next_words(model, params, VOCAB, 'a', num_words=3, beam_size=2, max_word_length=4)
   assert len(got) == 3 and all(set(w) <= {'a', 'b'} for w, _ in got)
   with pytest.raises(ValueError, match='non-empty prompt'):
-    nw.next_words(model, params, VOCAB, '', num_words=3)
+    next_words.next_words(model, params, VOCAB, '', num_words=3)

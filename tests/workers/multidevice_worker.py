@@ -10,7 +10,7 @@ import os
 import jax
 import numpy as np
 
-from research.train import loop
+from research.train import batch_plans
 from research.train import parallel
 from tests import helpers
 from tests.train import family_setups
@@ -22,7 +22,7 @@ def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, mo
   driver = driver_cls(loss_fn, devices=devices, **kw)
   data = driver.put_replicated(helpers.tiny_data(40))
   state = driver.put_replicated(state)
-  idx, mask = loop.batch_plan(40, batch, shuffle=True, seed=1)  # last batch: 8 of 16
+  idx, mask = batch_plans.batch_plan(40, batch, shuffle=True, seed=1)  # last batch: 8 of 16
   metrics = []
   for s in range(steps):
     state, m = driver.train(state, data, idx[s:s + 1], mask[s:s + 1],
@@ -43,7 +43,7 @@ def train_family(setup, devices, steps=2, batch=16):
   state = driver.put_replicated(state)
   n = len(data['offsets']) if 'offsets' in data else len(next(iter(data.values())))
   device_data = driver.put_data(data)
-  idx, mask = loop.batch_plan(n, batch, shuffle=True, seed=2)
+  idx, mask = batch_plans.batch_plan(n, batch, shuffle=True, seed=2)
   for s in range(steps):
     state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
                             jax.random.key(9))

@@ -4,7 +4,9 @@ The seed's example of a language model is a next-word prediction ("The cat sat o
 the" -> "mat"). A character model gives a word's probability as a product: each of
 its letters in turn, then any character that is not a letter (the word ends). A beam
 search over letters finds the likeliest words without enumerating the vocabulary of
-all letter strings.
+all letter strings. It is its own search, not `decoding.beam_search`: a word ends at
+any of many boundary characters (their probabilities summed, not one EOS id), and
+every finished word is kept for the ranking, not only the best sequence.
 
 Dimension key: K beam size, V vocabulary size, H hidden width.
 """

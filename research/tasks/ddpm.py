@@ -1,4 +1,4 @@
-"""Prompt-conditioned DDPM as a task: model, loss function and sampling.
+"""Prompt-conditioned DDPM as a task: loss function, guided sampling and sample grids.
 
 Dimension key: B batch, H height, W width, C channels, L prompt length, D
 conditioning width, K classes (one prompt per class).
@@ -9,7 +9,11 @@ prompt's tokens from a prompt function: one fixed prompt per class
 measured attributes (`research.data.prompt_grammar`). In training a prompt is
 replaced by a learned null embedding with probability `cond_drop_rate`, so the
 same network also predicts the unconditional noise and classifier-free guidance
-works at sampling time.
+works at sampling time. The schedules and samplers are `research.generation.diffusion`.
+
+The exponential moving average of the parameters that sampling uses is not kept
+here: it lives in the optimiser state (`research.train.optimizers.with_parameter_ema`,
+read back with `ema_params`), attached by the trainer family `research.families.ddpm`.
 """
 
 import functools
@@ -19,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import diffusion
 from research.data import prompt_grammar
+from research.generation import diffusion
 from research.models.denoiser import Denoiser
 
 PromptFn = Callable[[jax.Array, dict, bool], jax.Array]
@@ -42,6 +46,20 @@ def to_model_range(images_u8: jax.Array) -> jax.Array:
 def to_uint8(x: jax.Array) -> jax.Array:
   """float [-1, 1] -> uint8 [0, 255] (clipped, rounded)."""
   return jnp.clip(jnp.round((x + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+
+def noise_loss(eps_pred: jax.Array, noise: jax.Array) -> jax.Array:
+  """The simple DDPM loss per example: mean squared error of the noise.
+
+  Args:
+    eps_pred: predicted noise (B, H, W, C), any float dtype.
+    noise: the noise that was added, same shape.
+
+  Returns:
+    float32 (B,) losses.
+  """
+  err = jnp.square(eps_pred.astype(jnp.float32) - noise.astype(jnp.float32))
+  return err.reshape(err.shape[0], -1).mean(axis=1)
 
 
 def class_prompt_fn(prompt_tokens_KxL: np.ndarray) -> PromptFn:
@@ -89,7 +107,7 @@ def make_loss_fn(
       train=train,
       rngs={'dropout': dropout_rng},
     )
-    losses_B = diffusion.noise_loss(eps, noise)
+    losses_B = noise_loss(eps, noise)
     mask_B = batch['mask']
     return {'loss': ((losses_B * mask_B).sum(), mask_B.sum())}, {'loss': losses_B}
 

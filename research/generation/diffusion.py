@@ -1,17 +1,18 @@
-"""Denoising diffusion (DDPM, Ho et al. 2020; DDIM, Song et al. 2021): the maths.
+"""Denoising diffusion (DDPM, Ho et al. 2020; DDIM, Song et al. 2021): schedules and samplers.
 
 Dimension key: B batch, H height, W width, C channels, T number of diffusion
 steps (time steps are 0-based: t = 0 .. T - 1 stands for the paper's 1 .. T).
 
 Everything is pure: a `Schedule` is a pytree of (T,) float32 tables; the
 samplers take `eps_fn(x_BxHxWxC, t_B) -> eps_BxHxWxC` (a noise predictor with
-its parameters and conditioning already bound) and run as one `lax.scan`.
+its parameters and conditioning already bound) and run as one `lax.scan`. The
+forward process q(x_t | x_0) is here too, since the training loss of
+`research.tasks.ddpm` draws its x_t with the same tables the samplers invert.
 
-Measured on XLA:CPU (2 cores, U-Net of `research.models.unet`, batch 64): a
-denoiser forward pass takes 0.19 s outside a loop and 0.17 s per step inside a
-20-step `lax.scan`, so the samplers pay nothing for being one compiled loop
-(unlike the training step's convolution *gradients*, which lose their fast
-kernels inside a while loop).
+Each sampler is one compiled loop: the denoiser's forward pass keeps its fast
+convolution kernels inside a scan (it is a training step's convolution
+*gradients* that lose theirs inside an XLA:CPU while loop), so nothing is gained
+by stepping from Python.
 """
 
 import math
@@ -114,7 +115,17 @@ def q_mean_variance(sched: Schedule, x0: jax.Array, t_B: jax.Array) -> tuple[jax
 
 
 def q_sample(sched: Schedule, x0: jax.Array, t_B: jax.Array, noise: jax.Array) -> jax.Array:
-  """Draws x_t ~ q(x_t | x_0) in closed form: sqrt(ab) x_0 + sqrt(1 - ab) noise."""
+  """Draws x_t ~ q(x_t | x_0) in closed form: sqrt(ab) x_0 + sqrt(1 - ab) noise.
+
+  Args:
+    sched: the noise schedule.
+    x0: float clean images (B, H, W, C) (any batch of rank >= 1).
+    t_B: int32 time steps (B,).
+    noise: standard normal noise like `x0`.
+
+  Returns:
+    float32 x_t like `x0`.
+  """
   ac = _at(sched.alphas_cumprod, t_B, x0.ndim)
   return jnp.sqrt(ac) * x0 + jnp.sqrt(1.0 - ac) * noise
 
@@ -138,16 +149,19 @@ def predict_x0(sched: Schedule, xt: jax.Array, t_B: jax.Array, eps: jax.Array) -
   return (xt - jnp.sqrt(1.0 - ac) * eps) / jnp.sqrt(ac)
 
 
-def noise_loss(eps_pred: jax.Array, noise: jax.Array) -> jax.Array:
-  """The simple DDPM loss per example: mean squared error of the noise, (B,) f32."""
-  err = jnp.square(eps_pred.astype(jnp.float32) - noise.astype(jnp.float32))
-  return err.reshape(err.shape[0], -1).mean(axis=1)
-
-
 def classifier_free_guidance(
   eps_cond: jax.Array, eps_uncond: jax.Array, scale: float | jax.Array
 ) -> jax.Array:
-  """eps_u + scale (eps_c - eps_u): 0 is unconditional, 1 conditional, > 1 guided."""
+  """eps_u + scale (eps_c - eps_u): 0 is unconditional, 1 conditional, > 1 guided.
+
+  Args:
+    eps_cond: float32 noise predicted with the prompt (B, H, W, C).
+    eps_uncond: float32 noise predicted without it, same shape.
+    scale: the guidance scale, a float or a float32 scalar.
+
+  Returns:
+    float32 guided noise (B, H, W, C).
+  """
   return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
@@ -165,6 +179,7 @@ def ddpm_sample(
     sched: the noise schedule.
     shape: (B, H, W, C) of the samples.
     rng: key for the initial noise and every step's noise.
+    clip: clip the predicted x_0 to [-1, 1].
 
   Returns:
     float32 samples x_0 of `shape`.

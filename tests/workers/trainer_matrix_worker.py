@@ -1,7 +1,7 @@
 """Runs one family through the trainer in every layout and fault, on 2 CPU devices.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-      python tests/train/trainer_matrix_worker.py FAMILY TMPDIR DATA_DIR OUT.json
+      python tests/workers/trainer_matrix_worker.py FAMILY TMPDIR DATA_DIR OUT.json
 
 Writes a JSON summary (max parameter differences, messages, flags) that
 tests/train/test_trainer_matrix.py asserts on. Every run goes through
@@ -30,8 +30,9 @@ from experiments.ddpm.configs import tiny as ddpm_tiny
 from experiments.lm.configs import tiny as lm_tiny
 from experiments.seq2seq.configs import default as seq2seq_default
 from research import families
-from research.errors import NonFiniteLossError, Preempted
-from research.train import step_loop
+from research.errors import NonFiniteLossError
+from research.errors import Preempted
+from research.train import batch_plans
 from research.train import trainer
 
 TEXT = ''.join(f'The cat sat on the mat number {i}.\nThe dog did not.\n' for i in range(40))
@@ -142,8 +143,8 @@ def max_diff(a: Probe, b: Probe) -> float:
   return max(float(np.max(np.abs(x - y))) for x, y in zip(a.params, b.params))
 
 
-def source(data, config) -> step_loop.IndexSource:
-  return step_loop.IndexSource(data.num_train, config.batch_size, data.sampling,
+def source(data, config) -> batch_plans.IndexSource:
+  return batch_plans.IndexSource(data.num_train, config.batch_size, data.sampling,
                                config.seed)
 
 

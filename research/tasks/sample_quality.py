@@ -1,5 +1,8 @@
 """Sample quality through a trained classifier: prompt accuracy and Fréchet distance.
 
+It judges the images of the DDPM task (`research.tasks.ddpm`): whether a sample
+shows the class it was prompted with, and how far its features lie from real ones.
+
 Dimension key: N images, F feature width, K classes.
 
 The classifier is the seed's CNN (`research.models.cnn`); its features are the

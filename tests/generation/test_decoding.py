@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import decoding
 from research.data import tokenizers
+from research.generation import decoding
 from research.models import transformer
 from research.tasks import seq2seq
 
@@ -71,7 +71,7 @@ def _tiny_model():
 
 def test_beam_size_one_equals_greedy_on_the_transformer():
   model, params, src = _tiny_model()
-  gen = jax.jit(seq2seq.generate, static_argnums=0, static_argnames='beam_size')
+  gen = jax.jit(decoding.decode_transformer, static_argnums=0, static_argnames='beam_size')
   greedy = gen(model, params, src, beam_size=0)
   beam1 = gen(model, params, src, beam_size=1)
   chex.assert_shape(greedy, (4, 7))
@@ -80,7 +80,7 @@ def test_beam_size_one_equals_greedy_on_the_transformer():
 
 def test_greedy_decoding_agrees_with_the_teacher_forced_argmax():
   model, params, src = _tiny_model()
-  greedy = seq2seq.generate(model, params, src, beam_size=0)
+  greedy = decoding.decode_transformer(model, params, src, beam_size=0)
   logits = model.apply({'params': params}, src, seq2seq.shift_right(greedy, BOS),
                        train=False)
   argmax = np.asarray(jnp.argmax(logits, -1))
