@@ -48,22 +48,45 @@ from research.train.settings import DTYPES
 FAMILIES = ('cnn', 'lstm', 'gru', 'transformer', 'ddpm')
 # Dense bf16 peak FLOP/s by `device_kind` substring, first match wins.
 PEAK_BF16_FLOPS = (
-    ('H100 PCIe', 756e12), ('H100', 989e12), ('H200', 989e12), ('GH200', 989e12),
-    ('A100', 312e12), ('L40S', 362e12), ('L4', 121e12), ('A10G', 70e12),
-    ('TPU v4', 275e12), ('TPU v5 lite', 197e12), ('TPU v5', 459e12),
-    ('TPU v6 lite', 918e12),
+  ('H100 PCIe', 756e12),
+  ('H100', 989e12),
+  ('H200', 989e12),
+  ('GH200', 989e12),
+  ('A100', 312e12),
+  ('L40S', 362e12),
+  ('L4', 121e12),
+  ('A10G', 70e12),
+  ('TPU v4', 275e12),
+  ('TPU v5 lite', 197e12),
+  ('TPU v5', 459e12),
+  ('TPU v6 lite', 918e12),
 )
 # Where a family's sizes come from in `benchmarks.measure`, and the --tiny sizes.
-_SPEC_NAME = {'cnn': 'cnn_train', 'lstm': 'lstm', 'gru': 'gru',
-              'transformer': 'transformer', 'ddpm': 'unet'}
+_SPEC_NAME = {
+  'cnn': 'cnn_train',
+  'lstm': 'lstm',
+  'gru': 'gru',
+  'transformer': 'transformer',
+  'ddpm': 'unet',
+}
 _TINY = {
-    'cnn': dict(batch=4, image=8, channels=3, hidden=8, classes=10),
-    'lstm': dict(batch=4, seq=6, embed=8, hidden=8, vocab=12),
-    'gru': dict(batch=4, seq=6, embed=8, hidden=8, vocab=12),
-    'transformer': dict(batch=4, src_len=6, tgt_len=6, d=16, heads=2, enc_layers=1,
-                        dec_layers=1, ff=16, vocab=12),
-    'ddpm': dict(batch=4, image=8, channels=1, widths=(8,), num_res_blocks=1,
-                 attention_resolutions=(), heads=2, groups=4, timesteps=10),
+  'cnn': dict(batch=4, image=8, channels=3, hidden=8, classes=10),
+  'lstm': dict(batch=4, seq=6, embed=8, hidden=8, vocab=12),
+  'gru': dict(batch=4, seq=6, embed=8, hidden=8, vocab=12),
+  'transformer': dict(
+    batch=4, src_len=6, tgt_len=6, d=16, heads=2, enc_layers=1, dec_layers=1, ff=16, vocab=12
+  ),
+  'ddpm': dict(
+    batch=4,
+    image=8,
+    channels=1,
+    widths=(8,),
+    num_res_blocks=1,
+    attention_resolutions=(),
+    heads=2,
+    groups=4,
+    timesteps=10,
+  ),
 }
 
 
@@ -78,6 +101,7 @@ def peak_flops(device_kind: str) -> float | None:
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """A family ready to train: its model (built by the family), data and batch size."""
+
   model: trainer.Model
   data: dict[str, np.ndarray]
   batch_size: int
@@ -101,8 +125,9 @@ def _initial_state(family: str, tiny: bool):
   """The initial train state on the host. Parameters are float32 whatever the
   compute dtype, so the fp32 and bf16 rows share it (and its compile)."""
   setup = build(family, 'float32', tiny)
-  tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
-      name='adam', learning_rate=measure.LEARNING_RATE))
+  tx = optimizers.make_optimizer(
+    optimizers.OptimizerConfig(name='adam', learning_rate=measure.LEARNING_RATE)
+  )
   return jax.device_get(setup.model.init_state(tx, jax.random.key(0)))
 
 
@@ -114,11 +139,11 @@ def _flops_per_step(family: str, tiny: bool) -> float | None:
   data = jax.tree.map(jnp.asarray, setup.data)
   idx = jnp.arange(setup.batch_size, dtype=jnp.int32)
   batch = dict(setup.model.gather_fn(data, idx), mask=jnp.ones(setup.batch_size))
-  step = functools.partial(steps.train_step,
-                           loss_fn=setup.flops_loss_fn or setup.model.loss_fn)
+  step = functools.partial(steps.train_step, loss_fn=setup.flops_loss_fn or setup.model.loss_fn)
   state = _initial_state(family, tiny)
   return jax_models._cost_flops(  # pylint: disable=protected-access
-      jax.jit(step).lower(state, batch, jax.random.key(0)))
+    jax.jit(step).lower(state, batch, jax.random.key(0))
+  )
 
 
 def _peak_memory_bytes() -> int | None:
@@ -126,8 +151,9 @@ def _peak_memory_bytes() -> int | None:
   return None if not stats else stats.get('peak_bytes_in_use')
 
 
-def run_row(family: str, dtype_name: str, *, tiny: bool, num_steps: int,
-            steps_per_dispatch: int) -> dict[str, Any]:
+def run_row(
+  family: str, dtype_name: str, *, tiny: bool, num_steps: int, steps_per_dispatch: int
+) -> dict[str, Any]:
   """Trains one (family, dtype) for `num_steps` steps after a warm-up chunk.
 
   Returns:
@@ -137,8 +163,9 @@ def run_row(family: str, dtype_name: str, *, tiny: bool, num_steps: int,
   setup = build(family, dtype_name, tiny)
   state = _initial_state(family, tiny).replace(apply_fn=setup.model.module.apply)
   flops = _flops_per_step(family, tiny)
-  driver = parallel.DataParallel(setup.model.loss_fn, setup.model.gather_fn,
-                                 microbatches=setup.model.microbatches(0))
+  driver = parallel.DataParallel(
+    setup.model.loss_fn, setup.model.gather_fn, microbatches=setup.model.microbatches(0)
+  )
   state, data = driver.put_replicated(state), driver.put_data(setup.data)
   s, b = steps_per_dispatch, setup.batch_size
   # Examples are indices into the data; for text, window offsets.
@@ -163,36 +190,53 @@ def run_row(family: str, dtype_name: str, *, tiny: bool, num_steps: int,
   jax.block_until_ready(state)
   seconds = time.perf_counter() - start
   loss_sum, count = jax.device_get(metrics['loss'])
-  return {'family': family, 'dtype': dtype_name, 'batch': b, 'steps': num_chunks * s,
-          'examples_per_s': num_chunks * s * b / seconds,
-          'step_ms': 1e3 * seconds / (num_chunks * s), 'flops_per_step': flops,
-          'compile_s': max(first_s - steady_chunk_s, 0.0),
-          'peak_memory_bytes': _peak_memory_bytes(),
-          'loss': float(np.sum(loss_sum) / max(np.sum(count), 1.0)),
-          'device_kind': jax.devices()[0].device_kind, 'num_devices': jax.device_count()}
+  return {
+    'family': family,
+    'dtype': dtype_name,
+    'batch': b,
+    'steps': num_chunks * s,
+    'examples_per_s': num_chunks * s * b / seconds,
+    'step_ms': 1e3 * seconds / (num_chunks * s),
+    'flops_per_step': flops,
+    'compile_s': max(first_s - steady_chunk_s, 0.0),
+    'peak_memory_bytes': _peak_memory_bytes(),
+    'loss': float(np.sum(loss_sum) / max(np.sum(count), 1.0)),
+    'device_kind': jax.devices()[0].device_kind,
+    'num_devices': jax.device_count(),
+  }
 
 
-def _row_in_subprocess(family: str, dtype_name: str, args, timeout_s: float
-                       ) -> dict[str, Any]:
-  cmd = [sys.executable, '-m', 'benchmarks.accelerator_check',
-         f'--row={family}:{dtype_name}', f'--steps={args.steps}',
-         f'--steps_per_dispatch={args.steps_per_dispatch}']
+def _row_in_subprocess(family: str, dtype_name: str, args, timeout_s: float) -> dict[str, Any]:
+  cmd = [
+    sys.executable,
+    '-m',
+    'benchmarks.accelerator_check',
+    f'--row={family}:{dtype_name}',
+    f'--steps={args.steps}',
+    f'--steps_per_dispatch={args.steps_per_dispatch}',
+  ]
   cmd += ['--tiny'] * args.tiny + ['--allow_cpu'] * args.allow_cpu
   try:
-    out = subprocess.run(cmd, capture_output=True,
-                         text=True, timeout=timeout_s,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+      cmd,
+      capture_output=True,
+      text=True,
+      timeout=timeout_s,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
   except subprocess.TimeoutExpired:
-    return {'family': family, 'dtype': dtype_name,
-            'error': f'stopped after {timeout_s:.0f} s (--budget_s)'}
+    return {
+      'family': family,
+      'dtype': dtype_name,
+      'error': f'stopped after {timeout_s:.0f} s (--budget_s)',
+    }
   if out.returncode:
     return {'family': family, 'dtype': dtype_name, 'error': out.stderr.strip()[-300:]}
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _fmt(x, spec: str, scale: float = 1.0) -> str:
-  return 'n/a' if x is None or (isinstance(x, float) and math.isnan(x)) else format(
-      x * scale, spec)
+  return 'n/a' if x is None or (isinstance(x, float) and math.isnan(x)) else format(x * scale, spec)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -202,22 +246,29 @@ def format_table(rows: list[dict[str, Any]]) -> str:
   num_devices = ran[0]['num_devices'] if ran else 1
   peak = peak_flops(device_kind)
   peak_txt = 'unknown peak' if peak is None else f'peak {peak / 1e12:.0f} TFLOP/s bf16'
-  lines = [f'{device_kind} x {num_devices} ({peak_txt})', '',
-           '| family | dtype | batch | steps | examples/s | TFLOP/s | MFU | compile s '
-           '| peak mem GiB | loss |',
-           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+  lines = [
+    f'{device_kind} x {num_devices} ({peak_txt})',
+    '',
+    '| family | dtype | batch | steps | examples/s | TFLOP/s | MFU | compile s '
+    '| peak mem GiB | loss |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
   for r in rows:
     if 'error' in r:
-      lines.append(f"| {r['family']} | {r['dtype']} | error: {r['error'][-120:]} |")
+      lines.append(f'| {r["family"]} | {r["dtype"]} | error: {r["error"][-120:]} |')
       continue
-    achieved = (None if r['flops_per_step'] is None
-                else r['flops_per_step'] * r['examples_per_s'] / r['batch'])
+    achieved = (
+      None
+      if r['flops_per_step'] is None
+      else r['flops_per_step'] * r['examples_per_s'] / r['batch']
+    )
     mfu = None if achieved is None or peak is None else achieved / (peak * num_devices)
     lines.append(
-        f"| {r['family']} | {r['dtype']} | {r['batch']} | {r['steps']} | "
-        f"{r['examples_per_s']:.0f} | {_fmt(achieved, '.2f', 1e-12)} | "
-        f"{_fmt(mfu, '.1%')} | {r['compile_s']:.1f} | "
-        f"{_fmt(r['peak_memory_bytes'], '.2f', 2.0 ** -30)} | {r['loss']:.3f} |")
+      f'| {r["family"]} | {r["dtype"]} | {r["batch"]} | {r["steps"]} | '
+      f'{r["examples_per_s"]:.0f} | {_fmt(achieved, ".2f", 1e-12)} | '
+      f'{_fmt(mfu, ".1%")} | {r["compile_s"]:.1f} | '
+      f'{_fmt(r["peak_memory_bytes"], ".2f", 2.0**-30)} | {r["loss"]:.3f} |'
+    )
   return '\n'.join(lines)
 
 
@@ -225,19 +276,35 @@ def _parse(argv):
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--families', default=','.join(FAMILIES))
   p.add_argument('--dtypes', default=','.join(DTYPES))
-  p.add_argument('--steps', type=int, default=None,
-                 help='timed train steps per row (default 300; 2 with --tiny)')
-  p.add_argument('--steps_per_dispatch', type=int, default=None,
-                 help='steps per compiled call (default 5; 1 with --tiny)')
+  p.add_argument(
+    '--steps', type=int, default=None, help='timed train steps per row (default 300; 2 with --tiny)'
+  )
+  p.add_argument(
+    '--steps_per_dispatch',
+    type=int,
+    default=None,
+    help='steps per compiled call (default 5; 1 with --tiny)',
+  )
   p.add_argument('--tiny', action='store_true', help='tiny sizes: a CPU smoke test')
-  p.add_argument('--isolate', choices=('auto', 'yes', 'no'), default='auto',
-                 help='one process per row, so that its peak memory is its own '
-                 '(auto: unless --tiny); this process then never opens the device')
-  p.add_argument('--budget_s', type=float, default=450.0,
-                 help='no row starts after this many seconds (a row in its own '
-                 'process is stopped there), so the check ends in time')
-  p.add_argument('--allow_cpu', action='store_true',
-                 help='run full sizes on CPU (slow; --tiny is the CPU smoke test)')
+  p.add_argument(
+    '--isolate',
+    choices=('auto', 'yes', 'no'),
+    default='auto',
+    help='one process per row, so that its peak memory is its own '
+    '(auto: unless --tiny); this process then never opens the device',
+  )
+  p.add_argument(
+    '--budget_s',
+    type=float,
+    default=450.0,
+    help='no row starts after this many seconds (a row in its own '
+    'process is stopped there), so the check ends in time',
+  )
+  p.add_argument(
+    '--allow_cpu',
+    action='store_true',
+    help='run full sizes on CPU (slow; --tiny is the CPU smoke test)',
+  )
   p.add_argument('--row', help=argparse.SUPPRESS)  # family:dtype, one row as JSON.
   args = p.parse_args(argv)
   args.steps = args.steps or (2 if args.tiny else 300)
@@ -260,8 +327,7 @@ def _check_platform(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
   args, families, dtypes = _parse(argv)
-  kw = dict(tiny=args.tiny, num_steps=args.steps,
-            steps_per_dispatch=args.steps_per_dispatch)
+  kw = dict(tiny=args.tiny, num_steps=args.steps, steps_per_dispatch=args.steps_per_dispatch)
   isolate = args.isolate == 'yes' or (args.isolate == 'auto' and not args.tiny)
   if args.row or not isolate:
     _check_platform(args)
@@ -274,8 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     for dtype_name in dtypes:
       left_s = deadline - time.monotonic()
       if left_s <= 0:
-        rows.append({'family': family, 'dtype': dtype_name,
-                     'error': 'not run: --budget_s spent'})
+        rows.append({'family': family, 'dtype': dtype_name, 'error': 'not run: --budget_s spent'})
       elif isolate:
         rows.append(_row_in_subprocess(family, dtype_name, args, left_s))
         if _NO_ACCELERATOR in rows[-1].get('error', ''):

@@ -24,11 +24,11 @@ def _patches_BxHxWx9C(x_BxHxWxC):
   _, h, w, _ = x_BxHxWxC.shape
   xp = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
   return jnp.concatenate(
-      [xp[:, dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)], axis=-1)
+    [xp[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)], axis=-1
+  )
 
 
-def kernel_grad(x_BxHxWxC: jnp.ndarray, g_BxHxWxO: jnp.ndarray,
-                num_chunks: int = 4) -> jnp.ndarray:
+def kernel_grad(x_BxHxWxC: jnp.ndarray, g_BxHxWxO: jnp.ndarray, num_chunks: int = 4) -> jnp.ndarray:
   """d(loss)/d(kernel) as batched matmuls of im2col patches with the output grad.
 
   XLA:CPU lowers the autodiff kernel gradient to an HxW-window convolution that runs

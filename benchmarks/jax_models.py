@@ -54,8 +54,14 @@ class JaxBench:
   is set (train steps donate and return the state); otherwise args stay fixed.
   """
 
-  def __init__(self, fn: Callable, args: tuple, *, carry: bool,
-               flops_fn: Callable[[], float | None] | None = None):
+  def __init__(
+    self,
+    fn: Callable,
+    args: tuple,
+    *,
+    carry: bool,
+    flops_fn: Callable[[], float | None] | None = None,
+  ):
     self._jit = jax.jit(fn, donate_argnums=0 if carry else ())
     self._args = args
     self._carry = carry
@@ -96,47 +102,82 @@ def _images(s, n: int) -> image_classification.ImageDataset:
   rs = np.random.default_rng(0)
   hw, c, classes = s['image'], s['channels'], s.get('classes', 10)
   return image_classification.ImageDataset(
-      rs.integers(0, 256, (n, hw, hw, c), np.uint8),
-      rs.integers(0, classes, n).astype(np.int32), num_classes=classes,
-      class_names=tuple(map(str, range(classes))), name='random', version='0')
+    rs.integers(0, 256, (n, hw, hw, c), np.uint8),
+    rs.integers(0, classes, n).astype(np.int32),
+    num_classes=classes,
+    class_names=tuple(map(str, range(classes))),
+    name='random',
+    version='0',
+  )
 
 
 def _cnn_family(s, n: int, dtype: str = 'float32') -> families.CNNClassifier:
   images = _images(s, n)
   # Normalisation only: the PyTorch peer gets no augmentation either.
-  config = _config('cnn', image_size=s['image'], image_channels=s['channels'],
-                   model=dict(hidden_dim=s['hidden'], dtype=dtype),
-                   augment=dict(max_rotation_deg=0.0, brightness=0.0, contrast=0.0))
+  config = _config(
+    'cnn',
+    image_size=s['image'],
+    image_channels=s['channels'],
+    model=dict(hidden_dim=s['hidden'], dtype=dtype),
+    augment=dict(max_rotation_deg=0.0, brightness=0.0, contrast=0.0),
+  )
   return families.CNNClassifier(config, datasets=(images, images))
 
 
-def _lm_family(s, n: int, dtype: str = 'float32', *, cell: str, unroll: int = 1
-               ) -> families.CharLanguageModel:
+def _lm_family(
+  s, n: int, dtype: str = 'float32', *, cell: str, unroll: int = 1
+) -> families.CharLanguageModel:
   """The CharLM on n random windows (the validation text is the same text)."""
   tokens = np.random.default_rng(0).integers(1, s['vocab'], n + s['seq']).astype(np.int32)
   vocab = tokenizers.CharTokenizer(
-      ''.join(chr(0x100 + i) for i in range(s['vocab'] - tokenizers.NUM_SPECIAL)))
-  config = _config('lm', seq_len=s['seq'], model=dict(
-      cell=cell, embed_dim=s['embed'], hidden_dim=s['hidden'], num_layers=1,
-      dropout_rate=0.0, unroll=unroll, dtype=dtype))
-  return families.CharLanguageModel(config, corpus=text_lib.TextCorpus(
-      tokens, tokens, vocab, name='random', version='0'))
+    ''.join(chr(0x100 + i) for i in range(s['vocab'] - tokenizers.NUM_SPECIAL))
+  )
+  config = _config(
+    'lm',
+    seq_len=s['seq'],
+    model=dict(
+      cell=cell,
+      embed_dim=s['embed'],
+      hidden_dim=s['hidden'],
+      num_layers=1,
+      dropout_rate=0.0,
+      unroll=unroll,
+      dtype=dtype,
+    ),
+  )
+  return families.CharLanguageModel(
+    config, corpus=text_lib.TextCorpus(tokens, tokens, vocab, name='random', version='0')
+  )
 
 
-def _transformer_family(s, n: int, dtype: str = 'float32', dropout_rate: float = 0.0
-                        ) -> families.Seq2Seq:
+def _transformer_family(
+  s, n: int, dtype: str = 'float32', dropout_rate: float = 0.0
+) -> families.Seq2Seq:
   rs = np.random.default_rng(0)
   # Character ids only (no PAD/BOS/EOS/UNK): full-length sequences, no padding.
   first = tokenizers.NUM_SPECIAL
-  vocab = tokenizers.CharTokenizer(
-      ''.join(chr(0x100 + i) for i in range(s['vocab'] - first)))
+  vocab = tokenizers.CharTokenizer(''.join(chr(0x100 + i) for i in range(s['vocab'] - first)))
   pairs = seq2seq_tasks.Seq2SeqDataset(
-      'random', rs.integers(first, s['vocab'], (n, s['src_len'])).astype(np.int32),
-      rs.integers(first, s['vocab'], (n, s['tgt_len'])).astype(np.int32), vocab)
-  config = _config('seq2seq', model=dict(
-      emb_dim=s['d'], num_heads=s['heads'], num_encoder_layers=s['enc_layers'],
-      num_decoder_layers=s['dec_layers'], mlp_dim=s['ff'], dropout_rate=dropout_rate,
-      share_embeddings=False, pre_norm=True, positional='sinusoidal', dtype=dtype))
+    'random',
+    rs.integers(first, s['vocab'], (n, s['src_len'])).astype(np.int32),
+    rs.integers(first, s['vocab'], (n, s['tgt_len'])).astype(np.int32),
+    vocab,
+  )
+  config = _config(
+    'seq2seq',
+    model=dict(
+      emb_dim=s['d'],
+      num_heads=s['heads'],
+      num_encoder_layers=s['enc_layers'],
+      num_decoder_layers=s['dec_layers'],
+      mlp_dim=s['ff'],
+      dropout_rate=dropout_rate,
+      share_embeddings=False,
+      pre_norm=True,
+      positional='sinusoidal',
+      dtype=dtype,
+    ),
+  )
   return families.Seq2Seq(config, splits=(pairs, pairs))
 
 
@@ -144,22 +185,36 @@ def _ddpm_family(s, n: int, dtype: str = 'float32') -> families.PromptDDPM:
   """The DDPM experiment's prompt-conditioned denoiser (U-Net of `s`, the default
   prompt encoder) with its EMA, on n random 'digits'."""
   images = _images(s, n)
-  config = _config('ddpm', image_size=s['image'], image_channels=s['channels'],
-                   num_diffusion_steps=s['timesteps'], model=dict(
-                       widths=tuple(s['widths']), num_res_blocks=s['num_res_blocks'],
-                       attention_resolutions=tuple(s['attention_resolutions']),
-                       num_heads=s['heads'], num_groups=s['groups'], dtype=dtype))
+  config = _config(
+    'ddpm',
+    image_size=s['image'],
+    image_channels=s['channels'],
+    num_diffusion_steps=s['timesteps'],
+    model=dict(
+      widths=tuple(s['widths']),
+      num_res_blocks=s['num_res_blocks'],
+      attention_resolutions=tuple(s['attention_resolutions']),
+      num_heads=s['heads'],
+      num_groups=s['groups'],
+      dtype=dtype,
+    ),
+  )
   config.sample_steps = min(config.sample_steps, s['timesteps'])  # Sampling is unused.
   return families.PromptDDPM(config, datasets=(images, images))
 
 
-FAMILIES = {'cnn': _cnn_family, 'lstm': functools.partial(_lm_family, cell='lstm'),
-            'gru': functools.partial(_lm_family, cell='gru'),
-            'transformer': _transformer_family, 'ddpm': _ddpm_family}
+FAMILIES = {
+  'cnn': _cnn_family,
+  'lstm': functools.partial(_lm_family, cell='lstm'),
+  'gru': functools.partial(_lm_family, cell='gru'),
+  'transformer': _transformer_family,
+  'ddpm': _ddpm_family,
+}
 
 
-def family_model(name: str, s: dict, num_examples: int, dtype: str = 'float32',
-                 **kw) -> tuple[trainer.Model, trainer.TrainData]:
+def family_model(
+  name: str, s: dict, num_examples: int, dtype: str = 'float32', **kw
+) -> tuple[trainer.Model, trainer.TrainData]:
   """The family `name` ('cnn', 'lstm', 'gru', 'transformer', 'ddpm') at sizes `s`
   (`measure.spec`'s keys), built by the family on `num_examples` random examples.
 
@@ -172,9 +227,11 @@ def family_model(name: str, s: dict, num_examples: int, dtype: str = 'float32',
 
 
 def _state(model: trainer.Model, rng):
-  tx = optimizers.make_optimizer(optimizers.OptimizerConfig(
-      name='adam', learning_rate=measure.LEARNING_RATE,
-      weight_decay=measure.WEIGHT_DECAY))
+  tx = optimizers.make_optimizer(
+    optimizers.OptimizerConfig(
+      name='adam', learning_rate=measure.LEARNING_RATE, weight_decay=measure.WEIGHT_DECAY
+    )
+  )
   return model.init_state(tx, rng)
 
 
@@ -193,8 +250,11 @@ def _batch(model: trainer.Model, data: trainer.TrainData, b: int) -> dict[str, j
 
 def _train_bench(model, batch, experiment, flops_fn=None) -> JaxBench:
   rng = jax.random.key(0)
-  step = functools.partial(steps.train_step, loss_fn=model.loss_fn,
-                           microbatches=microbatches(experiment, batch['mask'].shape[0], model))
+  step = functools.partial(
+    steps.train_step,
+    loss_fn=model.loss_fn,
+    microbatches=microbatches(experiment, batch['mask'].shape[0], model),
+  )
   return JaxBench(step, (_state(model, rng), batch, rng), carry=True, flops_fn=flops_fn)
 
 
@@ -203,8 +263,11 @@ def _cnn(s, train: bool) -> JaxBench:
   batch = _batch(model, data, s['batch'])
   if train:
     return _train_bench(model, batch, 'cnn')
-  return JaxBench(functools.partial(steps.eval_step, loss_fn=model.loss_fn),
-                  (_state(model, jax.random.key(0)), batch), carry=False)
+  return JaxBench(
+    functools.partial(steps.eval_step, loss_fn=model.loss_fn),
+    (_state(model, jax.random.key(0)), batch),
+    carry=False,
+  )
 
 
 def _lm(s, cell: str) -> JaxBench:
@@ -220,6 +283,7 @@ def _lm(s, cell: str) -> JaxBench:
       twin, _ = family_model(cell, s, s['batch'], unroll=s['seq'])
       twin_bench = _train_bench(twin, batch, 'lm')
       return _cost_flops(twin_bench._jit.lower(*twin_bench._args))
+
   return _train_bench(model, batch, 'lm', flops_fn=unrolled_flops)
 
 
@@ -241,13 +305,13 @@ def _matmul(s) -> JaxBench:
 
 
 _BUILDERS = {
-    'matmul': _matmul,
-    'cnn_train': lambda s: _cnn(s, train=True),
-    'cnn_eval': lambda s: _cnn(s, train=False),
-    'lstm': lambda s: _lm(s, 'lstm'),
-    'gru': lambda s: _lm(s, 'gru'),
-    'transformer': _transformer,
-    'unet': _unet,
+  'matmul': _matmul,
+  'cnn_train': lambda s: _cnn(s, train=True),
+  'cnn_eval': lambda s: _cnn(s, train=False),
+  'lstm': lambda s: _lm(s, 'lstm'),
+  'gru': lambda s: _lm(s, 'gru'),
+  'transformer': _transformer,
+  'unet': _unet,
 }
 
 

@@ -55,43 +55,92 @@ class Lever:
 _BFLOAT16 = {name: dict(model=dict(dtype='bfloat16')) for name in ('cnn', 'lm', 'seq2seq', 'ddpm')}
 
 LEVERS: tuple[Lever, ...] = (
-  Lever('conv_parts=1', ('cnn_train', 'cnn_eval'), True,
-        'the convolutions on the whole batch, not on 8 interleaved parts',
-        # One step micro-batch: pinning conv_parts hands the automatic parts to the step.
-        config={'cnn': dict(model=dict(conv_parts=1), microbatches=1)}),
-  Lever('rgb_unpadded', ('cnn_train', 'cnn_eval'), True,
-        "conv1 on the 3-channel input, not padded to 4 channels",
-        patches=(('research.models.layers.conv3x3_rgb_padded', 'research.models.layers._conv'),)),
-  Lever('pool_grad_autodiff', ('cnn_train',), True,
-        "max-pool gradient by autodiff, not the custom VJP that compares the 4 positions",
-        patches=(('research.models.layers.max_pool2_split_ties',
-                  'research.models.layers._max_pool2_autodiff'),)),
-  Lever('scan_grad_autodiff', ('lstm', 'gru'), True,
-        "autodiff's scan gradient (dw_hh accumulated per step), not the fused one",
-        patches=(('research.models.recurrence.scan_fused_grad',
-                  'research.models.recurrence.scan_autodiff'),)),
-  Lever('project_gathered_rows', ('lstm', 'gru'), True,
-        'first layer projects every gathered input (B*T of them), not the table rows',
-        patches=(('research.models.rnn._project_table_rows',
-                  'research.models.rnn._project_gathered_rows'),)),
-  Lever('microbatches=1', ('transformer', 'unet'), True,
-        'the step on the whole batch, not on two independent halves',
-        config={'seq2seq': dict(microbatches=1), 'ddpm': dict(microbatches=1)}),
-  Lever('im2col', ('cnn_train', 'unet'), False,
-        'every 3x3 convolution as im2col matmuls (forward and kernel gradient)',
-        patches=(('research.models.layers.conv3x3', 'benchmarks.im2col_conv.conv3x3_im2col'),)),
-  Lever('unroll=2', ('lstm', 'gru'), False, 'two time steps per scan iteration',
-        config={'lm': dict(model=dict(unroll=2))}),
-  Lever('bfloat16', ('cnn_train', 'cnn_eval', 'lstm', 'gru', 'transformer', 'unet'), False,
-        'bfloat16 compute, float32 parameters (XLA:CPU runs bf16 matmuls natively where '
-        'they give float32, the LSTM/GRU recurrence; other dots and the convolutions it '
-        'converts to float32)', config=_BFLOAT16),
-  Lever('onednn_dots', ('cnn_train', 'lstm'), False,
-        "XLA:CPU's oneDNN fusions for the dots",
-        xla_flags='--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot'),
-  Lever('no_ynn_convolutions', ('cnn_train', 'cnn_eval', 'unet'), False,
-        "XLA:CPU's own convolution kernels instead of its YNNPACK fusions",
-        xla_flags='--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'),
+  Lever(
+    'conv_parts=1',
+    ('cnn_train', 'cnn_eval'),
+    True,
+    'the convolutions on the whole batch, not on 8 interleaved parts',
+    # One step micro-batch: pinning conv_parts hands the automatic parts to the step.
+    config={'cnn': dict(model=dict(conv_parts=1), microbatches=1)},
+  ),
+  Lever(
+    'rgb_unpadded',
+    ('cnn_train', 'cnn_eval'),
+    True,
+    'conv1 on the 3-channel input, not padded to 4 channels',
+    patches=(('research.models.layers.conv3x3_rgb_padded', 'research.models.layers._conv'),),
+  ),
+  Lever(
+    'pool_grad_autodiff',
+    ('cnn_train',),
+    True,
+    'max-pool gradient by autodiff, not the custom VJP that compares the 4 positions',
+    patches=(
+      ('research.models.layers.max_pool2_split_ties', 'research.models.layers._max_pool2_autodiff'),
+    ),
+  ),
+  Lever(
+    'scan_grad_autodiff',
+    ('lstm', 'gru'),
+    True,
+    "autodiff's scan gradient (dw_hh accumulated per step), not the fused one",
+    patches=(
+      ('research.models.recurrence.scan_fused_grad', 'research.models.recurrence.scan_autodiff'),
+    ),
+  ),
+  Lever(
+    'project_gathered_rows',
+    ('lstm', 'gru'),
+    True,
+    'first layer projects every gathered input (B*T of them), not the table rows',
+    patches=(
+      ('research.models.rnn._project_table_rows', 'research.models.rnn._project_gathered_rows'),
+    ),
+  ),
+  Lever(
+    'microbatches=1',
+    ('transformer', 'unet'),
+    True,
+    'the step on the whole batch, not on two independent halves',
+    config={'seq2seq': dict(microbatches=1), 'ddpm': dict(microbatches=1)},
+  ),
+  Lever(
+    'im2col',
+    ('cnn_train', 'unet'),
+    False,
+    'every 3x3 convolution as im2col matmuls (forward and kernel gradient)',
+    patches=(('research.models.layers.conv3x3', 'benchmarks.im2col_conv.conv3x3_im2col'),),
+  ),
+  Lever(
+    'unroll=2',
+    ('lstm', 'gru'),
+    False,
+    'two time steps per scan iteration',
+    config={'lm': dict(model=dict(unroll=2))},
+  ),
+  Lever(
+    'bfloat16',
+    ('cnn_train', 'cnn_eval', 'lstm', 'gru', 'transformer', 'unet'),
+    False,
+    'bfloat16 compute, float32 parameters (XLA:CPU runs bf16 matmuls natively where '
+    'they give float32, the LSTM/GRU recurrence; other dots and the convolutions it '
+    'converts to float32)',
+    config=_BFLOAT16,
+  ),
+  Lever(
+    'onednn_dots',
+    ('cnn_train', 'lstm'),
+    False,
+    "XLA:CPU's oneDNN fusions for the dots",
+    xla_flags='--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot',
+  ),
+  Lever(
+    'no_ynn_convolutions',
+    ('cnn_train', 'cnn_eval', 'unet'),
+    False,
+    "XLA:CPU's own convolution kernels instead of its YNNPACK fusions",
+    xla_flags='--xla_cpu_experimental_ynn_fusion_type=-individual_convolution',
+  ),
 )
 BY_NAME = {lever.name: lever for lever in LEVERS}
 

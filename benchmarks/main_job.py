@@ -45,31 +45,54 @@ def _run(cmd: list[str]) -> tuple[float, float]:
 
 def run_ours(workdir: str, cache_dir: str, seed: int) -> dict:
   """One main job (fp32 default config) in `workdir`; its final metrics and costs."""
-  cmd = [sys.executable, '-m', 'experiments.cnn.main',
-         '--config=experiments/cnn/configs/default.py', f'--workdir={workdir}',
-         f'--compilation_cache={cache_dir}', f'--config.seed={seed}', '--config.progress=false']
+  cmd = [
+    sys.executable,
+    '-m',
+    'experiments.cnn.main',
+    '--config=experiments/cnn/configs/default.py',
+    f'--workdir={workdir}',
+    f'--compilation_cache={cache_dir}',
+    f'--config.seed={seed}',
+    '--config.progress=false',
+  ]
   wall, rss = _run(cmd)
   with open(os.path.join(workdir, 'final_metrics.json')) as f:
     final = json.load(f)
   # The epochs' wall time, first-step compilation and per-epoch checkpoints included,
   # as the PyTorch program times its epochs (its own train_seconds leaves both out).
   seconds = sum(epoch['epoch_seconds'] for epoch in final['train_history'])
-  examples = sum(epoch['examples_per_second'] * epoch['epoch_seconds']
-                 for epoch in final['train_history'])
-  return dict(test_accuracy=final['test_accuracy'], train_seconds=seconds,
-              examples_per_second=examples / seconds, program_seconds=wall, peak_rss_mib=rss)
+  examples = sum(
+    epoch['examples_per_second'] * epoch['epoch_seconds'] for epoch in final['train_history']
+  )
+  return dict(
+    test_accuracy=final['test_accuracy'],
+    train_seconds=seconds,
+    examples_per_second=examples / seconds,
+    program_seconds=wall,
+    peak_rss_mib=rss,
+  )
 
 
 def run_torch(out_json: str, seed: int, threads: int) -> dict:
   """One run of the PyTorch seed program; its summary and costs."""
-  cmd = [sys.executable, '-m', 'benchmarks.torch_seed_program', f'--out={out_json}',
-         f'--seed={seed}', f'--threads={threads}']
+  cmd = [
+    sys.executable,
+    '-m',
+    'benchmarks.torch_seed_program',
+    f'--out={out_json}',
+    f'--seed={seed}',
+    f'--threads={threads}',
+  ]
   wall, rss = _run(cmd)
   with open(out_json) as f:
     summary = json.load(f)
-  return dict(test_accuracy=summary['test_accuracy'], train_seconds=summary['train_seconds'],
-              examples_per_second=summary['train_examples_per_second'],
-              program_seconds=wall, peak_rss_mib=rss)
+  return dict(
+    test_accuracy=summary['test_accuracy'],
+    train_seconds=summary['train_seconds'],
+    examples_per_second=summary['train_examples_per_second'],
+    program_seconds=wall,
+    peak_rss_mib=rss,
+  )
 
 
 def compare(rounds: int, seed: int = 0, threads: int = 2, log=print) -> list[dict]:
@@ -93,26 +116,36 @@ def compare(rounds: int, seed: int = 0, threads: int = 2, log=print) -> list[dic
           row['cache'] = '–'
         row.update(program=program, round=r + 1)
         runs.append(row)
-        log(f"[main_job] round {r + 1} {program}: {row['train_seconds']:.1f} s training, "
-            f"{row['program_seconds']:.1f} s in all, {row['test_accuracy']:.2%}")
+        log(
+          f'[main_job] round {r + 1} {program}: {row["train_seconds"]:.1f} s training, '
+          f'{row["program_seconds"]:.1f} s in all, {row["test_accuracy"]:.2%}'
+        )
   return runs
 
 
 def table(runs: list[dict]) -> str:
   """Markdown: one row per run, then our median / PyTorch median per measure."""
-  lines = ['| program | round | compile cache | test accuracy | training s | examples/s | '
-           'whole program s | peak RSS MiB |', '|---|---:|---|---:|---:|---:|---:|---:|']
+  lines = [
+    '| program | round | compile cache | test accuracy | training s | examples/s | '
+    'whole program s | peak RSS MiB |',
+    '|---|---:|---|---:|---:|---:|---:|---:|',
+  ]
   for r in runs:
-    lines.append(f"| {r['program']} | {r['round']} | {r['cache']} | {r['test_accuracy']:.2%} | "
-                 f"{r['train_seconds']:.1f} | {r['examples_per_second']:.0f} | "
-                 f"{r['program_seconds']:.1f} | {r['peak_rss_mib']:,.0f} |")
+    lines.append(
+      f'| {r["program"]} | {r["round"]} | {r["cache"]} | {r["test_accuracy"]:.2%} | '
+      f'{r["train_seconds"]:.1f} | {r["examples_per_second"]:.0f} | '
+      f'{r["program_seconds"]:.1f} | {r["peak_rss_mib"]:,.0f} |'
+    )
   med = lambda program, key: statistics.median(r[key] for r in runs if r['program'] == program)
   if any(r['program'] == OURS for r in runs) and any(r['program'] == TORCH for r in runs):
     ratio = lambda key: med(TORCH, key) / med(OURS, key)
-    lines += ['', f"Ours / PyTorch speed (medians; > 1 means ours is faster): training "
-              f"{ratio('train_seconds'):.2f}x, whole program {ratio('program_seconds'):.2f}x; "
-              f"test accuracy {med(OURS, 'test_accuracy'):.2%} vs "
-              f"{med(TORCH, 'test_accuracy'):.2%}."]
+    lines += [
+      '',
+      f'Ours / PyTorch speed (medians; > 1 means ours is faster): training '
+      f'{ratio("train_seconds"):.2f}x, whole program {ratio("program_seconds"):.2f}x; '
+      f'test accuracy {med(OURS, "test_accuracy"):.2%} vs '
+      f'{med(TORCH, "test_accuracy"):.2%}.',
+    ]
   return '\n'.join(lines) + '\n'
 
 
@@ -126,7 +159,8 @@ def main(argv=None) -> int:
   if args.rounds < 1 or args.torch_threads < 1:
     p.error('--rounds and --torch_threads must be >= 1')
   text = '## The main job beside the seed program in PyTorch\n\n' + table(
-      compare(args.rounds, args.seed, args.torch_threads))
+    compare(args.rounds, args.seed, args.torch_threads)
+  )
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'main_job.md'), 'w') as f:
     f.write(text)

@@ -12,12 +12,13 @@ from typing import Callable
 
 # fp32 FLOPs of one (2048 x 2048) x (2048 x 2048) matmul: the peak probe.
 MATMUL_N = 2048
-MATMUL_FLOPS = 2 * MATMUL_N ** 3
+MATMUL_FLOPS = 2 * MATMUL_N**3
 
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
   """Median, min and max of repeated measurements."""
+
   median: float
   min: float
   max: float
@@ -57,32 +58,52 @@ def steps_for(seconds_per_step: float, target_seconds: float, max_steps: int = 5
 # The benchmarked configurations, shared by both frameworks so that their shapes
 # agree by construction. `quick` sizes are tiny smoke-test versions.
 _FULL = {
-    'matmul': dict(n=MATMUL_N),
-    'cnn_train': dict(batch=64, image=48, channels=3, hidden=512, classes=10),
-    'cnn_eval': dict(batch=64, image=48, channels=3, hidden=512, classes=10),
-    # Vocabulary of the offline pydoc text: its 103 training characters plus the 4
-    # special ids of `research.data.tokenizers`.
-    'lstm': dict(batch=64, seq=128, embed=128, hidden=512, vocab=107),
-    'gru': dict(batch=64, seq=128, embed=128, hidden=512, vocab=107),
-    # Byte-level vocabulary (256 bytes + PAD/BOS/EOS/UNK), as the translation path.
-    'transformer': dict(batch=64, src_len=64, tgt_len=64, d=256, heads=4, enc_layers=3,
-                        dec_layers=3, ff=1024, vocab=260),
-    # The DDPM experiment's default U-Net. The JAX row trains the DDPM family's whole
-    # step (its default prompt encoder, ~5% of the FLOPs, and the EMA); the PyTorch
-    # peer is the U-Net alone.
-    'unet': dict(batch=64, image=28, channels=1, widths=(32, 64, 64), num_res_blocks=1,
-                 attention_resolutions=(7,), heads=4, groups=8, timesteps=1000),
+  'matmul': dict(n=MATMUL_N),
+  'cnn_train': dict(batch=64, image=48, channels=3, hidden=512, classes=10),
+  'cnn_eval': dict(batch=64, image=48, channels=3, hidden=512, classes=10),
+  # Vocabulary of the offline pydoc text: its 103 training characters plus the 4
+  # special ids of `research.data.tokenizers`.
+  'lstm': dict(batch=64, seq=128, embed=128, hidden=512, vocab=107),
+  'gru': dict(batch=64, seq=128, embed=128, hidden=512, vocab=107),
+  # Byte-level vocabulary (256 bytes + PAD/BOS/EOS/UNK), as the translation path.
+  'transformer': dict(
+    batch=64, src_len=64, tgt_len=64, d=256, heads=4, enc_layers=3, dec_layers=3, ff=1024, vocab=260
+  ),
+  # The DDPM experiment's default U-Net. The JAX row trains the DDPM family's whole
+  # step (its default prompt encoder, ~5% of the FLOPs, and the EMA); the PyTorch
+  # peer is the U-Net alone.
+  'unet': dict(
+    batch=64,
+    image=28,
+    channels=1,
+    widths=(32, 64, 64),
+    num_res_blocks=1,
+    attention_resolutions=(7,),
+    heads=4,
+    groups=8,
+    timesteps=1000,
+  ),
 }
 _QUICK = {
-    'matmul': dict(n=256),
-    'cnn_train': dict(batch=8, image=16, channels=3, hidden=32, classes=10),
-    'cnn_eval': dict(batch=8, image=16, channels=3, hidden=32, classes=10),
-    'lstm': dict(batch=4, seq=16, embed=16, hidden=32, vocab=20),
-    'gru': dict(batch=4, seq=16, embed=16, hidden=32, vocab=20),
-    'transformer': dict(batch=4, src_len=8, tgt_len=8, d=32, heads=2, enc_layers=1,
-                        dec_layers=1, ff=64, vocab=20),
-    'unet': dict(batch=4, image=28, channels=1, widths=(8, 16, 16), num_res_blocks=1,
-                 attention_resolutions=(7,), heads=4, groups=8, timesteps=1000),
+  'matmul': dict(n=256),
+  'cnn_train': dict(batch=8, image=16, channels=3, hidden=32, classes=10),
+  'cnn_eval': dict(batch=8, image=16, channels=3, hidden=32, classes=10),
+  'lstm': dict(batch=4, seq=16, embed=16, hidden=32, vocab=20),
+  'gru': dict(batch=4, seq=16, embed=16, hidden=32, vocab=20),
+  'transformer': dict(
+    batch=4, src_len=8, tgt_len=8, d=32, heads=2, enc_layers=1, dec_layers=1, ff=64, vocab=20
+  ),
+  'unet': dict(
+    batch=4,
+    image=28,
+    channels=1,
+    widths=(8, 16, 16),
+    num_res_blocks=1,
+    attention_resolutions=(7,),
+    heads=4,
+    groups=8,
+    timesteps=1000,
+  ),
 }
 MODELS = tuple(_FULL)
 # Models whose PyTorch peer also runs in channels-last memory format.
@@ -121,6 +142,7 @@ def serve(bench, *, warmup_steps: int, rep_seconds: float, max_steps: int = 50) 
   import json
   import os
   import sys
+
   proto = os.fdopen(os.dup(1), 'w')
   os.dup2(2, 1)
   sys.stdout = sys.stderr

@@ -13,8 +13,8 @@ import time
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from benchmarks import measure
 
@@ -60,7 +60,7 @@ def _sinusoidal(length: int, dim: int) -> torch.Tensor:
   inv_freq = torch.exp(-math.log(10_000.0) * torch.arange(half) / max(half - 1, 1))
   angles = torch.arange(length)[:, None] * inv_freq[None, :]
   table = torch.zeros(length, dim)
-  table[:, :half], table[:, half:2 * half] = torch.sin(angles), torch.cos(angles)
+  table[:, :half], table[:, half : 2 * half] = torch.sin(angles), torch.cos(angles)
   return table
 
 
@@ -69,12 +69,13 @@ class Seq2SeqTransformer(nn.Module):
 
   def __init__(self, vocab, d, heads, enc_layers, dec_layers, ff, src_len, tgt_len):
     super().__init__()
-    self.scale = d ** 0.5
+    self.scale = d**0.5
     self.src_embed = nn.Embedding(vocab, d)
     self.tgt_embed = nn.Embedding(vocab, d)
     self.register_buffer('pos', _sinusoidal(max(src_len, tgt_len), d))
-    self.core = nn.Transformer(d, heads, enc_layers, dec_layers, ff, dropout=0.0,
-                               batch_first=True, norm_first=True)
+    self.core = nn.Transformer(
+      d, heads, enc_layers, dec_layers, ff, dropout=0.0, batch_first=True, norm_first=True
+    )
     self.out = nn.Linear(d, vocab)
 
   def forward(self, src_BxS, tgt_in_BxT):
@@ -83,8 +84,14 @@ class Seq2SeqTransformer(nn.Module):
     y = self.tgt_embed(tgt_in_BxT) * self.scale + self.pos[:t]
     pad = src_BxS == 0
     causal = nn.Transformer.generate_square_subsequent_mask(t, device=y.device)
-    h = self.core(x, y, tgt_mask=causal, src_key_padding_mask=pad,
-                  memory_key_padding_mask=pad, tgt_is_causal=True)
+    h = self.core(
+      x,
+      y,
+      tgt_mask=causal,
+      src_key_padding_mask=pad,
+      memory_key_padding_mask=pad,
+      tgt_is_causal=True,
+    )
     return self.out(h)
 
 
@@ -120,8 +127,7 @@ class SelfAttention(nn.Module):
   def forward(self, x):
     b, c, h, w = x.shape
     t = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
-    q, k, v = self.qkv(t).view(b, h * w, 3, self.heads, c // self.heads).permute(
-        2, 0, 3, 1, 4)
+    q, k, v = self.qkv(t).view(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
     y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
     return x + self.out(y).transpose(1, 2).reshape(b, c, h, w)
 
@@ -129,15 +135,15 @@ class SelfAttention(nn.Module):
 class UNet(nn.Module):
   """The layout of `research.models.unet.UNet`: same blocks, widths and attention."""
 
-  def __init__(self, channels, widths, num_res_blocks, attention_resolutions, heads,
-               groups, image):
+  def __init__(self, channels, widths, num_res_blocks, attention_resolutions, heads, groups, image):
     super().__init__()
     self.w0 = widths[0]
     e = 4 * widths[0]
     self.time = nn.Sequential(nn.Linear(widths[0], e), nn.SiLU(), nn.Linear(e, e))
     self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
-    attn = lambda c, side: (SelfAttention(c, heads, groups)
-                            if side in attention_resolutions else nn.Identity())
+    attn = lambda c, side: (
+      SelfAttention(c, heads, groups) if side in attention_resolutions else nn.Identity()
+    )
     self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
     c, side = widths[0], image
     for level, width in enumerate(widths):
@@ -160,8 +166,9 @@ class UNet(nn.Module):
       blocks = nn.ModuleList()
       cin = c + widths[level]
       for _ in range(num_res_blocks):
-        blocks.append(nn.ModuleList([ResBlock(cin, widths[level], e, groups),
-                                     attn(widths[level], side)]))
+        blocks.append(
+          nn.ModuleList([ResBlock(cin, widths[level], e, groups), attn(widths[level], side)])
+        )
         cin = c = widths[level]
       self.up.append(blocks)
     self.norm_out = nn.GroupNorm(groups, c)
@@ -206,8 +213,9 @@ class TorchBench:
 
 
 def _train_step(model, loss_fn):
-  opt = torch.optim.Adam(model.parameters(), lr=measure.LEARNING_RATE,
-                         weight_decay=measure.WEIGHT_DECAY)
+  opt = torch.optim.Adam(
+    model.parameters(), lr=measure.LEARNING_RATE, weight_decay=measure.WEIGHT_DECAY
+  )
 
   def step():
     opt.zero_grad(set_to_none=True)
@@ -215,14 +223,16 @@ def _train_step(model, loss_fn):
     loss.backward()
     opt.step()
     return loss.detach()
+
   return step
 
 
 def _prepare(model, mode, *inputs):
   if mode == 'channels_last':
     model = model.to(memory_format=torch.channels_last)
-    inputs = tuple(x.contiguous(memory_format=torch.channels_last)
-                   if x.dim() == 4 else x for x in inputs)
+    inputs = tuple(
+      x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs
+    )
   fwd = torch.compile(model) if mode == 'compile' else model
   return model, fwd, inputs
 
@@ -246,6 +256,7 @@ def _cnn(s, mode, train: bool):
     with torch.inference_mode():
       logits = fwd(x)
       return F.cross_entropy(logits, labels), logits.argmax(-1)
+
   return step, model
 
 
@@ -259,21 +270,35 @@ def _lm(s, mode, cell):
 
 
 def _transformer(s, mode):
-  model = Seq2SeqTransformer(s['vocab'], s['d'], s['heads'], s['enc_layers'],
-                             s['dec_layers'], s['ff'], s['src_len'], s['tgt_len'])
+  model = Seq2SeqTransformer(
+    s['vocab'],
+    s['d'],
+    s['heads'],
+    s['enc_layers'],
+    s['dec_layers'],
+    s['ff'],
+    s['src_len'],
+    s['tgt_len'],
+  )
   b = s['batch']
   src = torch.randint(3, s['vocab'], (b, s['src_len']))
   tgt = torch.randint(3, s['vocab'], (b, s['tgt_len']))
   tgt_in = torch.cat([torch.ones(b, 1, dtype=tgt.dtype), tgt[:, :-1]], dim=1)  # BOS=1
   model, fwd, _ = _prepare(model, mode)
-  loss = lambda: F.cross_entropy(fwd(src, tgt_in).flatten(0, 1), tgt.flatten(),
-                                 ignore_index=0)
+  loss = lambda: F.cross_entropy(fwd(src, tgt_in).flatten(0, 1), tgt.flatten(), ignore_index=0)
   return _train_step(model, loss), model
 
 
 def _unet(s, mode):
-  model = UNet(s['channels'], s['widths'], s['num_res_blocks'],
-               s['attention_resolutions'], s['heads'], s['groups'], s['image'])
+  model = UNet(
+    s['channels'],
+    s['widths'],
+    s['num_res_blocks'],
+    s['attention_resolutions'],
+    s['heads'],
+    s['groups'],
+    s['image'],
+  )
   b, hw, c = s['batch'], s['image'], s['channels']
   x0 = torch.rand(b, c, hw, hw) * 2 - 1
   betas = torch.linspace(1e-4, 0.02, s['timesteps'], dtype=torch.float64)
@@ -285,6 +310,7 @@ def _unet(s, mode):
     eps = torch.randn_like(x0)
     a = alpha_bar[t_B][:, None, None, None]
     return F.mse_loss(fwd(a.sqrt() * x0 + (1 - a).sqrt() * eps, t_B), eps)
+
   return _train_step(model, loss), model
 
 
@@ -295,13 +321,13 @@ def _matmul(s, mode):
 
 
 _BUILDERS = {
-    'matmul': _matmul,
-    'cnn_train': lambda s, m: _cnn(s, m, train=True),
-    'cnn_eval': lambda s, m: _cnn(s, m, train=False),
-    'lstm': lambda s, m: _lm(s, m, 'lstm'),
-    'gru': lambda s, m: _lm(s, m, 'gru'),
-    'transformer': _transformer,
-    'unet': _unet,
+  'matmul': _matmul,
+  'cnn_train': lambda s, m: _cnn(s, m, train=True),
+  'cnn_eval': lambda s, m: _cnn(s, m, train=False),
+  'lstm': lambda s, m: _lm(s, m, 'lstm'),
+  'gru': lambda s, m: _lm(s, m, 'gru'),
+  'transformer': _transformer,
+  'unet': _unet,
 }
 
 

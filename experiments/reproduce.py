@@ -69,10 +69,16 @@ EXPERIMENTS = {
     ('--config=experiments/seq2seq/configs/length_generalisation.py',),
     (
       ('test_greedy_exact_accuracy', 'exact match on 17-24 letters, greedy (%)', 100.0),
-      ('test_exact_accuracy_by_length.17.greedy_exact_accuracy',
-       'exact match at 17 letters, greedy (%)', 100.0),
-      ('test_exact_accuracy_by_length.18.greedy_exact_accuracy',
-       'exact match at 18 letters, greedy (%)', 100.0),
+      (
+        'test_exact_accuracy_by_length.17.greedy_exact_accuracy',
+        'exact match at 17 letters, greedy (%)',
+        100.0,
+      ),
+      (
+        'test_exact_accuracy_by_length.18.greedy_exact_accuracy',
+        'exact match at 18 letters, greedy (%)',
+        100.0,
+      ),
     ),
   ),
   'ddpm': Experiment(
@@ -95,8 +101,9 @@ def machine() -> str:
   """'<lscpu model name>, <n> cores' (or the platform's processor where lscpu fails)."""
   try:
     out = subprocess.run(['lscpu'], capture_output=True, text=True, check=True).stdout
-    model = next(line.split(':', 1)[1].strip() for line in out.splitlines()
-                 if line.startswith('Model name'))
+    model = next(
+      line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('Model name')
+    )
   except (OSError, subprocess.CalledProcessError, StopIteration):
     model = platform.processor() or 'unknown CPU'
   return f'{model}, {os.cpu_count()} cores'
@@ -112,8 +119,15 @@ def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=pri
   final = os.path.join(run_dir, 'final_metrics.json')
   timing = os.path.join(run_dir, 'wall_seconds.txt')
   if not (os.path.exists(final) and os.path.exists(timing)):
-    command = [sys.executable, '-m', f'experiments.{experiment.module}.main', *experiment.flags,
-               f'--config.seed={seed}', f'--workdir={run_dir}', '--resume']
+    command = [
+      sys.executable,
+      '-m',
+      f'experiments.{experiment.module}.main',
+      *experiment.flags,
+      f'--config.seed={seed}',
+      f'--workdir={run_dir}',
+      '--resume',
+    ]
     log(f'[{name} seed {seed}] ' + ' '.join(command[1:]))
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)

@@ -26,7 +26,7 @@ def add_training_fields(c: ml_collections.ConfigDict, **defaults) -> None:
   c.progress = True  # Progress bar on a terminal (a log line per interval otherwise).
   c.driver = 'jit'  # Data parallelism: 'jit' (sharded mesh) or 'pmap'.
   c.fsdp = False  # jit only: shard parameters and optimiser state over all devices.
-  c.fsdp_min_size = 2 ** 14  # Under fsdp, arrays with fewer elements stay replicated.
+  c.fsdp_min_size = 2**14  # Under fsdp, arrays with fewer elements stay replicated.
   c.microbatches = 0  # Independent parts per device train batch (0: auto: 2 on CPU, else 1).
   _override(c, defaults)
 

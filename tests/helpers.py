@@ -12,13 +12,13 @@ from research.families import cnn
 from research.train import optimizers
 
 
-
 def xla_flags(device_count: int | None = None) -> str:
   """XLA_FLAGS for a test's subprocess: this process's flags (scripts/test.sh sets
   quick-compile ones) with the forced host device count replaced by `device_count`
   (None: no forced count, one CPU device)."""
-  flags = re.sub(r'--xla_force_host_platform_device_count=\S+', '',
-                 os.environ.get('XLA_FLAGS', '')).split()
+  flags = re.sub(
+    r'--xla_force_host_platform_device_count=\S+', '', os.environ.get('XLA_FLAGS', '')
+  ).split()
   if device_count is not None:
     flags.append(f'--xla_force_host_platform_device_count={device_count}')
   return ' '.join(flags)
@@ -31,9 +31,13 @@ def tiny_images(n=32, seed=0) -> image_classification.ImageDataset:
   """n random uint8 grayscale SIZE x SIZE images with labels in [0, 10)."""
   rng = np.random.default_rng(seed)
   return image_classification.ImageDataset(
-      rng.integers(0, 256, (n, SIZE, SIZE, 1), dtype=np.uint8),
-      rng.integers(0, 10, n).astype(np.int32), num_classes=10,
-      class_names=tuple(map(str, range(10))), name='random', version='0')
+    rng.integers(0, 256, (n, SIZE, SIZE, 1), dtype=np.uint8),
+    rng.integers(0, 10, n).astype(np.int32),
+    num_classes=10,
+    class_names=tuple(map(str, range(10))),
+    name='random',
+    version='0',
+  )
 
 
 def tiny_data(n=32, seed=0):
@@ -54,6 +58,6 @@ def tiny_classifier(dropout_rate=0.5, augmentation=True, optimizer=None, **model
   family = cnn.CNNClassifier(c, datasets=(tiny_images(), tiny_images(seed=1)))
   model = family.build(family.load_data())
   state = model.init_state(
-      optimizers.make_optimizer(optimizer or optimizers.OptimizerConfig()),
-      jax.random.key(0))
+    optimizers.make_optimizer(optimizer or optimizers.OptimizerConfig()), jax.random.key(0)
+  )
   return model.module, model.loss_fn, state

@@ -15,7 +15,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import im2col_conv, jax_models, levers, measure, run
+from benchmarks import im2col_conv
+from benchmarks import jax_models
+from benchmarks import levers
+from benchmarks import measure
+from benchmarks import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,19 +32,38 @@ def _table(text):
 def test_quick_jax_report_has_expected_rows_and_columns(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
   proc = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.run', '--quick', '--frameworks=jax',
-       '--models=lstm', '--levers=scan_grad_autodiff,onednn_dots', f'--out={tmp_path}'],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      '-m',
+      'benchmarks.run',
+      '--quick',
+      '--frameworks=jax',
+      '--models=lstm',
+      '--levers=scan_grad_autodiff,onednn_dots',
+      f'--out={tmp_path}',
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   text = (tmp_path / 'report.md').read_text()
   assert text in proc.stdout  # The report is also printed.
   header, *rows = _table(text.split('## Levers')[0])
   assert tuple(header) == run.COLUMNS
-  assert [(r[0], r[1], r[2]) for r in rows] == [('matmul', 'jax', 'jit'),
-                                                ('lstm', 'jax', 'jit')]
-  lstm = dict(zip(header, rows[1]))
-  for column in ('examples/s', 'tokens/s', 'step ms', 'compile s', 'peak RSS MiB',
-                 'GFLOP/step', 'MFU'):
+  assert [(r[0], r[1], r[2]) for r in rows] == [('matmul', 'jax', 'jit'), ('lstm', 'jax', 'jit')]
+  lstm = dict(zip(header, rows[1], strict=True))
+  for column in (
+    'examples/s',
+    'tokens/s',
+    'step ms',
+    'compile s',
+    'peak RSS MiB',
+    'GFLOP/step',
+    'MFU',
+  ):
     assert lstm[column] not in ('', '–'), (column, lstm)
   assert 'fp32 peak' in text
   # The levers: their own table, not rows of the one above; the XLA-flag lever's worker
@@ -48,12 +71,17 @@ def test_quick_jax_report_has_expected_rows_and_columns(tmp_path):
   levers_text = text.split('## Levers')[1]
   header, *rows = _table(levers_text)
   assert tuple(header) == run.LEVER_COLUMNS
-  assert [(r[0], r[1], r[2]) for r in rows] == [('lstm', 'scan_grad_autodiff', 'on'),
-                                                ('lstm', 'onednn_dots', 'off')]
-  by_mode = {r['mode']: r for r in json.loads((tmp_path / 'results.json').read_text())
-             ['results'] if r['model'] == 'lstm'}
+  assert [(r[0], r[1], r[2]) for r in rows] == [
+    ('lstm', 'scan_grad_autodiff', 'on'),
+    ('lstm', 'onednn_dots', 'off'),
+  ]
+  by_mode = {
+    r['mode']: r
+    for r in json.loads((tmp_path / 'results.json').read_text())['results']
+    if r['model'] == 'lstm'
+  }
   for row in rows:
-    row = dict(zip(header, row))
+    row = dict(zip(header, row, strict=True))
     assert row['step ms, as run'] == lstm['step ms']
     ratio = by_mode[row['lever']]['step_s']['median'] / by_mode['jit']['step_s']['median']
     assert row['flipped / as run'] == f'**{ratio:.2f}**', row
@@ -79,11 +107,23 @@ def test_summary_scaling_swaps_min_and_max():
 
 def test_main_job_table_ratios_say_which_program_is_faster():
   from benchmarks import main_job  # pylint: disable=g-import-not-at-top
+
   row = lambda program, train, whole, acc: dict(
-      program=program, round=1, cache='warm', test_accuracy=acc, train_seconds=train,
-      examples_per_second=20_000 / train, program_seconds=whole, peak_rss_mib=1000.0)
-  runs = [row(main_job.OURS, 100.0, 120.0, 0.97), row(main_job.TORCH, 80.0, 90.0, 0.96),
-          row(main_job.OURS, 110.0, 130.0, 0.975), row(main_job.TORCH, 80.0, 96.0, 0.965)]
+    program=program,
+    round=1,
+    cache='warm',
+    test_accuracy=acc,
+    train_seconds=train,
+    examples_per_second=20_000 / train,
+    program_seconds=whole,
+    peak_rss_mib=1000.0,
+  )
+  runs = [
+    row(main_job.OURS, 100.0, 120.0, 0.97),
+    row(main_job.TORCH, 80.0, 90.0, 0.96),
+    row(main_job.OURS, 110.0, 130.0, 0.975),
+    row(main_job.TORCH, 80.0, 96.0, 0.965),
+  ]
   text = main_job.table(runs)
   assert text.count('\n| ours (JAX) |') == 2 and text.count('\n| PyTorch seed program |') == 2
   # Medians: ours 105 s / 125 s, PyTorch 80 s / 93 s: ours is slower (< 1).
@@ -94,12 +134,15 @@ def test_main_job_table_ratios_say_which_program_is_faster():
 def test_torch_seed_program_trains_on_the_main_jobs_split(offline_data_dir):
   pytest.importorskip('torch')
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from benchmarks import torch_seed_program  # pylint: disable=g-import-not-at-top
   from research.data import image_classification  # pylint: disable=g-import-not-at-top
+
   split = torch_seed_program.load_split(48)
   for name, size in (('train', 4000), ('test', 1000)):
     ours = image_classification.load_image_classification(
-        'mnist_offline', name, image_size=48, data_dir=offline_data_dir)
+      'mnist_offline', name, image_size=48, data_dir=offline_data_dir
+    )
     images, labels = (t.numpy() for t in split[name])
     assert images.shape == (size, 1, 48, 48) and images.dtype == np.uint8
     # The same digits (tfds stores them in its own order; resizing rounds apart).
@@ -121,8 +164,9 @@ def test_lm_flops_count_every_input_step_projected():
 
 # Levers that change the traced program (the XLA-flag levers change only how XLA
 # compiles it; `test_quick_report_times_levers_beside_the_default_row` runs one).
-_TRACED_LEVERS = [(model, lever.name) for lever in levers.LEVERS if not lever.xla_flags
-                  for model in lever.models]
+_TRACED_LEVERS = [
+  (model, lever.name) for lever in levers.LEVERS if not lever.xla_flags for model in lever.models
+]
 
 
 def _lowered_text(model: str) -> str:
@@ -204,7 +248,8 @@ def test_flops_come_from_the_compiled_program_where_the_lowered_one_has_none():
 @pytest.mark.parametrize('shape', [(16, 6, 7, 3), (8, 32, 33, 5), (5, 40, 41, 2)])
 def test_im2col_conv3x3_values_and_gradients_match_lax(shape):
   lax_conv = lambda x, k: jax.lax.conv_general_dilated(
-      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
   x = jax.random.normal(jax.random.key(0), shape)
   k = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 4))
   loss = lambda conv: lambda x, k: jnp.sum(jnp.sin(conv(x, k)))
@@ -224,8 +269,9 @@ def test_gated_im2col_is_matmuls_on_cpu_only():
   loss = lambda x, k: jnp.square(im2col_conv.conv3x3_im2col_on_cpu(x, k)).sum()
   grad = jax.jit(jax.grad(loss, (0, 1)))
   x, k = jnp.zeros((8, 48, 48, 32)), jnp.zeros((3, 3, 32, 64))
-  text = {p: jax.export.export(grad, platforms=[p])(x, k).mlir_module()
-          for p in ('cpu', 'cuda', 'tpu')}
+  text = {
+    p: jax.export.export(grad, platforms=[p])(x, k).mlir_module() for p in ('cpu', 'cuda', 'tpu')
+  }
   # cpu: the input gradient stays a convolution; the forward is one matmul and the
   # kernel gradient one batched matmul over 4 chunks of the batch.
   assert count(text['cpu'], 'convolution') == 1

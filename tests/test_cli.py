@@ -17,34 +17,54 @@ EXPERIMENTS = ('cnn', 'lm', 'seq2seq', 'ddpm')
 
 def _main(experiment, *args, cwd, timeout=300):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, '-m', f'experiments.{experiment}.main', *args],
-                        cwd=cwd, env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return subprocess.run(
+    [sys.executable, '-m', f'experiments.{experiment}.main', *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
 
 
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_help_lists_the_experiment_flags(experiment, tmp_path):
   out = _main(experiment, '--help', cwd=tmp_path)
   assert 'Traceback' not in out.stderr, out.stderr[-2000:]  # absl's --help exits 1.
-  for flag in ('--config', '--workdir', '--[no]resume', '--num_processes',
-               '--coordinator_address', '--log_dir'):
+  for flag in (
+    '--config',
+    '--workdir',
+    '--[no]resume',
+    '--num_processes',
+    '--coordinator_address',
+    '--log_dir',
+  ):
     assert flag in out.stdout, (flag, out.stdout)
   # The default config is found from the package, not from the working directory.
   default = os.path.join(ROOT, 'experiments', experiment, 'configs', 'default.py')
   assert default in out.stdout
 
 
-@pytest.mark.parametrize('args,names', [
-    (['--config.num_epoch=3'],
-     ['--config.num_epoch: the config has no such field',
-      'did you mean --config.num_epochs?']),
+@pytest.mark.parametrize(
+  'args,names',
+  [
+    (
+      ['--config.num_epoch=3'],
+      ['--config.num_epoch: the config has no such field', 'did you mean --config.num_epochs?'],
+    ),
     # A relative --config that is not under the working directory is found from the
     # repository root; the mistake inside it is still reported.
-    (['--config=experiments/cnn/configs/default.py', '--config.model.hidden_dimm=3'],
-     ['--config.model.hidden_dimm: the config has no such field',
-      'did you mean --config.model.hidden_dim?']),
+    (
+      ['--config=experiments/cnn/configs/default.py', '--config.model.hidden_dimm=3'],
+      [
+        '--config.model.hidden_dimm: the config has no such field',
+        'did you mean --config.model.hidden_dim?',
+      ],
+    ),
     (['--config.num_epochs=abc'], ['--config.num_epochs=abc', "'abc'"]),
-])
+  ],
+)
 def test_a_bad_value_is_one_line_naming_it(args, names, tmp_path):
   out = _main('cnn', *args, f'--workdir={tmp_path / "run"}', cwd=tmp_path)
   assert out.returncode != 0
@@ -55,16 +75,23 @@ def test_a_bad_value_is_one_line_naming_it(args, names, tmp_path):
   assert '\\' not in lines[0] and not os.path.exists(tmp_path / 'run')
 
 
-def test_log_dir_records_the_run_lines_once_on_the_terminal(offline_data_dir,
-                                                            tmp_path):
+def test_log_dir_records_the_run_lines_once_on_the_terminal(offline_data_dir, tmp_path):
   logs = tmp_path / 'logs'
-  out = _main('cnn', f'--workdir={tmp_path / "run"}', f'--log_dir={logs}',
-              '--alsologtostderr', f'--config.data_dir={offline_data_dir}',
-              '--config.num_epochs=1', '--config.train_split=train[:64]',
-              '--config.test_split=test[:64]', '--config.image_size=16',
-              '--config.model.hidden_dim=16', '--config.microbatches=1',
-              '--config.progress=False',
-              cwd=tmp_path)
+  out = _main(
+    'cnn',
+    f'--workdir={tmp_path / "run"}',
+    f'--log_dir={logs}',
+    '--alsologtostderr',
+    f'--config.data_dir={offline_data_dir}',
+    '--config.num_epochs=1',
+    '--config.train_split=train[:64]',
+    '--config.test_split=test[:64]',
+    '--config.image_size=16',
+    '--config.model.hidden_dim=16',
+    '--config.microbatches=1',
+    '--config.progress=False',
+    cwd=tmp_path,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   files = [f for f in os.listdir(logs) if '.log.INFO.' in f]
   assert len(files) == 1, os.listdir(logs)
@@ -79,7 +106,8 @@ def test_log_dir_records_the_run_lines_once_on_the_terminal(offline_data_dir,
 
 
 def test_relative_config_paths_resolve_from_the_working_directory_then_the_root(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   monkeypatch.chdir(tmp_path)
   default = os.path.join(ROOT, 'experiments', 'cnn', 'configs', 'default.py')
   assert cli.resolve_config_path('experiments/cnn/configs/default.py', ROOT) == default
@@ -87,16 +115,17 @@ def test_relative_config_paths_resolve_from_the_working_directory_then_the_root(
   (tmp_path / 'experiments' / 'cnn' / 'configs').mkdir(parents=True)
   (tmp_path / 'experiments' / 'cnn' / 'configs' / 'default.py').write_text('')
   assert cli.resolve_config_path('experiments/cnn/configs/default.py', ROOT) == str(
-      tmp_path / 'experiments' / 'cnn' / 'configs' / 'default.py')
+    tmp_path / 'experiments' / 'cnn' / 'configs' / 'default.py'
+  )
   with pytest.raises(UserInputError, match="no config file 'nope.py'"):
     cli.resolve_config_path('nope.py', ROOT)
 
 
 def test_unknown_field_message_names_the_override():
-  error = AttributeError(KeyError("'cel'\nDid you mean \"cell\" instead of \"cel\"?"))
+  error = AttributeError(KeyError('\'cel\'\nDid you mean "cell" instead of "cel"?'))
   argv = ['main.py', '--config.seed=1', '--config.model.cel=gru']
   assert cli.unknown_field_message(error, argv) == (
-      '--config.model.cel: the config has no such field (did you mean '
-      '--config.model.cell?)')
+    '--config.model.cel: the config has no such field (did you mean --config.model.cell?)'
+  )
   # A KeyError no override explains (a bug in the config file) is passed on as is.
   assert cli.unknown_field_message(KeyError("'x'"), ['main.py']) == "--config: 'x'"

@@ -16,6 +16,5 @@ print('clean')
 
 
 def test_importing_research_has_no_side_effects():
-  out = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True,
-                       timeout=120)
+  out = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=120)
   assert out.returncode == 0 and out.stdout.strip() == 'clean', out.stderr[-2000:]

@@ -19,8 +19,9 @@ needs no accelerator, and for cpu. The assertions read the StableHLO text:
 
 Every such choice is `research.platform_policy`'s (tests/test_platform_policy.py
 tests the policy itself). What a single-platform export looks like (JAX 0.10): each
-`platform_policy.on_cpu` (`jax.lax.platform_dependent`) leaves a `stablehlo.case` whose index is a constant and whose only region is the
-platform's branch, plus a tiny case that maps the constant platform index to 0.
+`platform_policy.on_cpu` (`jax.lax.platform_dependent`) leaves a `stablehlo.case`
+whose index is a constant and whose only region is the platform's branch, plus a
+tiny case that maps the constant platform index to 0.
 XLA folds both away (checked on the compiled CPU program).
 """
 # The tests lower the drivers' private chunk functions.
@@ -75,6 +76,7 @@ B = 8  # Train batch.
 # ---------------------------------------------------------------------------
 # Reading StableHLO text.
 
+
 def count(text: str, op: str) -> int:
   """Occurrences of the StableHLO op `op` (e.g. 'convolution') in module text."""
   return len(re.findall(rf'stablehlo\.{op}\b', text))
@@ -87,9 +89,8 @@ def matmuls(text: str) -> int:
 def function_body(text: str, name: str) -> str:
   """The text of `func.func ... @name` up to the next function (or the locations)."""
   start = text.index(f'@{name}(')
-  ends = [i for i in (text.find('func.func', start), text.find('\n#loc', start))
-          if i >= 0]
-  return text[start:min(ends) if ends else len(text)]
+  ends = [i for i in (text.find('func.func', start), text.find('\n#loc', start)) if i >= 0]
+  return text[start : min(ends) if ends else len(text)]
 
 
 _BRACE = re.compile(r'[{}]')
@@ -104,7 +105,7 @@ def _regions(text: str, start: int) -> list[str]:
       depth += 1 if m.group() == '{' else -1
       if depth == 0:
         break
-    bodies.append(text[i + 1:m.start()])
+    bodies.append(text[i + 1 : m.start()])
     i = m.end() + 2 if text.startswith(', {', m.end()) else m.end()
   return bodies
 
@@ -127,6 +128,7 @@ def live_case_ops(text: str) -> list[int]:
 # ---------------------------------------------------------------------------
 # Tiny families and their programs.
 
+
 @dataclasses.dataclass(frozen=True)
 class Family:
   loss_fn: Callable
@@ -141,41 +143,64 @@ def _state(model, *example_args):
   """The train state's shapes only: lowering needs no values (and no init compile)."""
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig())
   init = lambda rng: model.init({'params': rng}, *example_args, train=False)['params']
-  return jax.eval_shape(lambda: state_lib.init_train_state(init, model.apply, tx,
-                                                           jax.random.key(0)))
+  return jax.eval_shape(
+    lambda: state_lib.init_train_state(init, model.apply, tx, jax.random.key(0))
+  )
 
 
 def _cnn(size: int = 48) -> Family:
   model = cnn.CNN(cnn.CNNConfig(hidden_dim=8))
-  data = {'image': np.zeros((B, size, size, 3), np.uint8),
-          'label': np.zeros(B, np.int32)}
-  return Family(classification.make_loss_fn(model, augment.ImagePreprocessing()),
-                parallel.take_examples, _state(model, jnp.zeros((1, size, size, 3))),
-                data)
+  data = {'image': np.zeros((B, size, size, 3), np.uint8), 'label': np.zeros(B, np.int32)}
+  return Family(
+    classification.make_loss_fn(model, augment.ImagePreprocessing()),
+    parallel.take_examples,
+    _state(model, jnp.zeros((1, size, size, 3))),
+    data,
+  )
 
 
 VOCAB = 12  # `_char_lm`'s.
 
 
 def _char_lm(cell: str) -> Family:
-  model = rnn.CharLM(rnn.CharLMConfig(vocab_size=VOCAB, embed_dim=8, hidden_dim=8,
-                                      num_layers=2, dropout_rate=0.2, cell=cell))
+  model = rnn.CharLM(
+    rnn.CharLMConfig(
+      vocab_size=VOCAB, embed_dim=8, hidden_dim=8, num_layers=2, dropout_rate=0.2, cell=cell
+    )
+  )
   tokens = np.arange(40, dtype=np.int32) % 11 + 1
   data = lm.window_data(tokens, lm.train_offsets(40, 6), seq_len=6)
-  return Family(lm.make_loss_fn(model), lm.make_window_gather(6),
-                _state(model, jnp.ones((1, 6), jnp.int32)), data)
+  return Family(
+    lm.make_loss_fn(model),
+    lm.make_window_gather(6),
+    _state(model, jnp.ones((1, 6), jnp.int32)),
+    data,
+  )
 
 
 def _transformer() -> Family:
   cfg = transformer.TransformerConfig(
-      input_vocab_size=12, output_vocab_size=12, emb_dim=16, num_heads=2,
-      num_encoder_layers=1, num_decoder_layers=1, mlp_dim=16, max_input_length=6,
-      max_target_length=5, dropout_rate=0.1)
+    input_vocab_size=12,
+    output_vocab_size=12,
+    emb_dim=16,
+    num_heads=2,
+    num_encoder_layers=1,
+    num_decoder_layers=1,
+    mlp_dim=16,
+    max_input_length=6,
+    max_target_length=5,
+    dropout_rate=0.1,
+  )
   model = transformer.Transformer(cfg)
   data = {'inputs': np.full((B, 6), 3, np.int32), 'targets': np.full((B, 5), 4, np.int32)}
   state = _state(model, jnp.ones((1, 6), jnp.int32), jnp.ones((1, 5), jnp.int32))
-  return Family(seq2seq.make_loss_fn(model), parallel.take_examples, state, data,
-                eval_loss_fn=seq2seq.make_decode_eval_fn(model, beam_size=2))
+  return Family(
+    seq2seq.make_loss_fn(model),
+    parallel.take_examples,
+    state,
+    data,
+    eval_loss_fn=seq2seq.make_decode_eval_fn(model, beam_size=2),
+  )
 
 
 def _ddpm() -> Family:
@@ -183,28 +208,47 @@ def _ddpm() -> Family:
   vocab = tokenizers.WordTokenizer.from_prompts(prompts)
   tokens = vocab.encode_batch(prompts, 4)
   model = ddpm.Denoiser(
-      # No U-Net attention: it is the transformer's `dot_product_attention`, lowered
-      # above, and would double the time to trace.
-      unet.UNetConfig(widths=(8,), attention_resolutions=(), num_heads=2,
-                      num_groups=4),
-      text_encoder.TextEncoderConfig(vocab_size=vocab.size,
-                                     max_length=4, emb_dim=8, num_heads=2, num_layers=1,
-                                     mlp_dim=8))
+    # No U-Net attention: it is the transformer's `dot_product_attention`, lowered
+    # above, and would double the time to trace.
+    unet.UNetConfig(widths=(8,), attention_resolutions=(), num_heads=2, num_groups=4),
+    text_encoder.TextEncoderConfig(
+      vocab_size=vocab.size, max_length=4, emb_dim=8, num_heads=2, num_layers=1, mlp_dim=8
+    ),
+  )
   sched = diffusion.make_schedule('linear', 10)
   data = {'image': np.zeros((B, 8, 8, 1), np.uint8), 'label': np.zeros(B, np.int32)}
-  state = _state(model, jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32),
-                 jnp.asarray(tokens[:1]), jnp.zeros((1,), bool))
+  state = _state(
+    model,
+    jnp.zeros((1, 8, 8, 1)),
+    jnp.zeros((1,), jnp.int32),
+    jnp.asarray(tokens[:1]),
+    jnp.zeros((1,), bool),
+  )
 
   def sample_fn(params, rng, sampler):
-    return ddpm.sample(model, params, sched, jnp.asarray(tokens[:2]), rng,
-                       image_shape=(8, 8, 1), sampler=sampler, num_steps=3,
-                       guidance_scale=2.0)
+    return ddpm.sample(
+      model,
+      params,
+      sched,
+      jnp.asarray(tokens[:2]),
+      rng,
+      image_shape=(8, 8, 1),
+      sampler=sampler,
+      num_steps=3,
+      guidance_scale=2.0,
+    )
+
   loss_fn = ddpm.make_loss_fn(model, sched, ddpm.class_prompt_fn(tokens), cond_drop_rate=0.2)
   return Family(loss_fn, parallel.take_examples, state, data, sample_fn=sample_fn)
 
 
-BUILDERS = {'cnn': _cnn, 'lstm': lambda: _char_lm('lstm'), 'gru': lambda: _char_lm('gru'),
-            'transformer': _transformer, 'ddpm': _ddpm}
+BUILDERS = {
+  'cnn': _cnn,
+  'lstm': lambda: _char_lm('lstm'),
+  'gru': lambda: _char_lm('gru'),
+  'transformer': _transformer,
+  'ddpm': _ddpm,
+}
 FAMILIES = tuple(BUILDERS)
 
 
@@ -224,11 +268,18 @@ def program_and_args(name: str, program: str) -> tuple[Any, tuple[Any, ...]]:
   arguments (one jitted object per program, so its trace is reused per platform)."""
   f, rng = family(name), jax.random.key(1)
   if program == 'step':
-    return (jax.jit(functools.partial(steps.train_step, loss_fn=f.loss_fn)),
-            (f.state, _batch(f), rng))
+    return (
+      jax.jit(functools.partial(steps.train_step, loss_fn=f.loss_fn)),
+      (f.state, _batch(f), rng),
+    )
   if program == 'chunk':
-    chunk = functools.partial(parallel._train_chunk, loss_fn=f.loss_fn,
-                              gather_fn=f.gather_fn, axis_name=None, microbatches=1)
+    chunk = functools.partial(
+      parallel._train_chunk,
+      loss_fn=f.loss_fn,
+      gather_fn=f.gather_fn,
+      axis_name=None,
+      microbatches=1,
+    )
     idx, mask = jnp.zeros((2, B), jnp.int32), jnp.ones((2, B))
     return jax.jit(chunk), (f.state, f.data, idx, mask, rng)
   if program == 'eval':
@@ -248,6 +299,7 @@ def lowered(name: str, program: str, platforms: tuple[str, ...]) -> str:
 # ---------------------------------------------------------------------------
 # The seed CNN's convolution gradients.
 
+
 @pytest.mark.parametrize('platform', PLATFORMS)
 def test_cnn_gradient_is_xla_native_on_every_platform(platform):
   text = lowered('cnn', 'step', (platform,))
@@ -263,8 +315,9 @@ def _conv_grad(x, k):
 
 def test_rgb_input_is_padded_to_four_channels_on_cpu_only():
   x, k = jnp.zeros((B, 48, 48, 3)), jnp.zeros((3, 3, 3, 32))
-  text = {p: jax.export.export(jax.jit(_conv_grad), platforms=[p])(x, k).mlir_module()
-          for p in PLATFORMS}
+  text = {
+    p: jax.export.export(jax.jit(_conv_grad), platforms=[p])(x, k).mlir_module() for p in PLATFORMS
+  }
   four = re.compile(r'stablehlo\.convolution.*tensor<8x48x48x4xf32>')
   assert len(four.findall(text['cpu'])) == 1  # The forward only.
   assert count(text['cpu'], 'convolution') == 3  # Forward, input and kernel gradients.
@@ -307,6 +360,7 @@ def test_cpu_compiler_folds_the_platform_case_away():
 # ---------------------------------------------------------------------------
 # The recurrent layers' w_hh gradient.
 
+
 def w_hh_gradient_dots(text: str, cell: str) -> tuple[int, int]:
   """(after, inside) for the (H, G) gradients of a `_char_lm` layer's w_ih and w_hh.
 
@@ -321,9 +375,12 @@ def w_hh_gradient_dots(text: str, cell: str) -> tuple[int, int]:
   h, g = 8, recurrence.NUM_GATES[cell] * 8
   widths = (g,) if cell == 'lstm' else (g, 2 * h, h)
   after, inside = 0, 0
-  for dims, lhs, shape in re.findall(r'stablehlo\.dot_general .*contracting_dims = '
-                                     r'(\[[\d, ]+\] x \[[\d, ]+\]).* : \(tensor<(\d+)x'
-                                     r'.* -> tensor<(\d+x\d+)xf32>', text):
+  for dims, lhs, shape in re.findall(
+    r'stablehlo\.dot_general .*contracting_dims = '
+    r'(\[[\d, ]+\] x \[[\d, ]+\]).* : \(tensor<(\d+)x'
+    r'.* -> tensor<(\d+x\d+)xf32>',
+    text,
+  ):
     if dims == '[0] x [0]' and int(lhs) == VOCAB:
       continue  # The first layer's dw_ih, over its projected embedding table's rows.
     rows, cols = (int(n) for n in shape.split('x'))
@@ -348,12 +405,16 @@ def test_recurrent_w_hh_gradient_is_one_matmul_on_cpu_only(cell):
     # dw_ih after the loop, dw_hh accumulated by one product per step in the loop.
     assert w_hh_gradient_dots(text, cell) == (g * num_layers, num_layers), platform
     # The same loops: one forward and one backward scan per layer.
-    assert (count(function_body(text, 'main'), 'while') ==
-            count(function_body(cpu, 'main'), 'while') == 2 * num_layers), platform
+    assert (
+      count(function_body(text, 'main'), 'while')
+      == count(function_body(cpu, 'main'), 'while')
+      == 2 * num_layers
+    ), platform
 
 
 # ---------------------------------------------------------------------------
 # A chunk of S = 2 train steps: scanned off CPU, flat on CPU.
+
 
 @pytest.mark.parametrize('platform', ACCELERATORS)
 @pytest.mark.parametrize('name', FAMILIES)
@@ -369,16 +430,17 @@ def test_chunk_is_flat_on_cpu(name):
   step, chunk = (lowered(name, p, ('cpu',)) for p in ('step', 'chunk'))
   assert matmuls(chunk) == 2 * matmuls(step)
   # (XLA:CPU's threefry is a while loop in a shared private function: count main's.)
-  assert (count(function_body(chunk, 'main'), 'while') ==
-          2 * count(function_body(step, 'main'), 'while'))
+  assert count(function_body(chunk, 'main'), 'while') == 2 * count(
+    function_body(step, 'main'), 'while'
+  )
 
 
 # ---------------------------------------------------------------------------
 # Single-platform modules hold their platform's code only.
 
+
 def _programs(name: str) -> tuple[str, ...]:
-  return ('step', 'chunk', 'eval') + (('sample_ddpm', 'sample_ddim') if name == 'ddpm'
-                                      else ())
+  return ('step', 'chunk', 'eval') + (('sample_ddpm', 'sample_ddim') if name == 'ddpm' else ())
 
 
 @pytest.mark.parametrize('platform', PLATFORMS)
@@ -414,24 +476,32 @@ def _noisy_regression_loss(params, batch, rng, train):
 def test_scanned_chunk_equals_flat_chunk(monkeypatch):
   """The accelerator branch (a scan), run on CPU, trains exactly like the CPU one."""
   rs = np.random.default_rng(0)
-  data = {'x': rs.normal(size=(3 * B, 3)).astype(np.float32),
-          'y': rs.normal(size=3 * B).astype(np.float32)}
+  data = {
+    'x': rs.normal(size=(3 * B, 3)).astype(np.float32),
+    'y': rs.normal(size=3 * B).astype(np.float32),
+  }
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig())
-  state = state_lib.init_train_state(lambda _: {'w': jnp.zeros(3)}, None, tx,
-                                     jax.random.key(0))
+  state = state_lib.init_train_state(lambda _: {'w': jnp.zeros(3)}, None, tx, jax.random.key(0))
   idx = rs.permutation(3 * B).reshape(3, B).astype(np.int32)  # A different batch each.
   mask = np.ones((3, B), np.float32)
-  mask[2, B // 2:] = 0.0
+  mask[2, B // 2 :] = 0.0
 
   def run():
-    chunk = jax.jit(functools.partial(
-        parallel._train_chunk, loss_fn=_noisy_regression_loss,
-        gather_fn=parallel.take_examples, axis_name=None, microbatches=1))
+    chunk = jax.jit(
+      functools.partial(
+        parallel._train_chunk,
+        loss_fn=_noisy_regression_loss,
+        gather_fn=parallel.take_examples,
+        axis_name=None,
+        microbatches=1,
+      )
+    )
     return chunk(state, data, idx, mask, jax.random.key(3))
 
   flat = run()
-  monkeypatch.setattr(platform_policy, 'on_cpu', lambda cpu_fn, default_fn, *args:
-                      default_fn(*args))
+  monkeypatch.setattr(
+    platform_policy, 'on_cpu', lambda cpu_fn, default_fn, *args: default_fn(*args)
+  )
   scanned = run()
   chex.assert_trees_all_close(scanned, flat, rtol=1e-5)
   assert int(scanned[0].step) == 3
@@ -441,9 +511,9 @@ def test_scanned_chunk_equals_flat_chunk(monkeypatch):
 # ---------------------------------------------------------------------------
 # Sharded programs (8 forced CPU devices, in a subprocess).
 
+
 def _abstract(tree, sharding):
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype,
-                                                     sharding=sharding), tree)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), tree)
 
 
 def _sharded_report() -> dict[str, Any]:
@@ -457,39 +527,63 @@ def _sharded_report() -> dict[str, Any]:
   jit = parallel.DataParallel(f.loss_fn)
   jit._compile(f.state)
   batch = lambda dtype: jax.ShapeDtypeStruct((2, 16), dtype, sharding=jit.batch_sharded)
-  args = (_abstract(f.state, jit.replicated), _abstract(f.data, jit.data_sharding),
-          batch(jnp.int32), batch(jnp.float32), jax.random.key(0))
+  args = (
+    _abstract(f.state, jit.replicated),
+    _abstract(f.data, jit.data_sharding),
+    batch(jnp.int32),
+    batch(jnp.float32),
+    jax.random.key(0),
+  )
   compiled = jit._train.lower(*args, microbatches=1).compile().as_text()
-  report = {'num_grads': num_grads, 'jit': {}, 'pmap': {},
-            'jit_cpu_compiled': compiled.count('all-reduce(')}
+  report = {
+    'num_grads': num_grads,
+    'jit': {},
+    'pmap': {},
+    'jit_cpu_compiled': compiled.count('all-reduce('),
+  }
   pmap = parallel.PmapDataParallel(f.loss_fn)
   pmap_fn = jax.jit(pmap._train_fn(np.zeros((2, 16))))
   per_device = lambda tree: jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct((8,) + np.shape(x), x.dtype), tree)
-  pmap_args = (per_device(f.state), per_device(f.data),
-               jax.ShapeDtypeStruct((8, 2, 2), jnp.int32),
-               jax.ShapeDtypeStruct((8, 2, 2), jnp.float32), jax.random.key(0))
+    lambda x: jax.ShapeDtypeStruct((8,) + np.shape(x), x.dtype), tree
+  )
+  pmap_args = (
+    per_device(f.state),
+    per_device(f.data),
+    jax.ShapeDtypeStruct((8, 2, 2), jnp.int32),
+    jax.ShapeDtypeStruct((8, 2, 2), jnp.float32),
+    jax.random.key(0),
+  )
   for platform in PLATFORMS:
     exported = jax.export.export(jit._train, platforms=[platform])
     text = exported(*args, microbatches=1).mlir_module()
     main = function_body(text, 'main')
     report['jit'][platform] = {
-        'partitions': int(re.search(r'mhlo.num_partitions = (\d+)', text).group(1)),
-        'batch_sharded': main.count('[{}, {"process", "local"}]>'),
-        'whiles': count(main, 'while'), 'all_reduce': count(text, 'all_reduce')}
+      'partitions': int(re.search(r'mhlo.num_partitions = (\d+)', text).group(1)),
+      'batch_sharded': main.count('[{}, {"process", "local"}]>'),
+      'whiles': count(main, 'while'),
+      'all_reduce': count(text, 'all_reduce'),
+    }
     text = jax.export.export(pmap_fn, platforms=[platform])(*pmap_args).mlir_module()
     groups = set(re.findall(r'replica_groups = dense<([^>]*)>', text))
-    report['pmap'][platform] = {'all_reduce': count(text, 'all_reduce'),
-                                'whiles': count(text, 'while'), 'groups': sorted(groups)}
+    report['pmap'][platform] = {
+      'all_reduce': count(text, 'all_reduce'),
+      'whiles': count(text, 'while'),
+      'groups': sorted(groups),
+    }
   return report
 
 
 @pytest.fixture(scope='session')
 def sharded():
-  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
-             JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-m', 'tests.test_lowering'], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8), JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+    [sys.executable, '-m', 'tests.test_lowering'],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 

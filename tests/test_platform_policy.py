@@ -31,6 +31,7 @@ ACCELERATORS = ('cuda', 'tpu')
 # ---------------------------------------------------------------------------
 # Independent parts of the per-device batch.
 
+
 @pytest.mark.parametrize('per_device,expected', [(64, 2), (16, 2), (14, 1), (8, 1), (33, 1)])
 def test_automatic_step_microbatches_on_cpu_split_large_even_batches(per_device, expected):
   assert platform_policy.batch_parts(0, per_device, 'cpu', STEP) == expected
@@ -48,8 +49,7 @@ def test_automatic_parts_are_one_off_cpu(platform, kind):
 
 
 @pytest.mark.parametrize('platform', ['cpu', 'gpu', 'tpu'])
-@pytest.mark.parametrize('kind,requested', [(STEP, 1), (STEP, 4), (CONV, 1), (CONV, 2),
-                                            (CONV, 16)])
+@pytest.mark.parametrize('kind,requested', [(STEP, 1), (STEP, 4), (CONV, 1), (CONV, 2), (CONV, 16)])
 def test_requested_parts_are_used_as_given(platform, kind, requested):
   assert platform_policy.batch_parts(requested, 64, platform, kind) == requested
 
@@ -60,8 +60,9 @@ def test_the_default_kind_is_step_microbatches():
 
 @pytest.mark.parametrize('kind,field', [(STEP, 'microbatches'), (CONV, 'conv_parts')])
 def test_invalid_requests_are_user_errors_naming_the_field(kind, field):
-  with pytest.raises(UserInputError, match=f'{field}=5 does not divide the per-device '
-                                           'batch of 12 examples'):
+  with pytest.raises(
+    UserInputError, match=f'{field}=5 does not divide the per-device batch of 12 examples'
+  ):
     platform_policy.batch_parts(5, 12, 'cpu', kind)
   with pytest.raises(UserInputError, match=f'{field} must be >= 0'):
     platform_policy.batch_parts(-1, 12, 'gpu', kind)
@@ -79,6 +80,7 @@ def test_split_loss_runs_in_two_programs_on_cpu_only():
 
 # ---------------------------------------------------------------------------
 # `on_cpu`: resolved when lowered.
+
 
 def _exported(fn, platform, *args) -> str:
   return jax.export.export(jax.jit(fn), platforms=[platform])(*args).mlir_module()
@@ -127,8 +129,11 @@ def _cnn_grad():
 
 
 def _char_lm_grad():
-  model = rnn.CharLM(rnn.CharLMConfig(vocab_size=12, embed_dim=8, hidden_dim=8,
-                                      num_layers=1, dropout_rate=0.0, cell='lstm'))
+  model = rnn.CharLM(
+    rnn.CharLMConfig(
+      vocab_size=12, embed_dim=8, hidden_dim=8, num_layers=1, dropout_rate=0.0, cell='lstm'
+    )
+  )
   ids = jnp.ones((2, 6), jnp.int32)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), ids, train=False))['params']
   loss = lambda p, ids: model.apply({'params': p}, ids, train=False)[0].sum()
@@ -142,20 +147,28 @@ def _regression_loss(params, batch, rng, train):
 
 def _train_chunk():
   tx = optimizers.make_optimizer(optimizers.OptimizerConfig())
-  state = jax.eval_shape(lambda: state_lib.init_train_state(
-      lambda _: {'w': jnp.zeros(3)}, None, tx, jax.random.key(0)))
+  state = jax.eval_shape(
+    lambda: state_lib.init_train_state(lambda _: {'w': jnp.zeros(3)}, None, tx, jax.random.key(0))
+  )
   data = {'x': np.zeros((8, 3), np.float32), 'y': np.zeros(8, np.float32)}
-  chunk = functools.partial(parallel._train_chunk, loss_fn=_regression_loss,  # pylint: disable=protected-access
-                            gather_fn=parallel.take_examples, axis_name=None,
-                            microbatches=1)
+  chunk = functools.partial(
+    parallel._train_chunk,
+    loss_fn=_regression_loss,  # pylint: disable=protected-access
+    gather_fn=parallel.take_examples,
+    axis_name=None,
+    microbatches=1,
+  )
   idx, mask = jnp.zeros((2, 4), jnp.int32), jnp.ones((2, 4))
   return chunk, (state, data, idx, mask, jax.random.key(1))
 
 
 # Program -> the `on_cpu` calls it makes: conv1's padded forward and two max pools;
 # the LSTM's projected embedding table and its scan; a chunk of 2 steps, flat.
-PROGRAMS = {'cnn_grad': (_cnn_grad, 3), 'char_lm_grad': (_char_lm_grad, 2),
-            'train_chunk': (_train_chunk, 1)}
+PROGRAMS = {
+  'cnn_grad': (_cnn_grad, 3),
+  'char_lm_grad': (_char_lm_grad, 2),
+  'train_chunk': (_train_chunk, 1),
+}
 
 
 @pytest.mark.parametrize('name', PROGRAMS)

@@ -7,8 +7,15 @@ import sys
 
 import pytest
 
-PACKAGES = ('research', 'research.models', 'research.data', 'research.generation',
-            'research.train', 'research.tasks', 'research.families')
+PACKAGES = (
+  'research',
+  'research.models',
+  'research.data',
+  'research.generation',
+  'research.train',
+  'research.tasks',
+  'research.families',
+)
 
 
 def _exports():
@@ -42,7 +49,8 @@ def test_every_exported_name_imports_and_is_documented(package, name):
     assert _own_docstring(obj), f'{package}.{name} has no docstring of its own'
   else:  # Constants and type aliases: the package docstring must name them.
     assert f'`{name}`' in importlib.import_module(package).__doc__, (
-        f'{package}.{name} is not described in the docstring of {package}')
+      f'{package}.{name} is not described in the docstring of {package}'
+    )
 
 
 CHECK = """
@@ -61,6 +69,5 @@ print('clean')
 
 
 def test_subpackages_import_no_tensorflow_and_load_slow_names_on_first_use():
-  out = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True,
-                       timeout=120)
+  out = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=120)
   assert out.returncode == 0 and out.stdout.strip() == 'clean', out.stderr[-2000:]

@@ -15,8 +15,7 @@ from research import cli
 from research import families
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'default.py')
-main = cli.define_experiment(DEFAULT_CONFIG,
-                             functools.partial(families.train_and_evaluate, 'ddpm'))
+main = cli.define_experiment(DEFAULT_CONFIG, functools.partial(families.train_and_evaluate, 'ddpm'))
 
 if __name__ == '__main__':
   app.run(main, flags_parser=cli.parse_flags)

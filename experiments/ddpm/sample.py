@@ -17,8 +17,9 @@ from research.errors import UserInputError
 from research.families import loaded_run
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory of a trained DDPM.', required=True)
-_PROMPT = flags.DEFINE_multi_string('prompt', None, 'A prompt (repeat for more rows).',
-                                    required=True)
+_PROMPT = flags.DEFINE_multi_string(
+  'prompt', None, 'A prompt (repeat for more rows).', required=True
+)
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 8, 'Samples per prompt.', lower_bound=1)
 _OUTPUT = flags.DEFINE_string('output', 'samples.png', 'The PNG to write.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
@@ -31,8 +32,14 @@ def main(argv):
   cli.setup_logging('sample')
   try:
     loaded_run.write_sample_grid(
-        _WORKDIR.value, _PROMPT.value, _OUTPUT.value, per_prompt=_NUM_SAMPLES.value,
-        step=_STEP.value, seed=_SEED.value, log=cli.log)
+      _WORKDIR.value,
+      _PROMPT.value,
+      _OUTPUT.value,
+      per_prompt=_NUM_SAMPLES.value,
+      step=_STEP.value,
+      seed=_SEED.value,
+      log=cli.log,
+    )
   except UserInputError as e:
     sys.exit(f'error: {e}')
 

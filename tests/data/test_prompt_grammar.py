@@ -9,7 +9,9 @@ import pytest
 
 from research.data import prompt_grammar as pg
 from research.data import tokenizers
-from research.data.tokenizers import EOS_ID, PAD_ID, UNK_ID
+from research.data.tokenizers import EOS_ID
+from research.data.tokenizers import PAD_ID
+from research.data.tokenizers import UNK_ID
 
 NAMES = pg.class_names('mnist_offline', [str(i) for i in range(10)], numerals=True)
 TEMPLATES = ('a {attributes} {name}', 'the number {name}, {attributes}')
@@ -70,7 +72,7 @@ def test_drawn_prompts_name_the_class_and_only_the_measured_attributes():
   levels = np.random.default_rng(1).integers(0, 3, (200, 3))
   prompts = _drawn_prompts(labels, levels, 0.5, n_keys=3)
   named_any = 0
-  for prompt, k, lv in zip(prompts, np.tile(labels, 3), np.tile(levels, (3, 1))):
+  for prompt, k, lv in zip(prompts, np.tile(labels, 3), np.tile(levels, (3, 1)), strict=True):
     words = prompt.replace(',', '').split()
     assert NAMES[k][0] in words or NAMES[k][1] in words, prompt
     for a, attr in enumerate(ATTRS):
@@ -82,21 +84,34 @@ def test_drawn_prompts_name_the_class_and_only_the_measured_attributes():
   assert 0.4 < named_any / measured < 0.6
   # Every name form, template and word order turns up.
   assert any('7' in p.split() for p in prompts) and any('seven' in p.split() for p in prompts)
-  assert any(p.startswith('the number') for p in prompts) and any(p.startswith('a ') for p in prompts)
+  assert any(p.startswith('the number') for p in prompts) and any(
+    p.startswith('a ') for p in prompts
+  )
 
 
 def test_attribute_rate_zero_names_none_and_one_names_every_measured_attribute():
   labels, levels = np.arange(10), np.full((10, 3), 2)
   words = {w for pair in pg.glyph_attributes.WORDS.values() for w in pair}
-  assert not any(words & set(p.replace(',', '').split()) for p in _drawn_prompts(labels, levels, 0.0))
+  assert not any(
+    words & set(p.replace(',', '').split()) for p in _drawn_prompts(labels, levels, 0.0)
+  )
   for p in _drawn_prompts(labels, levels, 1.0):
     assert {'thick', 'large', 'slanted'} <= set(p.replace(',', '').split()), p
 
 
 def test_a_grammar_without_attributes_draws_names_and_templates():
-  grammar = pg.PromptGrammar((('cat',), ('dog',)), ('a {attributes} {name}', 'the {name}{attributes}'))
-  assert grammar.shape == (2, 1, 2, 1, 1) and grammar.prompts() == ['a cat', 'the cat', 'a dog', 'the dog']
-  rows = grammar.sample_rows(jax.random.key(0), jnp.array([1] * 20), jnp.zeros((20, 0), int), 0.5, 0.5)
+  grammar = pg.PromptGrammar(
+    (('cat',), ('dog',)), ('a {attributes} {name}', 'the {name}{attributes}')
+  )
+  assert grammar.shape == (2, 1, 2, 1, 1) and grammar.prompts() == [
+    'a cat',
+    'the cat',
+    'a dog',
+    'the dog',
+  ]
+  rows = grammar.sample_rows(
+    jax.random.key(0), jnp.array([1] * 20), jnp.zeros((20, 0), int), 0.5, 0.5
+  )
   assert {grammar.prompts()[int(r)] for r in rows} == {'a dog', 'the dog'}
 
 

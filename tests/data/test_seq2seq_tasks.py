@@ -15,8 +15,9 @@ EOS, PAD = tokenizers.EOS_ID, tokenizers.PAD_ID
 
 
 def _make(**kw):
-  return seq2seq_tasks.make_task(seq2seq_tasks.TaskConfig(
-      **(dict(num_train=300, num_test=50) | kw)))
+  return seq2seq_tasks.make_task(
+    seq2seq_tasks.TaskConfig(**(dict(num_train=300, num_test=50) | kw))
+  )
 
 
 @pytest.mark.parametrize('name', seq2seq_tasks.TASKS)
@@ -36,18 +37,18 @@ def test_tasks_are_deterministic_and_the_test_set_is_held_out(name):
 def test_reverse_targets_are_reversed_inputs_then_eos_then_padding():
   train, _ = _make(name='reverse', min_length=2, max_length=9, num_letters=5)
   assert train.inputs.shape == (300, 9) and train.targets.shape == (300, 10)
-  for src, tgt in zip(train.inputs, train.targets):
+  for src, tgt in zip(train.inputs, train.targets, strict=True):
     n = int((src != PAD).sum())
     assert 2 <= n <= 9 and (src[n:] == PAD).all()
     np.testing.assert_array_equal(tgt[:n], src[:n][::-1])
-    assert tgt[n] == EOS and (tgt[n + 1:] == PAD).all()
+    assert tgt[n] == EOS and (tgt[n + 1 :] == PAD).all()
   assert set(train.vocab.decode(train.inputs[0])) <= set('abcde')
 
 
 def test_addition_targets_are_the_sums():
   train, test = _make(name='addition', num_digits=4)
   assert train.inputs.shape[1] == 9 and train.targets.shape[1] == 6
-  for src, tgt in zip(test.inputs, test.targets):
+  for src, tgt in zip(test.inputs, test.targets, strict=True):
     a, b = train.vocab.decode(src).split('+')
     assert train.vocab.decode(tgt) == str(int(a) + int(b))
     assert len(a) <= 4 and len(b) <= 4
@@ -55,17 +56,23 @@ def test_addition_targets_are_the_sums():
 
 def _strata(name, pairs):
   """Per stratum: reverse by input length, addition by operand lengths."""
-  key = (lambda src: len(src)) if name == 'reverse' else (
-      lambda src: tuple(len(p) for p in src.split('+')))
+  key = (
+    (lambda src: len(src))
+    if name == 'reverse'
+    else (lambda src: tuple(len(p) for p in src.split('+')))
+  )
   return collections.Counter(key(src) for src, _ in pairs)
 
 
-@pytest.mark.parametrize('name, kw', [
+@pytest.mark.parametrize(
+  'name, kw',
+  [
     # 3 + 9 + 27 + 81 strings of lengths 1-4: lengths 1 and 2 saturate early, so
     # the first drawn strings are mostly short ones.
-    ('reverse', dict(min_length=1, max_length=4, num_letters=3, num_train=90,
-                     num_test=24)),
-    ('addition', dict(num_digits=2, num_train=300, num_test=60))])
+    ('reverse', dict(min_length=1, max_length=4, num_letters=3, num_train=90, num_test=24)),
+    ('addition', dict(num_digits=2, num_train=300, num_test=60)),
+  ],
+)
 def test_stratified_split_holds_out_strings_not_lengths(name, kw):
   cfg = seq2seq_tasks.TaskConfig(name=name, **kw)
   train, test = seq2seq_tasks.split_pairs(cfg)
@@ -83,14 +90,22 @@ def test_stratified_split_holds_out_strings_not_lengths(name, kw):
 
 
 def test_length_split_tests_on_unseen_lengths_only():
-  train, test = _make(name='reverse', num_letters=4, min_length=2, max_length=4,
-                      split='length', test_min_length=6, test_max_length=7,
-                      num_train=100, num_test=30)
+  train, test = _make(
+    name='reverse',
+    num_letters=4,
+    min_length=2,
+    max_length=4,
+    split='length',
+    test_min_length=6,
+    test_max_length=7,
+    num_train=100,
+    num_test=30,
+  )
   assert train.inputs.shape[1] == test.inputs.shape[1] == 7  # Padded to the longest.
   assert train.targets.shape[1] == test.targets.shape[1] == 8
   length = lambda d: set((d.inputs != 0).sum(-1).tolist())
   assert length(train) == {2, 3, 4} and length(test) == {6, 7}
-  for src, tgt in zip(test.inputs, test.targets):
+  for src, tgt in zip(test.inputs, test.targets, strict=True):
     n = int((src != 0).sum())
     np.testing.assert_array_equal(tgt[:n], src[:n][::-1])
     assert tgt[n] == EOS
@@ -126,8 +141,14 @@ def test_bad_settings_are_rejected():
   with pytest.raises(UserInputError, match='unknown split'):
     _make(split='random')
   with pytest.raises(UserInputError, match='than 50 distinct inputs of lengths 1..2'):
-    _make(split='length', num_letters=3, min_length=3, max_length=6,
-          test_min_length=1, test_max_length=2)  # 3 + 9 strings to test on.
+    _make(
+      split='length',
+      num_letters=3,
+      min_length=3,
+      max_length=6,
+      test_min_length=1,
+      test_max_length=2,
+    )  # 3 + 9 strings to test on.
   with pytest.raises(UserInputError, match='keeping most of every stratum'):
     _make(num_train=40, num_test=60)
   with pytest.raises(UserInputError, match="'z' is not in the vocabulary"):
@@ -136,8 +157,9 @@ def test_bad_settings_are_rejected():
 
 def test_bleu_is_standard():
   pytest.importorskip('sacrebleu')
-  assert translation.corpus_bleu(['the cat sat on the mat'],
-                                 ['the cat sat on the mat']) == pytest.approx(100.0)
+  assert translation.corpus_bleu(
+    ['the cat sat on the mat'], ['the cat sat on the mat']
+  ) == pytest.approx(100.0)
   assert translation.corpus_bleu(['a b c d'], ['w x y z']) < 1.0
 
 
@@ -149,5 +171,5 @@ def test_translation_split_loads_from_tfds_mock_data():
   assert len(data) == len(refs) == 6
   assert data.inputs.shape == (6, 12) and data.targets.shape == (6, 10)
   assert data.inputs.dtype == np.int32
-  for tgt, ref in zip(data.targets, refs):  # Truncated to 9 bytes + EOS.
+  for tgt, ref in zip(data.targets, refs, strict=True):  # Truncated to 9 bytes + EOS.
     assert data.vocab.decode(tgt) == data.vocab.decode(data.vocab.encode(ref)[:9])

@@ -66,6 +66,7 @@ def test_offline_builder_splits_the_pydoc_text(tmp_path):
 
 def test_tiny_shakespeare_path_with_mock_data():
   from research.data import tfds_io  # pylint: disable=g-import-not-at-top
+
   tfds = tfds_io.import_tfds()
   with tfds.testing.mock_data(num_examples=2):
     corpus = text.load_corpus('tiny_shakespeare', validation_split='test')

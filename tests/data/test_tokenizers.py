@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from research.data import tokenizers
-from research.data.tokenizers import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, UNK_ID
+from research.data.tokenizers import BOS_ID
+from research.data.tokenizers import EOS_ID
+from research.data.tokenizers import NUM_SPECIAL
+from research.data.tokenizers import PAD_ID
+from research.data.tokenizers import UNK_ID
 from research.errors import UserInputError
 
 
@@ -67,7 +71,7 @@ def test_bytes_cut_inside_a_character_decode_to_the_replacement_char():
 
 
 def test_split_words_and_the_prompt_vocabulary():
-  assert tokenizers.split_words("A dog's  BALL, 2.") == ["a", "dog's", 'ball', '2']
+  assert tokenizers.split_words("A dog's  BALL, 2.") == ['a', "dog's", 'ball', '2']
   tok = tokenizers.WordTokenizer.from_prompts(['A cat', 'a dog.'])
   assert tok.words == ('a', 'cat', 'dog') and tok.size == 3 + NUM_SPECIAL
   assert tok.decode(tok.encode('a dog cat')) == 'a dog cat'
@@ -78,9 +82,9 @@ def test_prompt_batch_is_words_then_eos_then_padding():
   a, cat, dog = NUM_SPECIAL, NUM_SPECIAL + 1, NUM_SPECIAL + 2
   out = tok.encode_batch(['a Dog', 'a cow', 'cat'], 4)
   assert out.dtype == np.int32 and out.shape == (3, 4)
-  np.testing.assert_array_equal(out, [[a, dog, EOS_ID, PAD_ID],
-                                      [a, UNK_ID, EOS_ID, PAD_ID],
-                                      [cat, EOS_ID, PAD_ID, PAD_ID]])
+  np.testing.assert_array_equal(
+    out, [[a, dog, EOS_ID, PAD_ID], [a, UNK_ID, EOS_ID, PAD_ID], [cat, EOS_ID, PAD_ID, PAD_ID]]
+  )
   assert [tok.decode(row) for row in out] == ['a dog', 'a \ufffd', 'cat']
 
 

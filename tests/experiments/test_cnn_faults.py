@@ -10,27 +10,40 @@ import jax
 import numpy as np
 import pytest
 
-from research.errors import UserInputError
 from research import families
-from tests.experiments.test_cnn_main import ROOT, final_params, tiny_config
+from research.errors import UserInputError
+from tests.experiments.test_cnn_main import ROOT
+from tests.experiments.test_cnn_main import final_params
+from tests.experiments.test_cnn_main import tiny_config
 
 QUIET = lambda _: None
 
 
 def _assert_same_params(a, b):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)  # Bit-identical on CPU.
 
 
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(offline_data_dir, tmp_path):
-  flags = [f'--config.data_dir={offline_data_dir}', '--config.train_split=train[:384]',
-           '--config.test_split=test[:16]', '--config.image_size=16',
-           '--config.num_epochs=2', '--config.batch_size=8', '--config.eval_batch_size=16',
-           '--config.model.hidden_dim=32', '--config.progress=False',
-           '--config.checkpoint_every_steps=5']
+  flags = [
+    f'--config.data_dir={offline_data_dir}',
+    '--config.train_split=train[:384]',
+    '--config.test_split=test[:16]',
+    '--config.image_size=16',
+    '--config.num_epochs=2',
+    '--config.batch_size=8',
+    '--config.eval_batch_size=16',
+    '--config.model.hidden_dim=32',
+    '--config.progress=False',
+    '--config.checkpoint_every_steps=5',
+  ]
   run = lambda workdir, *extra: subprocess.Popen(
-      [sys.executable, '-m', 'experiments.cnn.main', f'--workdir={workdir}', *flags,
-       *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [sys.executable, '-m', 'experiments.cnn.main', f'--workdir={workdir}', *flags, *extra],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   interrupted = tmp_path / 'interrupted'
   proc = run(interrupted)
   deadline = time.time() + 240
@@ -55,27 +68,26 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(offline_data_dir, tm
 
 
 def test_corrupt_newest_checkpoint_is_reported_and_skipped(offline_data_dir, tmp_path):
-  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 2), str(tmp_path),
-                                    log=QUIET)
+  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 2), str(tmp_path), log=QUIET)
   newest = tmp_path / 'checkpoints' / '6'
   for root, _, files in os.walk(newest):
     for name in files:
       with open(os.path.join(root, name), 'r+b') as f:
         f.truncate(0)  # A crash that left empty files behind.
   lines = []
-  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 2), str(tmp_path),
-                                    resume=True, log=lines.append)
-  assert any(l.startswith('Checkpoint at step 6 could not be restored') for l in lines)
+  families.train_and_evaluate(
+    'cnn', tiny_config(offline_data_dir, 2), str(tmp_path), resume=True, log=lines.append
+  )
+  assert any(line.startswith('Checkpoint at step 6 could not be restored') for line in lines)
   assert 'Resumed from the checkpoint at step 3.' in lines
-  assert any(l.startswith('[Epoch 2]') for l in lines)  # Epoch 2 trained again.
+  assert any(line.startswith('[Epoch 2]') for line in lines)  # Epoch 2 trained again.
 
 
 # Non-finite losses (stop naming the step, or skip): tests/train/test_trainer_matrix.py.
 
 
 def test_resume_refuses_another_model_shape(offline_data_dir, tmp_path):
-  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 1), str(tmp_path),
-                                    log=QUIET)
+  families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 1), str(tmp_path), log=QUIET)
   files = sorted(os.listdir(tmp_path))
   wider = tiny_config(offline_data_dir, 2)
   wider.model.hidden_dim = 64

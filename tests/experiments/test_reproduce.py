@@ -7,21 +7,25 @@ import pytest
 from experiments import reproduce
 
 TINY_LM = reproduce.Experiment(
-    'lm', ('--config=experiments/lm/configs/tiny.py', '--config.sample.num_next_words=0'),
-    reproduce._BPC)  # pylint: disable=protected-access
+  'lm',
+  ('--config=experiments/lm/configs/tiny.py', '--config.sample.num_next_words=0'),
+  reproduce._BPC,
+)  # pylint: disable=protected-access
 
 
 @pytest.fixture(name='tiny_lm')
 def _tiny_lm(tmp_path):
   text = tmp_path / 'text.txt'
   text.write_text(''.join(f'The cat sat on the mat {i}.\n' for i in range(200)))
-  return reproduce.Experiment(TINY_LM.module, TINY_LM.flags + (f'--config.text_file={text}',),
-                              TINY_LM.metrics)
+  return reproduce.Experiment(
+    TINY_LM.module, TINY_LM.flags + (f'--config.text_file={text}',), TINY_LM.metrics
+  )
 
 
 def test_each_seed_runs_once_and_the_seed_reaches_the_run(tiny_lm, tmp_path):
-  runs = [reproduce.run_seed('lm', tiny_lm, s, str(tmp_path / 'w'), log=lambda _: None)
-          for s in (0, 1)]
+  runs = [
+    reproduce.run_seed('lm', tiny_lm, s, str(tmp_path / 'w'), log=lambda _: None) for s in (0, 1)
+  ]
   bpc = [r['metrics']['validation_bits_per_char'] for r in runs]
   assert bpc[0] != bpc[1]  # Different seeds, different initialisations.
   assert all(r['seconds'] > 0 for r in runs)
@@ -30,25 +34,33 @@ def test_each_seed_runs_once_and_the_seed_reaches_the_run(tiny_lm, tmp_path):
   again = reproduce.run_seed('lm', broken, 1, str(tmp_path / 'w'), log=lambda _: None)
   assert again == runs[1]
   with pytest.raises(RuntimeError, match='no_such_experiment seed 2 failed'):
-    reproduce.run_seed('no_such_experiment', broken, 2, str(tmp_path / 'w'),
-                       log=lambda _: None)
+    reproduce.run_seed('no_such_experiment', broken, 2, str(tmp_path / 'w'), log=lambda _: None)
 
 
 def test_table_has_median_min_max_per_metric_and_the_machine():
-  runs = [{'metrics': {'prompt_accuracy': a, 'frechet_distance': f, 'paraphrase_accuracy': a,
-                       'attributes': {n: {'agreement': g} for n in ('thickness', 'size', 'slant')}},
-           'seconds': s}
-          for a, f, g, s in ((0.99, 20.0, 0.6, 60.0), (0.90, 30.0, 0.9, 120.0),
-                             (0.97, 12.0, 0.7, 600.0))]
+  runs = [
+    {
+      'metrics': {
+        'prompt_accuracy': a,
+        'frechet_distance': f,
+        'paraphrase_accuracy': a,
+        'attributes': {n: {'agreement': g} for n in ('thickness', 'size', 'slant')},
+      },
+      'seconds': s,
+    }
+    for a, f, g, s in ((0.99, 20.0, 0.6, 60.0), (0.90, 30.0, 0.9, 120.0), (0.97, 12.0, 0.7, 600.0))
+  ]
   text = reproduce.table({'ddpm': runs}, reproduce.EXPERIMENTS, 'Some CPU, 2 cores')
   lines = text.splitlines()
   assert lines[0] == 'Machine: Some CPU, 2 cores.'
-  assert ('| ddpm | samples classified as their prompt (%) | 97.00 | 90.00 | 99.00 | 3 '
-          '| 2.0 min |') in lines
+  assert (
+    '| ddpm | samples classified as their prompt (%) | 97.00 | 90.00 | 99.00 | 3 | 2.0 min |'
+  ) in lines
   assert '| ddpm | Frechet distance | 20.00 | 12.00 | 30.00 | 3 | 2.0 min |' in lines
   # Nested metrics, read by dotted key.
-  assert ('| ddpm | asked slant followed (%, chance 50) | 70.00 | 60.00 | 90.00 | 3 '
-          '| 2.0 min |') in lines
+  assert (
+    '| ddpm | asked slant followed (%, chance 50) | 70.00 | 60.00 | 90.00 | 3 | 2.0 min |'
+  ) in lines
   assert 'model name' not in reproduce.machine().lower() and 'cores' in reproduce.machine()
 
 
@@ -57,19 +69,27 @@ def test_every_experiment_names_an_existing_entry_point_and_config():
     main = os.path.join(reproduce.ROOT, 'experiments', experiment.module, 'main.py')
     assert os.path.exists(main), name
     configs = [f.split('=', 1)[1] for f in experiment.flags if f.startswith('--config=')]
-    assert len(configs) == 1 and os.path.exists(
-        os.path.join(reproduce.ROOT, configs[0])), name
+    assert len(configs) == 1 and os.path.exists(os.path.join(reproduce.ROOT, configs[0])), name
 
 
 def test_length_generalisation_rows_read_the_per_length_buckets():
   # Shaped as the seq2seq family's final metrics: buckets keyed by length as text.
-  by_length = {str(n): {'greedy_exact_accuracy': a, 'beam_exact_accuracy': a}
-               for n, a in ((17, 0.6), (18, 0.1), (24, 0.0))}
-  runs = [{'metrics': {'test_greedy_exact_accuracy': 0.08,
-                       'test_exact_accuracy_by_length': by_length}, 'seconds': 600.0}]
-  lines = reproduce.table({'length_generalisation': runs}, reproduce.EXPERIMENTS,
-                          'Some CPU').splitlines()
-  assert ('| length_generalisation | exact match at 17 letters, greedy (%) | 60.00 | 60.00 '
-          '| 60.00 | 1 | 10.0 min |') in lines
-  assert any('at 18 letters, greedy (%) | 10.00 |' in l for l in lines)
-  assert any('on 17-24 letters, greedy (%) | 8.00 |' in l for l in lines)
+  by_length = {
+    str(n): {'greedy_exact_accuracy': a, 'beam_exact_accuracy': a}
+    for n, a in ((17, 0.6), (18, 0.1), (24, 0.0))
+  }
+  runs = [
+    {
+      'metrics': {'test_greedy_exact_accuracy': 0.08, 'test_exact_accuracy_by_length': by_length},
+      'seconds': 600.0,
+    }
+  ]
+  lines = reproduce.table(
+    {'length_generalisation': runs}, reproduce.EXPERIMENTS, 'Some CPU'
+  ).splitlines()
+  assert (
+    '| length_generalisation | exact match at 17 letters, greedy (%) | 60.00 | 60.00 '
+    '| 60.00 | 1 | 10.0 min |'
+  ) in lines
+  assert any('at 18 letters, greedy (%) | 10.00 |' in line for line in lines)
+  assert any('on 17-24 letters, greedy (%) | 8.00 |' in line for line in lines)

@@ -11,17 +11,28 @@ import sys
 
 import orbax.checkpoint as ocp
 
-from tests.experiments.test_seq2seq_main import ROOT, TINY
+from tests.experiments.test_seq2seq_main import ROOT
+from tests.experiments.test_seq2seq_main import TINY
 
-SMALL = [*TINY, '--config.num_epochs=3', '--config.generated.num_train=256',
-         '--config.batch_size=8', '--config.steps_per_dispatch=1',
-         '--config.checkpoint_every_steps=4', '--config.task=reverse']
+SMALL = [
+  *TINY,
+  '--config.num_epochs=3',
+  '--config.generated.num_train=256',
+  '--config.batch_size=8',
+  '--config.steps_per_dispatch=1',
+  '--config.checkpoint_every_steps=4',
+  '--config.task=reverse',
+]
 
 
 def _start(workdir, *extra):
-  return subprocess.Popen([sys.executable, '-m', 'experiments.seq2seq.main',
-                           f'--workdir={workdir}', *SMALL, *extra], cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, '-m', 'experiments.seq2seq.main', f'--workdir={workdir}', *SMALL, *extra],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _steps(workdir):
@@ -34,9 +45,13 @@ def _params(workdir, step):
 
 
 def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path):
-  proc = _start(tmp_path, '--config.optimizer.learning_rate=1e30',
-                '--config.optimizer.clip_grad_norm=0', '--config.optimizer.warmup_steps=0',
-                '--config.optimizer.schedule=constant')
+  proc = _start(
+    tmp_path,
+    '--config.optimizer.learning_rate=1e30',
+    '--config.optimizer.clip_grad_norm=0',
+    '--config.optimizer.warmup_steps=0',
+    '--config.optimizer.schedule=constant',
+  )
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 1 and 'Traceback' not in err
   last = err.strip().splitlines()[-1]
@@ -52,7 +67,8 @@ def test_resume_in_another_experiments_workdir_is_refused(tmp_path):
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 1
   assert err.strip().splitlines()[-1] == (
-      f"error: workdir '{tmp_path}' belongs to experiment 'cnn', not 'seq2seq'")
+    f"error: workdir '{tmp_path}' belongs to experiment 'cnn', not 'seq2seq'"
+  )
   assert (tmp_path / 'checkpoints' / '10').is_dir()
 
 

@@ -13,8 +13,8 @@ import sys
 import chex
 import jax
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from experiments.cnn.configs import default as cnn_default
 from experiments.ddpm.configs import tiny as ddpm_tiny
@@ -42,8 +42,16 @@ def _short(config, **overrides):
   """`config` locked (a mistyped override fails), trained STEPS steps, checkpointed
   and evaluated every 2, whole batches (fewer compiles), no progress bar."""
   config.lock()
-  config.update(num_epochs=0, num_steps=STEPS, eval_every_steps=2, eval_every_epochs=0,
-                checkpoint_every_steps=2, microbatches=1, progress=False, **overrides)
+  config.update(
+    num_epochs=0,
+    num_steps=STEPS,
+    eval_every_steps=2,
+    eval_every_epochs=0,
+    checkpoint_every_steps=2,
+    microbatches=1,
+    progress=False,
+    **overrides,
+  )
   return config
 
 
@@ -59,10 +67,10 @@ def _train(family, workdir, keep_report=False):
   # The families' own evaluations and reports (sample grids, judging classifiers,
   # decoding tables) are only run where a test reads them.
   evaluate, report = family.evaluate, family.report
-  family.evaluate = lambda run, state, step: keep(run, state) or (
-      evaluate(run, state, step) if keep_report else {})
-  family.report = lambda run, state: keep(run, state) or (
-      report(run, state) if keep_report else {})
+  family.evaluate = lambda run, state, step: (
+    keep(run, state) or (evaluate(run, state, step) if keep_report else {})
+  )
+  family.report = lambda run, state: keep(run, state) or (report(run, state) if keep_report else {})
   final = trainer.train_and_evaluate(family, str(workdir), log=lambda line: None)
   assert sorted(states) == [2, STEPS]
   return states, final
@@ -71,18 +79,22 @@ def _train(family, workdir, keep_report=False):
 def _images(n, seed, size=8):
   rng = np.random.default_rng(seed)
   return image_classification.ImageDataset(
-      rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8),
-      rng.integers(0, 10, n).astype(np.int32), num_classes=10,
-      class_names=tuple(f'digit {k}' for k in range(10)), name='random', version='0')
+    rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8),
+    rng.integers(0, 10, n).astype(np.int32),
+    num_classes=10,
+    class_names=tuple(f'digit {k}' for k in range(10)),
+    name='random',
+    version='0',
+  )
 
 
 @pytest.fixture(scope='module')
 def cnn_run(tmp_path_factory):
-  c = _short(cnn_default.get_config(), image_size=8, batch_size=16,
-             model=dict(hidden_dim=16, conv_parts=1))
+  c = _short(
+    cnn_default.get_config(), image_size=8, batch_size=16, model=dict(hidden_dim=16, conv_parts=1)
+  )
   workdir = tmp_path_factory.mktemp('cnn')
-  states, _ = _train(cnn.CNNClassifier(c, datasets=(_images(32, 0), _images(16, 1))),
-                     workdir)
+  states, _ = _train(cnn.CNNClassifier(c, datasets=(_images(32, 0), _images(16, 1))), workdir)
   return workdir, states, c
 
 
@@ -91,24 +103,27 @@ TEXT = 'the cat sat on the mat. the dog sat on the log. ' * 8
 
 @pytest.fixture(scope='module')
 def lm_run(tmp_path_factory):
-  c = _short(lm_tiny.get_config(), seq_len=8,
-             sample=dict(prompts=('the ',), length=12, num_next_words=0))
+  c = _short(
+    lm_tiny.get_config(), seq_len=8, sample=dict(prompts=('the ',), length=12, num_next_words=0)
+  )
   vocab = tokenizers.CharTokenizer.from_text(TEXT)
   train, valid = text_lib.split_text(TEXT)
   corpus = text_lib.TextCorpus(vocab.encode(train), vocab.encode(valid), vocab, 'cats', '0')
   workdir = tmp_path_factory.mktemp('lm')
-  states, final = _train(families.CharLanguageModel(c, corpus=corpus), workdir,
-                         keep_report=True)
+  states, final = _train(families.CharLanguageModel(c, corpus=corpus), workdir, keep_report=True)
   return workdir, states, final
 
 
 @pytest.fixture(scope='module')
 def seq2seq_run(tmp_path_factory):
-  c = _short(seq2seq_default.get_config(), batch_size=16, steps_per_dispatch=1,
-             generated=dict(num_train=64, num_test=16, max_length=6, num_letters=5),
-             model=dict(emb_dim=16, num_heads=2, num_encoder_layers=1,
-                        num_decoder_layers=1, mlp_dim=32),
-             optimizer=dict(warmup_steps=1))
+  c = _short(
+    seq2seq_default.get_config(),
+    batch_size=16,
+    steps_per_dispatch=1,
+    generated=dict(num_train=64, num_test=16, max_length=6, num_letters=5),
+    model=dict(emb_dim=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, mlp_dim=32),
+    optimizer=dict(warmup_steps=1),
+  )
   family = families.Seq2Seq(c)
   workdir = tmp_path_factory.mktemp('seq2seq')
   states, _ = _train(family, workdir)
@@ -117,8 +132,7 @@ def seq2seq_run(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def ddpm_run(tmp_path_factory):
-  c = _short(ddpm_tiny.get_config(), image_size=8, num_diffusion_steps=20,
-             text=dict(num_heads=2))
+  c = _short(ddpm_tiny.get_config(), image_size=8, num_diffusion_steps=20, text=dict(num_heads=2))
   family = families.PromptDDPM(c, datasets=(_images(32, 0), _images(8, 1)))
   workdir = tmp_path_factory.mktemp('ddpm')
   states, _ = _train(family, workdir)
@@ -135,7 +149,8 @@ def test_cnn_loads_its_last_state_and_classifies_as_it(cnn_run):
   images = _images(5, 2).image
   labels, probabilities = loaded.classify(images, batch_size=4)  # A padded last batch.
   classifier = sample_quality.make_classifier_fn(
-      loaded.model, states[STEPS].params, cnn.preprocessing(c, train=False))
+    loaded.model, states[STEPS].params, cnn.preprocessing(c, train=False)
+  )
   expected = jax.nn.softmax(classifier(images)[0])
   np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(labels, np.argmax(expected, -1))
@@ -174,9 +189,8 @@ def test_seq2seq_translates_as_its_final_state_decodes(seq2seq_run):
   vocab = family.train_set.vocab
   inputs = np.zeros((3, loaded.model.config.max_input_length), np.int32)
   for n, s in enumerate(sources):
-    inputs[n, :len(s)] = vocab.encode(s)
-  expected = decoding.decode_transformer(
-      loaded.model, states[STEPS].params, inputs, beam_size=0)
+    inputs[n, : len(s)] = vocab.encode(s)
+  expected = decoding.decode_transformer(loaded.model, states[STEPS].params, inputs, beam_size=0)
   greedy = loaded.translate(sources, beam_size=0)
   assert greedy == [vocab.decode(row) for row in np.asarray(expected)]
   assert loaded.translate(sources, beam_size=1) == greedy  # One beam is greedy.
@@ -209,8 +223,7 @@ def test_workdirs_without_a_run_or_checkpoint_say_so(tmp_path, cnn_run):
     research.load_run(str(tmp_path))
   with pytest.raises(research.UserInputError, match='holds no training run'):
     research.load_run(str(tmp_path / 'missing'))
-  (tmp_path / 'manifest.json').write_text(
-      (cnn_run[0] / 'manifest.json').read_text())
+  (tmp_path / 'manifest.json').write_text((cnn_run[0] / 'manifest.json').read_text())
   with pytest.raises(research.UserInputError, match='holds no checkpoint yet'):
     research.load_run(str(tmp_path))
   with pytest.raises(research.UserInputError, match="holds a 'cnn' run, not a 'ddpm' run"):
@@ -224,9 +237,14 @@ def test_manifests_record_what_loading_needs(cnn_run, seq2seq_run):
   assert facts['tokenizer'] == {'kind': 'chars', 'chars': 'abcde', 'strict': True}
 
 
-@pytest.mark.parametrize('tokenizer', [
-    tokenizers.CharTokenizer('abc', strict=True), tokenizers.ByteTokenizer(),
-    tokenizers.WordTokenizer(('a', 'seven'))])
+@pytest.mark.parametrize(
+  'tokenizer',
+  [
+    tokenizers.CharTokenizer('abc', strict=True),
+    tokenizers.ByteTokenizer(),
+    tokenizers.WordTokenizer(('a', 'seven')),
+  ],
+)
 def test_tokenizer_records_read_back(tokenizer):
   record = json.loads(json.dumps(tokenizers.to_record(tokenizer)))  # As a manifest holds it.
   assert tokenizers.from_record(record) == tokenizer
@@ -234,15 +252,28 @@ def test_tokenizer_records_read_back(tokenizer):
 
 def test_sample_command_writes_a_grid(ddpm_run, tmp_path):
   output = tmp_path / 'grid.png'
-  command = [sys.executable, '-m', 'experiments.ddpm.sample', f'--workdir={ddpm_run[0]}',
-             '--prompt=a thick seven', '--prompt=a two', '--num_samples=3',
-             f'--output={output}', '--step=2']
+  command = [
+    sys.executable,
+    '-m',
+    'experiments.ddpm.sample',
+    f'--workdir={ddpm_run[0]}',
+    '--prompt=a thick seven',
+    '--prompt=a two',
+    '--num_samples=3',
+    f'--output={output}',
+    '--step=2',
+  ]
   out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert str(output) in out.stdout
   # 2 prompts x 3 samples of 8x8 with 2-pixel gaps, upscaled 2x.
   assert Image.open(output).size == (2 * (3 * 10 + 2), 2 * (2 * 10 + 2))
-  bad = subprocess.run(command[:3] + [f'--workdir={tmp_path}', '--prompt=a two'], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(
+    command[:3] + [f'--workdir={tmp_path}', '--prompt=a two'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert bad.returncode == 1
   assert bad.stderr.strip().splitlines()[-1].startswith('error: workdir'), bad.stderr

@@ -12,8 +12,7 @@ B, V = 2, 11
 
 
 def _lm(cell='lstm', layers=2):
-  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers,
-                         cell=cell)
+  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers, cell=cell)
   model = rnn.CharLM(cfg)
   tokens = jax.random.randint(jax.random.key(3), (B, 12), 0, V)
   params = model.init(jax.random.key(4), tokens, train=False)['params']
@@ -25,7 +24,8 @@ def test_sampling_is_deterministic_per_key():
   prompt = jnp.array([[1, 2, 3], [4, 5, 0]], jnp.int32)
   mask = jnp.array([[1, 1, 1], [1, 1, 0]], jnp.float32)
   sample = lambda k, **kw: char_sampling.sample_chars(
-      model, params, prompt, mask, jax.random.key(k), num_steps=20, **kw)
+    model, params, prompt, mask, jax.random.key(k), num_steps=20, **kw
+  )
   a, b, c = sample(0), sample(0), sample(1)
   chex.assert_shape(a, (2, 20))
   np.testing.assert_array_equal(a, b)
@@ -38,8 +38,9 @@ def test_sampling_is_deterministic_per_key():
 def test_greedy_generation_equals_full_forward_decoding():
   model, params, _ = _lm('gru')
   prompt = jnp.array([[1, 2, 3]], jnp.int32)
-  out = char_sampling.sample_chars(model, params, prompt, jnp.ones((1, 3)),
-                                   jax.random.key(0), num_steps=6, temperature=0.0)
+  out = char_sampling.sample_chars(
+    model, params, prompt, jnp.ones((1, 3)), jax.random.key(0), num_steps=6, temperature=0.0
+  )
   seq = prompt
   for _ in range(6):
     logits, _ = model.apply({'params': params}, seq, train=False)

@@ -16,9 +16,11 @@ BOS, EOS, PAD = tokenizers.BOS_ID, tokenizers.EOS_ID, tokenizers.PAD_ID
 def _table_step(log_probs_VxV):
   """A bigram model: the next token's logits depend on the last token only; the
   cache counts the calls, to show the loop stops early."""
+
   def step_fn(cache, token_B, index):
     del index
     return log_probs_VxV[token_B], cache + 1
+
   return step_fn
 
 
@@ -37,8 +39,9 @@ def _bigram():
 
 def test_greedy_follows_argmax_stops_at_eos_and_pads():
   cache = jnp.zeros((2,), jnp.int32)
-  seq = jax.jit(lambda c: decoding.greedy(_table_step(_bigram()), c, 2, 8, bos_id=BOS,
-                                          eos_id=EOS))(cache)
+  seq = jax.jit(lambda c: decoding.greedy(_table_step(_bigram()), c, 2, 8, bos_id=BOS, eos_id=EOS))(
+    cache
+  )
   np.testing.assert_array_equal(seq, [[3, 5, EOS, 0, 0, 0, 0, 0]] * 2)
 
 
@@ -51,8 +54,9 @@ def test_beam_search_finds_the_likelier_sequence_and_stops_early():
     calls['shape'] = token_B.shape
     return logits, cache
 
-  seq, score = jax.jit(lambda c: decoding.beam_search(
-      counting, c, 2, 8, beam_size=2, bos_id=BOS, eos_id=EOS))(jnp.zeros((2,), jnp.int32))
+  seq, score = jax.jit(
+    lambda c: decoding.beam_search(counting, c, 2, 8, beam_size=2, bos_id=BOS, eos_id=EOS)
+  )(jnp.zeros((2,), jnp.int32))
   np.testing.assert_array_equal(seq, [[4, EOS, 0, 0, 0, 0, 0, 0]] * 2)
   np.testing.assert_allclose(score, np.log(0.45), atol=1e-4)
   assert calls['shape'] == (4,)  # B * K rows per step.
@@ -60,9 +64,16 @@ def test_beam_search_finds_the_likelier_sequence_and_stops_early():
 
 def _tiny_model():
   cfg = transformer.TransformerConfig(
-      input_vocab_size=9, output_vocab_size=9, emb_dim=16, num_heads=2, mlp_dim=32,
-      num_encoder_layers=1, num_decoder_layers=2, max_input_length=6,
-      max_target_length=7)
+    input_vocab_size=9,
+    output_vocab_size=9,
+    emb_dim=16,
+    num_heads=2,
+    mlp_dim=32,
+    num_encoder_layers=1,
+    num_decoder_layers=2,
+    max_input_length=6,
+    max_target_length=7,
+  )
   model = transformer.Transformer(cfg)
   src = jax.random.randint(jax.random.key(1), (4, 6), 3, 9).at[2, 3:].set(0)
   params = model.init(jax.random.key(0), src, src, train=False)['params']
@@ -81,10 +92,9 @@ def test_beam_size_one_equals_greedy_on_the_transformer():
 def test_greedy_decoding_agrees_with_the_teacher_forced_argmax():
   model, params, src = _tiny_model()
   greedy = decoding.decode_transformer(model, params, src, beam_size=0)
-  logits = model.apply({'params': params}, src, seq2seq.shift_right(greedy, BOS),
-                       train=False)
+  logits = model.apply({'params': params}, src, seq2seq.shift_right(greedy, BOS), train=False)
   argmax = np.asarray(jnp.argmax(logits, -1))
-  for row, ref in zip(np.asarray(greedy), argmax):
+  for row, ref in zip(np.asarray(greedy), argmax, strict=True):
     n = (list(row).index(EOS) + 1) if EOS in row else len(row)
     np.testing.assert_array_equal(row[:n], ref[:n])
     assert (row[n:] == PAD).all()
@@ -96,6 +106,7 @@ def test_wider_beams_never_score_worse():
   encoded = model.apply(v, src, method=model.encode)
   cache = model.apply(v, encoded, src, method=model.init_cache)
   step = lambda c, tok, i: model.apply(v, c, tok, i, method=model.decode_step)
-  scores = [decoding.beam_search(step, cache, 4, 7, beam_size=k, bos_id=BOS,
-                                 eos_id=EOS)[1] for k in (1, 4)]
+  scores = [
+    decoding.beam_search(step, cache, 4, 7, beam_size=k, bos_id=BOS, eos_id=EOS)[1] for k in (1, 4)
+  ]
   assert (np.asarray(scores[1]) >= np.asarray(scores[0]) - 1e-5).all()

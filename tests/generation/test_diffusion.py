@@ -40,8 +40,9 @@ def test_q_sample_matches_closed_form_mean_and_variance():
   x0 = jnp.array([[0.5, -1.0, 0.0]])  # (1, 3)
   t = jnp.array([300])
   noise = jax.random.normal(jax.random.key(0), (200_000, 3))
-  xt = diffusion.q_sample(s, jnp.broadcast_to(x0, noise.shape),
-                          jnp.broadcast_to(t, (noise.shape[0],)), noise)
+  xt = diffusion.q_sample(
+    s, jnp.broadcast_to(x0, noise.shape), jnp.broadcast_to(t, (noise.shape[0],)), noise
+  )
   mean, var = diffusion.q_mean_variance(s, x0, t)
   np.testing.assert_allclose(xt.mean(0), mean[0], atol=0.01)
   np.testing.assert_allclose(xt.var(0), var[0], rtol=0.02)
@@ -58,8 +59,7 @@ def test_posterior_is_the_product_of_the_two_gaussians():
   beta = np.asarray(s.betas)[t]
   precision = 1 / (1 - ab_prev) + (1 - beta) / beta
   want_var = 1 / precision
-  want_mean = want_var * (np.sqrt(ab_prev) * x0 / (1 - ab_prev) +
-                          np.sqrt(1 - beta) * xt / beta)
+  want_mean = want_var * (np.sqrt(ab_prev) * x0 / (1 - ab_prev) + np.sqrt(1 - beta) * xt / beta)
   np.testing.assert_allclose(var, want_var, rtol=1e-4)
   np.testing.assert_allclose(mean, want_mean, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(logvar, np.log(want_var), rtol=1e-4)
@@ -77,9 +77,11 @@ def test_predict_x0_inverts_q_sample():
 
 def _oracle(sched, c):
   """The exact noise predictor when all data is the constant image c."""
+
   def eps_fn(x, t_B):
     ac = sched.alphas_cumprod[t_B][:, None, None, None]
     return (x - jnp.sqrt(ac) * c) / jnp.sqrt(1 - ac)
+
   return eps_fn
 
 
@@ -87,9 +89,15 @@ def _oracle(sched, c):
 def test_samplers_shapes_determinism_and_exactness_with_an_oracle(sampler):
   s = diffusion.make_schedule('linear', 50)
   c = 0.25
-  run = jax.jit(functools.partial(
+  run = jax.jit(
+    functools.partial(
       diffusion.ddim_sample if sampler == 'ddim' else diffusion.ddpm_sample,
-      _oracle(s, c), s, (3, 4, 4, 1), **({'num_steps': 10} if sampler == 'ddim' else {})))
+      _oracle(s, c),
+      s,
+      (3, 4, 4, 1),
+      **({'num_steps': 10} if sampler == 'ddim' else {}),
+    )
+  )
   a, b = run(jax.random.key(0)), run(jax.random.key(0))
   chex.assert_shape(a, (3, 4, 4, 1))
   chex.assert_trees_all_equal(a, b)
@@ -99,8 +107,7 @@ def test_samplers_shapes_determinism_and_exactness_with_an_oracle(sampler):
 def test_samplers_depend_on_the_key():
   s = diffusion.make_schedule('linear', 20)
   eps_fn = lambda x, t: 0.1 * x
-  for sample in (functools.partial(diffusion.ddim_sample, num_steps=5),
-                 diffusion.ddpm_sample):
+  for sample in (functools.partial(diffusion.ddim_sample, num_steps=5), diffusion.ddpm_sample):
     a = sample(eps_fn, s, (2, 4, 4, 1), jax.random.key(0))
     b = sample(eps_fn, s, (2, 4, 4, 1), jax.random.key(1))
     assert not np.allclose(a, b)
@@ -119,4 +126,3 @@ def test_guidance_scale_0_is_unconditional_and_1_conditional():
   chex.assert_trees_all_close(diffusion.classifier_free_guidance(c, u, 0.0), u)
   chex.assert_trees_all_close(diffusion.classifier_free_guidance(c, u, 1.0), c)
   chex.assert_trees_all_close(diffusion.classifier_free_guidance(c, u, 3.0), u + 3 * (c - u))
-

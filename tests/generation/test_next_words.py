@@ -26,7 +26,7 @@ def _enumerated(model, params, prompt, max_len):
   tokens = np.zeros((len(words), len(prompt) + max_len), np.int32)  # PAD after the word.
   for row, word in enumerate(words):
     ids = VOCAB.encode(prompt + word)
-    tokens[row, :len(ids)] = ids
+    tokens[row, : len(ids)] = ids
   logits, _ = model.apply({'params': params}, tokens, train=False)
   logits = np.asarray(logits, np.float64)
   p = np.exp(logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True))
@@ -43,8 +43,9 @@ def _enumerated(model, params, prompt, max_len):
 def test_exhaustive_beam_equals_enumerating_every_word(seed):
   model, params = _model_and_params(seed)
   # 14 strings of 1-3 letters; a beam of 8 holds every unfinished string.
-  got = next_words.next_words(model, params, VOCAB, 'ab a', num_words=5, beam_size=8,
-                      max_word_length=3)
+  got = next_words.next_words(
+    model, params, VOCAB, 'ab a', num_words=5, beam_size=8, max_word_length=3
+  )
   want = _enumerated(model, params, 'ab a ', 3)[:5]
   assert [w for w, _ in got] == [w for w, _ in want]
   np.testing.assert_allclose([p for _, p in got], [p for _, p in want], rtol=1e-4)
@@ -52,8 +53,9 @@ def test_exhaustive_beam_equals_enumerating_every_word(seed):
 
 def test_probabilities_are_a_part_of_one_and_ranked():
   model, params = _model_and_params(2)
-  got = next_words.next_words(model, params, VOCAB, 'b.', num_words=14, beam_size=8,
-                      max_word_length=3)
+  got = next_words.next_words(
+    model, params, VOCAB, 'b.', num_words=14, beam_size=8, max_word_length=3
+  )
   assert len(got) == 14
   probs = [p for _, p in got]
   assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0
@@ -61,7 +63,9 @@ def test_probabilities_are_a_part_of_one_and_ranked():
 
 def test_a_narrow_beam_still_returns_real_words_and_rejects_empty_prompts():
   model, params = _model_and_params(0)
-  got = next_words.next_words(model, params, VOCAB, 'a', num_words=3, beam_size=2, max_word_length=4)
+  got = next_words.next_words(
+    model, params, VOCAB, 'a', num_words=3, beam_size=2, max_word_length=4
+  )
   assert len(got) == 3 and all(set(w) <= {'a', 'b'} for w, _ in got)
   with pytest.raises(ValueError, match='non-empty prompt'):
     next_words.next_words(model, params, VOCAB, '', num_words=3)

@@ -27,12 +27,12 @@ def _abstract_params(num_classes, size=48):
 def test_parameter_counts_match_layer_arithmetic(num_classes, fc2):
   counts = state_lib.count_params(_abstract_params(num_classes))
   assert counts == {
-      'conv1': (3 * 3 * 3 + 1) * 32,  # 896
-      'conv2': (32 * 3 * 3 + 1) * 64,  # 18,496
-      'conv3': (64 * 3 * 3 + 1) * 128,  # 73,856
-      'fc1': (128 * 12 * 12 + 1) * 512,  # 9,437,696
-      'fc2': (512 + 1) * num_classes,
-      'total': 896 + 18_496 + 73_856 + 9_437_696 + fc2,
+    'conv1': (3 * 3 * 3 + 1) * 32,  # 896
+    'conv2': (32 * 3 * 3 + 1) * 64,  # 18,496
+    'conv3': (64 * 3 * 3 + 1) * 128,  # 73,856
+    'fc1': (128 * 12 * 12 + 1) * 512,  # 9,437,696
+    'fc2': (512 + 1) * num_classes,
+    'total': 896 + 18_496 + 73_856 + 9_437_696 + fc2,
   }
   assert counts['fc2'] == fc2
 
@@ -59,17 +59,16 @@ def test_dropout_only_in_training():
   model = cnn.CNN(cnn.CNNConfig(hidden_dim=32))
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
   params = model.init(jax.random.key(1), x, train=False)['params']
-  apply = lambda train, key: model.apply({'params': params}, x, train=train,
-                                         rngs={'dropout': key})
-  chex.assert_trees_all_equal(apply(False, jax.random.key(2)),
-                              apply(False, jax.random.key(3)))
+  apply = lambda train, key: model.apply({'params': params}, x, train=train, rngs={'dropout': key})
+  chex.assert_trees_all_equal(apply(False, jax.random.key(2)), apply(False, jax.random.key(3)))
   assert not np.allclose(apply(True, jax.random.key(2)), apply(True, jax.random.key(3)))
   assert not np.allclose(apply(True, jax.random.key(2)), apply(False, jax.random.key(2)))
 
 
 def _lax_conv(x, k):
-  return jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return jax.lax.conv_general_dilated(
+    x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
 
 
 def test_rgb_conv3x3_values_and_gradients_match_lax():
@@ -90,7 +89,7 @@ def test_max_pool2_matches_flax_max_pool():
 def _windowed_max(x):
   """2x2 max pooling as a reshape and a max, differentiated by JAX (the reference)."""
   b, h, w, c = x.shape
-  return x[:, :h // 2 * 2, :w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 def test_max_pool2_gradient_splits_ties_like_autodiff():
@@ -103,8 +102,9 @@ def test_max_pool2_gradient_splits_ties_like_autodiff():
   actual = jax.jit(jax.vjp(layers.max_pool2, x)[1])(g)[0]
   expected = jax.vjp(_windowed_max, x)[1](g)[0]
   chex.assert_trees_all_close(actual, expected, atol=1e-6)
-  np.testing.assert_allclose(actual[0, 0:2, 0:2, 0], g[0, 0, 0, 0] / 3 * np.array([[1, 0], [1, 1]]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    actual[0, 0:2, 0:2, 0], g[0, 0, 0, 0] / 3 * np.array([[1, 0], [1, 1]]), rtol=1e-6
+  )
   assert float(jnp.abs(actual[:, 8]).max()) == 0.0 and float(jnp.abs(actual[:, :, 6]).max()) == 0.0
 
 
@@ -128,6 +128,7 @@ def test_conv_parts_give_the_whole_batch_values_and_gradients(batch):
       logits = model.apply({'params': p}, x, train=True, rngs={'dropout': jax.random.key(2)})
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
       return jnp.mean(loss), logits
+
     return jax.grad(f, has_aux=True)
 
   (g_whole, logits_whole), (g_parted, logits_parted) = loss(whole)(params), loss(parted)(params)
@@ -147,8 +148,9 @@ def _family_model(**model):
   return family.build(family.load_data())
 
 
-@pytest.mark.parametrize('conv_parts,parts,model_parts', [(0, 8, True), (1, 1, False),
-                                                          (4, 4, False)])
+@pytest.mark.parametrize(
+  'conv_parts,parts,model_parts', [(0, 8, True), (1, 1, False), (4, 4, False)]
+)
 def test_the_family_takes_automatic_parts_in_the_convolutions(conv_parts, parts, model_parts):
   # The default config's batch of 64 on one CPU device: 8 automatic parts
   # (`platform_policy.batch_parts`; 1 on an accelerator). Where conv_parts is

@@ -47,7 +47,7 @@ def test_scan_equals_step_by_step_loop(cell):
   chex.assert_shape(y_scan, (B, T, H))
   carry, ys, ref_carry, ref_ys = None, [], recurrence.zero_carry(cell, B, H), []
   for t in range(T):
-    y_t, carry = layer.apply({'params': params}, x[:, t:t + 1], carry=carry)
+    y_t, carry = layer.apply({'params': params}, x[:, t : t + 1], carry=carry)
     ys.append(y_t[:, 0])
     ref_carry = _reference_cell(cell, params, ref_carry, x[:, t])
     ref_ys.append(ref_carry[-1])
@@ -60,8 +60,10 @@ def test_scan_equals_step_by_step_loop(cell):
 def test_unroll_does_not_change_results(cell):
   layer, params, x = _layer(cell)
   chex.assert_trees_all_close(
-      layer.apply({'params': params}, x),
-      rnn.Recurrent(cell, H, unroll=3).apply({'params': params}, x), atol=1e-5)
+    layer.apply({'params': params}, x),
+    rnn.Recurrent(cell, H, unroll=3).apply({'params': params}, x),
+    atol=1e-5,
+  )
 
 
 @pytest.mark.parametrize('cell,gates,extra_bias', [('lstm', 4, 0), ('gru', 3, 1)])
@@ -71,11 +73,17 @@ def test_parameter_counts_match_gate_formulas(cell, gates, extra_bias):
   assert n == gates * (D * H + H * H + (1 + extra_bias) * H)
   assert n == recurrence.num_cell_params(cell, D, H)
   cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=D, hidden_dim=H, num_layers=2, cell=cell)
-  shapes = jax.eval_shape(lambda: rnn.CharLM(cfg).init(
-      jax.random.key(0), jnp.zeros((1, 3), jnp.int32), train=False))['params']
+  shapes = jax.eval_shape(
+    lambda: rnn.CharLM(cfg).init(jax.random.key(0), jnp.zeros((1, 3), jnp.int32), train=False)
+  )['params']
   total = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
-  assert total == (V * D + recurrence.num_cell_params(cell, D, H)
-                   + recurrence.num_cell_params(cell, H, H) + H * V + V)
+  assert total == (
+    V * D
+    + recurrence.num_cell_params(cell, D, H)
+    + recurrence.num_cell_params(cell, H, H)
+    + H * V
+    + V
+  )
 
 
 @pytest.mark.parametrize('cell', CELLS)
@@ -83,13 +91,13 @@ def test_padded_steps_change_nothing(cell):
   layer, params, x = _layer(cell)
   lengths = np.array([T, 4])
   mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)
-  garbage = jnp.where(mask[..., None] > 0, x, 100.0 * jax.random.normal(
-      jax.random.key(5), x.shape))
+  garbage = jnp.where(mask[..., None] > 0, x, 100.0 * jax.random.normal(jax.random.key(5), x.shape))
   y, carry = layer.apply({'params': params}, garbage, mask)
   y_short, carry_short = layer.apply({'params': params}, x[1:, :4])
   chex.assert_trees_all_close(y[1, :4], y_short[0], atol=1e-5)
-  chex.assert_trees_all_close(jax.tree.map(lambda c: c[1], carry),
-                              jax.tree.map(lambda c: c[0], carry_short), atol=1e-5)
+  chex.assert_trees_all_close(
+    jax.tree.map(lambda c: c[1], carry), jax.tree.map(lambda c: c[0], carry_short), atol=1e-5
+  )
   np.testing.assert_array_equal(y[1, 4:], 0.0)
   # The backward direction skips the padding too.
   bi = rnn.Bidirectional(cell, H)
@@ -122,8 +130,7 @@ def test_gradient_reaches_the_first_time_step(cell):
 def _nonzero(params, seed=9):
   """Params with every entry perturbed, so that zero-initialised biases count too."""
   rng = np.random.default_rng(seed)
-  return jax.tree.map(
-      lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32), params)
+  return jax.tree.map(lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32), params)
 
 
 def _flax_rnn(cell, **kw):
@@ -147,10 +154,11 @@ def test_flax_rnn_with_our_cell_equals_our_scan(cell):
   # From a given carry (truncated BPTT), and with an extra batch axis.
   carry0 = _nonzero(carry_scan, seed=7)
   chex.assert_trees_all_close(
-      flax_rnn.apply(variables, x, initial_carry=carry0)[::-1],
-      layer.apply({'params': params}, x, carry=carry0), atol=1e-5)
-  chex.assert_trees_all_close(flax_rnn.apply(variables, x[None])[1][0], y_scan,
-                              atol=1e-5)
+    flax_rnn.apply(variables, x, initial_carry=carry0)[::-1],
+    layer.apply({'params': params}, x, carry=carry0),
+    atol=1e-5,
+  )
+  chex.assert_trees_all_close(flax_rnn.apply(variables, x[None])[1][0], y_scan, atol=1e-5)
 
 
 @pytest.mark.parametrize('cell', CELLS)
@@ -163,6 +171,7 @@ def test_flax_rnn_with_our_cell_has_our_scans_gradients(cell):
     def f(p, x):
       y, carry = apply_fn(p, x)
       return jnp.sum(y * w_BxTxH) + jnp.sum(carry[0])  # c for the LSTM, h for the GRU.
+
     return jax.jit(jax.grad(f, argnums=(0, 1)))
 
   g_scan = loss(lambda p, x: layer.apply({'params': p}, x))(params, x)
@@ -182,9 +191,15 @@ def test_flax_bidirectional_with_seq_lengths_equals_our_masked_layer(cell):
   y, (fwd, bwd) = bi.apply({'params': params}, x, mask)
   flax_bi = nn.Bidirectional(_flax_rnn(cell), _flax_rnn(cell), return_carry=True)
   (fwd_f, bwd_f), y_f = flax_bi.apply(
-      {'params': {'forward_rnn': {'cell': params['forward']},
-                  'backward_rnn': {'cell': params['backward']}}},
-      x, seq_lengths=lengths)
+    {
+      'params': {
+        'forward_rnn': {'cell': params['forward']},
+        'backward_rnn': {'cell': params['backward']},
+      }
+    },
+    x,
+    seq_lengths=lengths,
+  )
   # nn.RNN does not zero the outputs of padded steps; ours does.
   chex.assert_trees_all_close(y_f * mask[..., None], y, atol=1e-5)
   chex.assert_trees_all_close((fwd_f, bwd_f), (fwd, bwd), atol=1e-5)
@@ -195,8 +210,9 @@ def test_cell_carry_and_feature_axes_follow_flax_protocol():
   assert isinstance(lstm, nn.RNNCellBase) and lstm.num_feature_axes == 1
   carry = lstm.initialize_carry(jax.random.key(0), (3, B, D))
   chex.assert_trees_all_equal(carry, (jnp.zeros((3, B, H)),) * 2)
-  chex.assert_trees_all_equal(gru.initialize_carry(jax.random.key(0), (B, D)),
-                              recurrence.zero_carry('gru', B, H))
+  chex.assert_trees_all_equal(
+    gru.initialize_carry(jax.random.key(0), (B, D)), recurrence.zero_carry('gru', B, H)
+  )
   with pytest.raises(ValueError, match='unknown cell'):
     rnn.RecurrentCell('rnn', H).initialize_carry(jax.random.key(0), (B, D))
 
@@ -215,20 +231,23 @@ def test_embedded_ids_equal_projecting_the_gathered_rows(cell, length):
   via_ids = lambda p, t: layer.apply({'params': p}, rnn.EmbeddedIds(t, ids), mask)[0]
   via_rows = lambda p, t: layer.apply({'params': p}, t[ids], mask)[0]
   chex.assert_trees_all_close(via_ids(params, table), via_rows(params, table), atol=1e-5)
-  grads = [jax.grad(lambda p, t, f=f: jnp.sum(f(p, t) * weights), argnums=(0, 1))(params, table)
-           for f in (via_ids, via_rows)]
+  grads = [
+    jax.grad(lambda p, t, f=f: jnp.sum(f(p, t) * weights), argnums=(0, 1))(params, table)
+    for f in (via_ids, via_rows)
+  ]
   chex.assert_trees_all_close(grads[0], grads[1], atol=1e-5)
   gates = recurrence.NUM_GATES[cell] * H
   table_projection = re.compile(rf'stablehlo\.dot_general .* -> tensor<{V}x{gates}xf32>')
-  text = {p: jax.export.export(jax.jit(via_ids), platforms=[p])(params, table).mlir_module()
-          for p in ('cpu', 'cuda', 'tpu')}
+  text = {
+    p: jax.export.export(jax.jit(via_ids), platforms=[p])(params, table).mlir_module()
+    for p in ('cpu', 'cuda', 'tpu')
+  }
   assert bool(table_projection.search(text['cpu'])) == (B * length >= V)
   assert not table_projection.search(text['cuda']) and not table_projection.search(text['tpu'])
 
 
 def _lm(cell='lstm', layers=2):
-  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers,
-                         cell=cell)
+  cfg = rnn.CharLMConfig(vocab_size=V, embed_dim=8, hidden_dim=16, num_layers=layers, cell=cell)
   model = rnn.CharLM(cfg)
   tokens = jax.random.randint(jax.random.key(3), (B, 12), 0, V)
   params = model.init(jax.random.key(4), tokens, train=False)['params']
@@ -250,8 +269,9 @@ def test_dropout_only_in_training():
   tokens = jnp.ones((B, 4), jnp.int32)
   params = model.init(jax.random.key(0), tokens, train=False)['params']
   ev = lambda: model.apply({'params': params}, tokens, train=False)[0]
-  tr = lambda k: model.apply({'params': params}, tokens, train=True,
-                             rngs={'dropout': jax.random.key(k)})[0]
+  tr = lambda k: model.apply(
+    {'params': params}, tokens, train=True, rngs={'dropout': jax.random.key(k)}
+  )[0]
   chex.assert_trees_all_equal(ev(), ev())
   assert not np.allclose(tr(0), tr(1))
 
@@ -339,13 +359,21 @@ def test_bfloat16_recurrent_matmuls_accumulate_in_float32(cell, monkeypatch):
   result makes it convert both operands to float32 (slower than float32 throughout)."""
   loss, args = _layer_loss(cell, recurrence.scan_fused_grad, monkeypatch, dtype=jnp.bfloat16)
   text = jax.jit(jax.grad(loss)).lower(*args, jnp.asarray(MASK_4xT)).as_text()
-  dots = re.findall(r'stablehlo\.dot_general .*: \(tensor<(\w+)>, tensor<(\w+)>\) -> '
-                    r'tensor<(\w+)>', text)
+  dots = re.findall(
+    r'stablehlo\.dot_general .*: \(tensor<(\w+)>, tensor<(\w+)>\) -> '
+    r'tensor<(\w+)>',
+    text,
+  )
   b, g = MASK_4xT.shape[0], recurrence.NUM_GATES[cell] * H
-  recurrent = [d for d in dots if d[:2] in ((f'{b}x{H}xbf16', f'{H}x{g}xbf16'),
-                                            (f'{b}x{g}xbf16', f'{g}x{H}xbf16'))]
-  assert sorted(set(recurrent)) == [(f'{b}x{g}xbf16', f'{g}x{H}xbf16', f'{b}x{H}xf32'),
-                                    (f'{b}x{H}xbf16', f'{H}x{g}xbf16', f'{b}x{g}xf32')]
+  recurrent = [
+    d
+    for d in dots
+    if d[:2] in ((f'{b}x{H}xbf16', f'{H}x{g}xbf16'), (f'{b}x{g}xbf16', f'{g}x{H}xbf16'))
+  ]
+  assert sorted(set(recurrent)) == [
+    (f'{b}x{g}xbf16', f'{g}x{H}xbf16', f'{b}x{H}xf32'),
+    (f'{b}x{H}xbf16', f'{H}x{g}xbf16', f'{b}x{g}xf32'),
+  ]
 
 
 def test_layer_on_cpu_takes_the_fused_gradient(monkeypatch):

@@ -24,8 +24,14 @@ def _torch_shapes(hw, hidden=HIDDEN, classes=CLASSES):
   for name, o, i in _CONV_SHAPES:
     shapes[f'{name}.weight'], shapes[f'{name}.bias'] = (o, i, 3, 3), (o,)
   flat = 128 * (hw[0] // 4) * (hw[1] // 4)
-  shapes.update({'fc1.weight': (hidden, flat), 'fc1.bias': (hidden,),
-                 'fc2.weight': (classes, hidden), 'fc2.bias': (classes,)})
+  shapes.update(
+    {
+      'fc1.weight': (hidden, flat),
+      'fc1.bias': (hidden,),
+      'fc2.weight': (classes, hidden),
+      'fc2.bias': (classes,),
+    }
+  )
   return shapes
 
 
@@ -44,14 +50,15 @@ def _conv_nchw(x_BxIxHxW, w_OxIx3x3, b_O):
   """PyTorch Conv2d(k=3, padding=1): a cross-correlation over zero-padded patches."""
   _, _, h, w = x_BxIxHxW.shape
   xp = np.pad(x_BxIxHxW, ((0, 0), (0, 0), (1, 1), (1, 1)))
-  patches = np.stack([np.stack([xp[:, :, dy:dy + h, dx:dx + w] for dx in range(3)])
-                      for dy in range(3)])  # (3, 3, B, I, H, W)
+  patches = np.stack(
+    [np.stack([xp[:, :, dy : dy + h, dx : dx + w] for dx in range(3)]) for dy in range(3)]
+  )  # (3, 3, B, I, H, W)
   return np.einsum('yxbihw,oiyx->bohw', patches, w_OxIx3x3) + b_O[None, :, None, None]
 
 
 def _max_pool_nchw(x):
   b, c, h, w = x.shape
-  x = x[:, :, :h // 2 * 2, :w // 2 * 2]
+  x = x[:, :, : h // 2 * 2, : w // 2 * 2]
   return x.reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
 
@@ -71,19 +78,18 @@ def _reference_logits(sd, x_BxCxHxW):
 def _random_flax_params(size, hidden=HIDDEN, classes=CLASSES, seed=3):
   """Random float32 params in the Flax layout, shapes from `jax.eval_shape`."""
   model = cnn.CNN(cnn.CNNConfig(num_classes=classes, hidden_dim=hidden))
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))['params']
+  shapes = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
+  )['params']
   rng = np.random.default_rng(seed)
   # Kernels (..., in, out) and biases alike scaled by the kernel's fan-in.
   scale = lambda s: 1.0 / np.sqrt(np.prod(s.shape[:-1]) if len(s.shape) > 1 else 64)
-  return jax.tree.map(
-      lambda s: (scale(s) * rng.normal(size=s.shape)).astype(np.float32), shapes)
+  return jax.tree.map(lambda s: (scale(s) * rng.normal(size=s.shape)).astype(np.float32), shapes)
 
 
 def _flax_logits(params, x_BxCxHxW, hidden=HIDDEN, classes=CLASSES):
   model = cnn.CNN(cnn.CNNConfig(num_classes=classes, hidden_dim=hidden))
-  return model.apply({'params': params}, jnp.asarray(x_BxCxHxW.transpose(0, 2, 3, 1)),
-                     train=False)
+  return model.apply({'params': params}, jnp.asarray(x_BxCxHxW.transpose(0, 2, 3, 1)), train=False)
 
 
 @pytest.mark.parametrize('hw', [(8, 8), (16, 16), (8, 12)])
@@ -98,25 +104,27 @@ def test_imported_weights_give_the_pytorch_logits(hw):
 
 
 def test_imported_tree_has_the_flax_models_names_shapes_and_dtype():
-  params = torch_weights.cnn_params_from_torch(_random_state_dict((48, 48), classes=10,
-                                                                  hidden=512))
+  params = torch_weights.cnn_params_from_torch(_random_state_dict((48, 48), classes=10, hidden=512))
   model = cnn.CNN(cnn.CNNConfig(num_classes=10))
-  expected = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, 48, 48, 3)), train=False))['params']
+  expected = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)), train=False)
+  )['params']
   chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
 
 
 def test_export_round_trips_bitwise():
   sd = _random_state_dict((8, 12))
   back = torch_weights.cnn_params_to_torch(
-      torch_weights.cnn_params_from_torch(sd, (8, 12)), (8, 12))
+    torch_weights.cnn_params_from_torch(sd, (8, 12)), (8, 12)
+  )
   assert list(back) == list(sd)  # MY_NET's registration order.
   for key in sd:
     assert back[key].dtype == np.float32 and back[key].flags.writeable, key
     np.testing.assert_array_equal(back[key], sd[key], err_msg=key)
   params = _random_flax_params(16)
   again = torch_weights.cnn_params_from_torch(
-      torch_weights.cnn_params_to_torch(jax.device_put(params), 16), 16)
+    torch_weights.cnn_params_to_torch(jax.device_put(params), 16), 16
+  )
   chex.assert_trees_all_equal_structs(again, params)
   jax.tree.map(np.testing.assert_array_equal, again, params)
 
@@ -129,12 +137,12 @@ def _set(key, value):
   return lambda d: {**d, key: value}
 
 
-@pytest.mark.parametrize('edit,image_size,match', [
+@pytest.mark.parametrize(
+  'edit,image_size,match',
+  [
     (_drop('fc2.bias'), 8, "missing keys \\['fc2.bias'\\]"),
-    (_set('module.conv1.weight', np.zeros((32, 3, 3, 3))), 8,
-     "module.conv1.weight.*'module.'"),
-    (_set('conv2.weight', np.zeros((64, 32, 3, 2))), 8,
-     r'conv2.weight has shape \(64, 32, 3, 2\)'),
+    (_set('module.conv1.weight', np.zeros((32, 3, 3, 3))), 8, "module.conv1.weight.*'module.'"),
+    (_set('conv2.weight', np.zeros((64, 32, 3, 2))), 8, r'conv2.weight has shape \(64, 32, 3, 2\)'),
     (_set('conv1.bias', np.zeros((3, 32))), 8, r'conv1.bias has shape \(3, 32\)'),
     (lambda d: {**d, 'fc1.weight': d['fc1.weight'].T}, 8, 'fc1.weight has shape'),
     (lambda d: d, 16, 'fc1.weight has shape .*image_size=16'),
@@ -142,19 +150,24 @@ def _set(key, value):
     (lambda d: d, 3, 'image_size must be'),
     (lambda d: d, 8.0, 'image_size must be'),
     (lambda d: d, (8, 8, 3), 'image_size must be'),
-])
+  ],
+)
 def test_bad_state_dicts_are_rejected_by_name(edit, image_size, match):
   with pytest.raises(UserInputError, match=match):
     torch_weights.cnn_params_from_torch(edit(_random_state_dict((8, 8))), image_size)
 
 
-@pytest.mark.parametrize('edit,match', [
-    (lambda p: {k: v for k, v in p.items() if k != 'fc1'},
-     r"missing keys \['fc1/kernel'"),
-    (lambda p: {**p, 'conv3': {**p['conv3'], 'kernel': p['conv3']['kernel'][:2]}},
-     r'conv3/kernel has shape \(2, 3, 64, 128\)'),
+@pytest.mark.parametrize(
+  'edit,match',
+  [
+    (lambda p: {k: v for k, v in p.items() if k != 'fc1'}, r"missing keys \['fc1/kernel'"),
+    (
+      lambda p: {**p, 'conv3': {**p['conv3'], 'kernel': p['conv3']['kernel'][:2]}},
+      r'conv3/kernel has shape \(2, 3, 64, 128\)',
+    ),
     (lambda p: {'params': p}, r"variables\['params'\]"),
-])
+  ],
+)
 def test_bad_flax_params_are_rejected_by_name(edit, match):
   params = torch_weights.cnn_params_from_torch(_random_state_dict((8, 8)), 8)
   with pytest.raises(UserInputError, match=match):
@@ -166,7 +179,6 @@ def _my_net(torch, num_classes):
   nn = torch.nn
 
   class MY_NET(nn.Module):  # pylint: disable=invalid-name
-
     def __init__(self):
       super().__init__()
       self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
@@ -202,8 +214,9 @@ def test_real_pytorch_my_net_gives_the_same_logits_both_ways():
   # Flax-layout weights exported into a fresh MY_NET (strict load).
   flax_params = _random_flax_params(48, hidden=512, classes=10)
   fresh = _my_net(torch, num_classes=10)
-  fresh.load_state_dict({k: torch.from_numpy(v) for k, v in
-                         torch_weights.cnn_params_to_torch(flax_params).items()})
+  fresh.load_state_dict(
+    {k: torch.from_numpy(v) for k, v in torch_weights.cnn_params_to_torch(flax_params).items()}
+  )
   with torch.no_grad():
     theirs = fresh(torch.from_numpy(x)).numpy()
   ours = _flax_logits(flax_params, x, hidden=512, classes=10)

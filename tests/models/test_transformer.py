@@ -15,9 +15,18 @@ B, S, T, V = 3, 7, 6, 13
 
 
 def _config(**kw):
-  base = dict(input_vocab_size=V, output_vocab_size=V, emb_dim=16, num_heads=4,
-              num_encoder_layers=2, num_decoder_layers=2, mlp_dim=24,
-              max_input_length=S + 3, max_target_length=T + 3, dropout_rate=0.1)
+  base = dict(
+    input_vocab_size=V,
+    output_vocab_size=V,
+    emb_dim=16,
+    num_heads=4,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+    mlp_dim=24,
+    max_input_length=S + 3,
+    max_target_length=T + 3,
+    dropout_rate=0.1,
+  )
   return transformer.TransformerConfig(**(base | kw))
 
 
@@ -27,19 +36,28 @@ def _tokens(key, shape, low=3):
 
 def _init(cfg):
   model = transformer.Transformer(cfg)
-  params = model.init(jax.random.key(0), jnp.ones((1, S), jnp.int32),
-                      jnp.ones((1, T), jnp.int32), train=False)['params']
+  params = model.init(
+    jax.random.key(0), jnp.ones((1, S), jnp.int32), jnp.ones((1, T), jnp.int32), train=False
+  )['params']
   return model, params
 
 
-@pytest.mark.parametrize('kw', [
-    {}, {'share_embeddings': True}, {'pre_norm': False}, {'positional': 'learned'},
-    {'share_embeddings': True, 'positional': 'learned', 'pre_norm': False}])
+@pytest.mark.parametrize(
+  'kw',
+  [
+    {},
+    {'share_embeddings': True},
+    {'pre_norm': False},
+    {'positional': 'learned'},
+    {'share_embeddings': True, 'positional': 'learned', 'pre_norm': False},
+  ],
+)
 def test_parameter_count_matches_the_layer_arithmetic(kw):
   cfg = _config(**kw)
   init = functools.partial(transformer.Transformer(cfg).init, train=False)
-  shapes = jax.eval_shape(init, jax.random.key(0), jnp.ones((1, S), jnp.int32),
-                          jnp.ones((1, T), jnp.int32))['params']
+  shapes = jax.eval_shape(
+    init, jax.random.key(0), jnp.ones((1, S), jnp.int32), jnp.ones((1, T), jnp.int32)
+  )['params']
   assert sum(x.size for x in jax.tree.leaves(shapes)) == transformer.num_params(cfg)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(shapes))
 
@@ -71,8 +89,9 @@ def test_padding_leaves_real_positions_unchanged(pre_norm):
   chex.assert_trees_all_close(enc[0, :5], enc2[0, :5], atol=1e-6)
 
 
-@pytest.mark.parametrize('kw', [{}, {'share_embeddings': True, 'positional': 'learned',
-                                    'pre_norm': False}])
+@pytest.mark.parametrize(
+  'kw', [{}, {'share_embeddings': True, 'positional': 'learned', 'pre_norm': False}]
+)
 def test_cached_step_by_step_decoding_equals_the_full_forward_pass(kw):
   model, params = _init(_config(**kw))
   v = {'params': params}
@@ -91,8 +110,9 @@ def test_cached_step_by_step_decoding_equals_the_full_forward_pass(kw):
 def test_dropout_acts_in_training_only():
   model, params = _init(_config(dropout_rate=0.5))
   src, tgt = _tokens(1, (B, S)), _tokens(2, (B, T))
-  run = lambda train, key: model.apply({'params': params}, src, tgt, train=train,
-                                       rngs={'dropout': jax.random.key(key)})
+  run = lambda train, key: model.apply(
+    {'params': params}, src, tgt, train=train, rngs={'dropout': jax.random.key(key)}
+  )
   chex.assert_trees_all_close(run(False, 0), run(False, 1))
   assert not np.allclose(run(True, 0), run(True, 1))
 
@@ -104,23 +124,20 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   src, tgt = _tokens(1, (B, S)), _tokens(2, (B, T))
   out = model.apply({'params': params}, src, tgt, train=False)
   assert out.dtype == jnp.float32
-  ref = transformer.Transformer(_config()).apply({'params': params}, src, tgt,
-                                                 train=False)
+  ref = transformer.Transformer(_config()).apply({'params': params}, src, tgt, train=False)
   chex.assert_tree_all_finite(out)
   np.testing.assert_allclose(out, ref, atol=0.15)
 
 
 def test_attention_weights_sum_to_one_and_match_the_fused_op():
-  q, k, v = (jax.random.normal(jax.random.key(i), (2, 5 if i == 0 else 4, 3, 8))
-             for i in range(3))
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, 5 if i == 0 else 4, 3, 8)) for i in range(3))
   mask = attention.padding_mask(jnp.array([[1, 1, 1, 0], [1, 1, 0, 0]]))
   w = attention.attention_weights(q, k, mask)
   chex.assert_shape(w, (2, 3, 5, 4))
   chex.assert_trees_all_close(w.sum(-1), jnp.ones((2, 3, 5)), atol=1e-6)
   assert float(w[1, :, :, 2:].max()) == 0.0  # Padding gets no weight.
   expected = jnp.einsum('bnts,bsnh->btnh', w, v)
-  chex.assert_trees_all_close(jax.nn.dot_product_attention(q, k, v, mask=mask),
-                              expected, atol=1e-5)
+  chex.assert_trees_all_close(jax.nn.dot_product_attention(q, k, v, mask=mask), expected, atol=1e-5)
   causal = attention.attention_weights(q[:, :4], k, attention.causal_mask(4))
   chex.assert_trees_all_close(causal.sum(-1), jnp.ones((2, 3, 4)), atol=1e-6)
   assert float(jnp.triu(causal, 1).max()) == 0.0

@@ -11,23 +11,25 @@ from research.models import text_encoder
 from research.models import unet
 from research.tasks import ddpm
 
-CFG = unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2,
-                      num_groups=4)
+CFG = unet.UNetConfig(widths=(8, 16), attention_resolutions=(4,), num_heads=2, num_groups=4)
 
 
 def _init(cfg=CFG, size=8, cond_dim=6):
   model = unet.UNet(cfg)
-  params = model.init(jax.random.key(0), jnp.zeros((2, size, size, 1)),
-                      jnp.zeros((2,), jnp.int32), jnp.zeros((2, cond_dim)),
-                      train=False)['params']
+  params = model.init(
+    jax.random.key(0),
+    jnp.zeros((2, size, size, 1)),
+    jnp.zeros((2,), jnp.int32),
+    jnp.zeros((2, cond_dim)),
+    train=False,
+  )['params']
   return model, params
 
 
 def test_output_shape_dtype_and_zero_init():
   model, params = _init()
   x = jax.random.normal(jax.random.key(1), (3, 8, 8, 1))
-  y = model.apply({'params': params}, x, jnp.array([0, 5, 9]), jnp.ones((3, 6)),
-                  train=False)
+  y = model.apply({'params': params}, x, jnp.array([0, 5, 9]), jnp.ones((3, 6)), train=False)
   chex.assert_shape(y, (3, 8, 8, 1))
   assert y.dtype == jnp.float32
   # Zero-initialised output conv: the untrained net predicts no noise.
@@ -79,8 +81,9 @@ DIGIT_PROMPTS = ddpm.class_prompts('mnist', [str(i) for i in range(10)])
 
 def _encoder(max_length, **kw):
   vocab = tokenizers.WordTokenizer.from_prompts(DIGIT_PROMPTS)
-  return text_encoder.TextEncoder(text_encoder.TextEncoderConfig(
-      vocab_size=vocab.size, max_length=max_length, **kw)), vocab
+  return text_encoder.TextEncoder(
+    text_encoder.TextEncoderConfig(vocab_size=vocab.size, max_length=max_length, **kw)
+  ), vocab
 
 
 def test_text_encoder_padding_invariance_and_prompt_dependence():
@@ -118,5 +121,4 @@ def test_text_encoder_pools_only_the_words():
   table = params['embed']['embedding']
   for special in (tokenizers.PAD_ID, tokenizers.EOS_ID):
     loud = {**params, 'embed': {'embedding': table.at[special].set(1e3)}}
-    chex.assert_trees_all_close(enc.apply({'params': loud}, toks, train=False), out,
-                                atol=1e-4)
+    chex.assert_trees_all_close(enc.apply({'params': loud}, toks, train=False), out, atol=1e-4)

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV_SH = os.path.join(ROOT, 'scripts', 'env.sh')
-PROBE = r'''
+PROBE = r"""
 report() {
   set -o > "$OUT/options.$1"; shopt -p > "$OUT/shopt.$1"; pwd > "$OUT/pwd.$1"
 }
@@ -27,7 +27,7 @@ echo "PYTHONPATH=${PYTHONPATH:-}"
 echo "TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-}"
 echo "MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX-unset}"
 echo "helpers=$(declare -F | grep -c _research_ || true)"
-'''
+"""
 
 
 @pytest.fixture
@@ -36,13 +36,16 @@ def venv(tmp_path):
   bin_dir = tmp_path / 'venv' / 'bin'
   bin_dir.mkdir(parents=True)
   (bin_dir / 'activate').write_text(
-      f'VIRTUAL_ENV={tmp_path / "venv"}\nexport VIRTUAL_ENV\n'
-      'PATH="$VIRTUAL_ENV/bin:$PATH"\nexport PATH\n')
+    f'VIRTUAL_ENV={tmp_path / "venv"}\nexport VIRTUAL_ENV\n'
+    'PATH="$VIRTUAL_ENV/bin:$PATH"\nexport PATH\n'
+  )
   python = bin_dir / 'python'
-  python.write_text('#!/bin/sh\n'
-                    'echo "$*" >> "$FAKE_PIP_LOG"\n'
-                    'sleep "${FAKE_PIP_SLEEP:-0}"\n'
-                    'exit "${FAKE_PIP_RC:-0}"\n')
+  python.write_text(
+    '#!/bin/sh\n'
+    'echo "$*" >> "$FAKE_PIP_LOG"\n'
+    'sleep "${FAKE_PIP_SLEEP:-0}"\n'
+    'exit "${FAKE_PIP_RC:-0}"\n'
+  )
   python.chmod(0o755)
   stamp(tmp_path / 'venv', '')
   return tmp_path / 'venv'
@@ -62,13 +65,24 @@ def run_bash(tmp_path, venv, script, *, shell_options='set +e', **env):
   cwd.mkdir(exist_ok=True)
   out = tmp_path / 'out'
   out.mkdir(exist_ok=True)
-  full_env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), 'VENV': str(venv),
-              'ENV_SH': ENV_SH, 'OUT': str(out), 'FAKE_PIP_LOG': str(tmp_path / 'pip.log'),
-              **env}
-  done = subprocess.run(['bash', '--norc', '--noprofile', '-c',
-                         f'{shell_options}\n{script}'],
-                        cwd=cwd, env=full_env, capture_output=True, text=True,
-                        timeout=60, check=False)
+  full_env = {
+    'PATH': '/usr/bin:/bin',
+    'HOME': str(tmp_path),
+    'VENV': str(venv),
+    'ENV_SH': ENV_SH,
+    'OUT': str(out),
+    'FAKE_PIP_LOG': str(tmp_path / 'pip.log'),
+    **env,
+  }
+  done = subprocess.run(
+    ['bash', '--norc', '--noprofile', '-c', f'{shell_options}\n{script}'],
+    cwd=cwd,
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=60,
+    check=False,
+  )
   values = dict(line.split('=', 1) for line in done.stdout.splitlines() if '=' in line)
   return done, values
 
@@ -112,8 +126,10 @@ def test_a_failed_install_returns_instead_of_closing_the_shell(tmp_path, venv):
 def test_a_new_jax_extra_reinstalls_and_is_recorded(tmp_path, venv):
   done, values = run_bash(tmp_path, venv, PROBE, RESEARCH_JAX_EXTRA='cuda12')
   assert values['rc'] == '0', done.stderr
-  assert pip_calls(tmp_path) == ['-m pip install --quiet --upgrade pip',
-                                 f'-m pip install --quiet -e {ROOT}[test] jax[cuda12]']
+  assert pip_calls(tmp_path) == [
+    '-m pip install --quiet --upgrade pip',
+    f'-m pip install --quiet -e {ROOT}[test] jax[cuda12]',
+  ]
   assert (venv / '.research-installed').read_text() == 'jax_extra=cuda12\n'
   assert values['MALLOC_ARENA_MAX'] == 'unset'  # Accelerators: glibc defaults.
   assert_shell_unchanged(tmp_path)
@@ -136,11 +152,17 @@ def test_concurrent_processes_install_once(tmp_path, venv):
   """Two nodes sharing the venv: one installs under the lock; the other waits,
   then finds the fresh stamp and installs nothing."""
   (venv / '.research-installed').unlink()
-  env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), 'VENV': str(venv),
-         'FAKE_PIP_LOG': str(tmp_path / 'pip.log'), 'FAKE_PIP_SLEEP': '0.5'}
+  env = {
+    'PATH': '/usr/bin:/bin',
+    'HOME': str(tmp_path),
+    'VENV': str(venv),
+    'FAKE_PIP_LOG': str(tmp_path / 'pip.log'),
+    'FAKE_PIP_SLEEP': '0.5',
+  }
   start = time.monotonic()
-  procs = [subprocess.Popen(['bash', ENV_SH], env=env, stderr=subprocess.PIPE, text=True)
-           for _ in range(2)]
+  procs = [
+    subprocess.Popen(['bash', ENV_SH], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+  ]
   errs = [p.communicate(timeout=60)[1] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], errs
   assert len(pip_calls(tmp_path)) == 2  # One `pip install --upgrade pip`, one install.

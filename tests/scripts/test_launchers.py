@@ -23,9 +23,11 @@ def fake_bin(tmp_path):
   bin_dir.mkdir()
   for name in ('sbatch', 'gcloud'):
     script = bin_dir / name
-    script.write_text('#!/bin/sh\n'
-                      f'n=$(ls "{tmp_path}" | grep -c "^call-")\n'
-                      f'printf "%s\\0" "$(basename "$0")" "$@" > "{tmp_path}/call-$n"\n')
+    script.write_text(
+      '#!/bin/sh\n'
+      f'n=$(ls "{tmp_path}" | grep -c "^call-")\n'
+      f'printf "%s\\0" "$(basename "$0")" "$@" > "{tmp_path}/call-$n"\n'
+    )
     script.chmod(0o755)
   return tmp_path
 
@@ -38,8 +40,14 @@ def _run(script, *args, fake_bin_dir=None, **env):
   full_env.pop('DRY_RUN', None)
   full_env.pop('RESEARCH_JAX_EXTRA', None)
   full_env.update(PATH=path, REPO_URL='https://example.com/research.git', **env)
-  return subprocess.run([os.path.join(ROOT, 'scripts', script), *args], env=full_env,
-                        capture_output=True, text=True, timeout=60, check=False)
+  return subprocess.run(
+    [os.path.join(ROOT, 'scripts', script), *args],
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=60,
+    check=False,
+  )
 
 
 def _calls(fake_bin_dir):
@@ -57,8 +65,8 @@ def _shell_words(script):
 def _after(words, prefix):
   """The words following the first occurrence of the sequence `prefix`."""
   for i in range(len(words) - len(prefix) + 1):
-    if words[i:i + len(prefix)] == list(prefix):
-      return words[i + len(prefix):]
+    if words[i : i + len(prefix)] == list(prefix):
+      return words[i + len(prefix) :]
   raise AssertionError(f'{prefix} not in {words}')
 
 
@@ -70,22 +78,25 @@ def _check_process_command(line, experiment, *run_flags):
   """The '# each ... runs: python -m ...' line names the module, config and flags."""
   assert line.startswith('# each ') and ' runs: ' in line, line
   assert shlex.split(line.split(' runs: ', 1)[1]) == [
-      'python', '-m', f'experiments.{experiment}.main',
-      f'--config=experiments/{experiment}/configs/default.py', *run_flags, *FLAGS]
-  assert os.path.isfile(os.path.join(ROOT, 'experiments', experiment, 'configs',
-                                     'default.py'))
+    'python',
+    '-m',
+    f'experiments.{experiment}.main',
+    f'--config=experiments/{experiment}/configs/default.py',
+    *run_flags,
+    *FLAGS,
+  ]
+  assert os.path.isfile(os.path.join(ROOT, 'experiments', experiment, 'configs', 'default.py'))
 
 
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_slurm_dry_run_installs_once_then_runs_the_experiment(experiment, fake_bin):
-  out = _run('launch_slurm.sh', '--dry_run', experiment, '2', '8', *FLAGS,
-             fake_bin_dir=fake_bin)
+  out = _run('launch_slurm.sh', '--dry_run', experiment, '2', '8', *FLAGS, fake_bin_dir=fake_bin)
   assert out.returncode == 0, out.stderr
   sbatch_line, process_line = out.stdout.strip().splitlines()
   sbatch = shlex.split(sbatch_line)
   assert sbatch[0] == 'sbatch' and '--nodes=2' in sbatch and '--gpus-per-node=8' in sbatch
   assert '--requeue' in sbatch and '--ntasks-per-node=1' in sbatch
-  wrap = [w for w in sbatch if w.startswith('--wrap=')][0][len('--wrap='):]
+  wrap = [w for w in sbatch if w.startswith('--wrap=')][0][len('--wrap=') :]
   subprocess.run(['sh', '-n', '-c', wrap], check=True)  # sbatch runs it with /bin/sh.
   words = _shell_words(wrap)
   assert _after(words, ['cd'])[0] == ROOT
@@ -94,19 +105,41 @@ def test_slurm_dry_run_installs_once_then_runs_the_experiment(experiment, fake_b
   train = _index(words, ['srun', '--kill-on-bad-exit=1'])
   assert install < train
   assert _after(words, ['srun', '--kill-on-bad-exit=1']) == [
-      'scripts/run_experiment.sh', experiment, '--distributed_auto', '--resume', *FLAGS]
+    'scripts/run_experiment.sh',
+    experiment,
+    '--distributed_auto',
+    '--resume',
+    *FLAGS,
+  ]
   _check_process_command(process_line, experiment, '--distributed_auto', '--resume')
   assert not _calls(fake_bin)  # A dry run submits nothing.
 
 
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_tpu_dry_run_installs_on_every_worker_then_launches(experiment, fake_bin):
-  out = _run('launch_tpu_vm.sh', '--dry_run', experiment, 'my-v4-32', 'us-central2-b',
-             *FLAGS, fake_bin_dir=fake_bin)
+  out = _run(
+    'launch_tpu_vm.sh',
+    '--dry_run',
+    experiment,
+    'my-v4-32',
+    'us-central2-b',
+    *FLAGS,
+    fake_bin_dir=fake_bin,
+  )
   assert out.returncode == 0, out.stderr
   setup_line, launch_line, process_line = out.stdout.strip().splitlines()
-  ssh = ['gcloud', 'compute', 'tpus', 'tpu-vm', 'ssh', 'my-v4-32', '--zone',
-         'us-central2-b', '--worker=all', '--command']
+  ssh = [
+    'gcloud',
+    'compute',
+    'tpus',
+    'tpu-vm',
+    'ssh',
+    'my-v4-32',
+    '--zone',
+    'us-central2-b',
+    '--worker=all',
+    '--command',
+  ]
   setup, launch = shlex.split(setup_line), shlex.split(launch_line)
   assert setup[:-1] == ssh and launch[:-1] == ssh
   for script in (setup[-1], launch[-1]):
@@ -115,7 +148,11 @@ def test_tpu_dry_run_installs_on_every_worker_then_launches(experiment, fake_bin
   assert 'https://example.com/research.git' in _after(setup_words, ['git', 'clone'])[:1]
   _after(setup_words, ['RESEARCH_JAX_EXTRA=tpu', 'bash', 'scripts/env.sh'])
   assert _after(_shell_words(launch[-1]), ['RESEARCH_JAX_EXTRA=tpu']) == [
-      'scripts/run_experiment.sh', experiment, '--distributed_auto', *FLAGS]
+    'scripts/run_experiment.sh',
+    experiment,
+    '--distributed_auto',
+    *FLAGS,
+  ]
   _check_process_command(process_line, experiment, '--distributed_auto')
   assert not _calls(fake_bin)
 
@@ -133,16 +170,17 @@ def test_tpu_runs_exactly_the_printed_commands_in_order(fake_bin):
   assert printed.returncode == 0, printed.stderr
   out = _run('launch_tpu_vm.sh', 'ddpm', 'tpu', 'zone', *FLAGS, fake_bin_dir=fake_bin)
   assert out.returncode == 0, out.stderr
-  assert _calls(fake_bin) == [shlex.split(l) for l in printed.stdout.splitlines()[:2]]
+  assert _calls(fake_bin) == [shlex.split(line) for line in printed.stdout.splitlines()[:2]]
 
 
 def test_the_jax_extra_can_be_overridden(fake_bin):
   out = _run('launch_slurm.sh', '--dry_run', 'cnn', '1', '1', RESEARCH_JAX_EXTRA='cuda13')
-  assert 'RESEARCH_JAX_EXTRA=cuda13' in _shell_words(shlex.split(
-      out.stdout.splitlines()[0])[-1])
+  assert 'RESEARCH_JAX_EXTRA=cuda13' in _shell_words(shlex.split(out.stdout.splitlines()[0])[-1])
 
 
-@pytest.mark.parametrize('script,args', [
+@pytest.mark.parametrize(
+  'script,args',
+  [
     ('launch_slurm.sh', ('--dry_run', 'resnet', '1', '1')),
     ('launch_slurm.sh', ('resnet', '1', '1')),
     ('launch_slurm.sh', ('--dry_run', 'cnn', 'two', '1')),
@@ -152,7 +190,8 @@ def test_the_jax_extra_can_be_overridden(fake_bin):
     ('run_experiment.sh', ('--dry_run', 'resnet')),
     ('run_experiment.sh', ('resnet',)),
     ('run_experiment.sh', ()),
-])
+  ],
+)
 def test_bad_arguments_give_a_one_line_usage_error(script, args, fake_bin):
   out = _run(script, *args, fake_bin_dir=fake_bin)
   assert out.returncode == 2
@@ -167,13 +206,26 @@ def test_run_experiment_dry_run_names_module_and_default_config(experiment):
   out = _run('run_experiment.sh', '--dry_run', experiment, *FLAGS)
   assert out.returncode == 0, out.stderr
   assert shlex.split(out.stdout) == [
-      'python', '-m', f'experiments.{experiment}.main',
-      f'--config=experiments/{experiment}/configs/default.py', *FLAGS]
+    'python',
+    '-m',
+    f'experiments.{experiment}.main',
+    f'--config=experiments/{experiment}/configs/default.py',
+    *FLAGS,
+  ]
 
 
 def test_run_experiment_config_flag_replaces_the_default():
-  out = _run('run_experiment.sh', 'seq2seq', '--config=experiments/seq2seq/configs/'
-             'addition.py', '--config.num_epochs=1', DRY_RUN='1')
+  out = _run(
+    'run_experiment.sh',
+    'seq2seq',
+    '--config=experiments/seq2seq/configs/addition.py',
+    '--config.num_epochs=1',
+    DRY_RUN='1',
+  )
   assert shlex.split(out.stdout) == [
-      'python', '-m', 'experiments.seq2seq.main',
-      '--config=experiments/seq2seq/configs/addition.py', '--config.num_epochs=1']
+    'python',
+    '-m',
+    'experiments.seq2seq.main',
+    '--config=experiments/seq2seq/configs/addition.py',
+    '--config.num_epochs=1',
+  ]

@@ -20,7 +20,7 @@ def test_class_requests_cycle_through_templates_and_name_forms():
 def test_attribute_requests_name_one_word_at_a_time():
   req = pr.attribute_requests(GRAMMAR, 0, 3)
   assert len(req) == 2 * 10 * 2 * 3
-  for prompt, k, asked in zip(req.prompts, req.classes, req.asked):
+  for prompt, k, asked in zip(req.prompts, req.classes, req.asked, strict=True):
     assert (asked > 0).sum() == 1
     a = int(np.flatnonzero(asked)[0])
     word = ga.WORDS[GRAMMAR.attributes[a]][asked[a] - 1]
@@ -43,8 +43,9 @@ def _bar(width: int, shift: float) -> np.ndarray:
 
 def test_attribute_report_scores_samples_that_follow_and_that_defy_the_words():
   # Training images: widths 1..3 in even classes, 3..5 in odd ones; shifts -0.2..0.4.
-  train = np.stack([_bar(w + 2 * (k % 2), s) for k in range(10) for w in (1, 2, 3)
-                    for s in (-0.2, 0.1, 0.4)])
+  train = np.stack(
+    [_bar(w + 2 * (k % 2), s) for k in range(10) for w in (1, 2, 3) for s in (-0.2, 0.1, 0.4)]
+  )
   labels = np.repeat(np.arange(10), 9)
   thresholds = ga.fit_thresholds(ga.measure(train, GRAMMAR.attributes), labels, 10)
   req = pr.attribute_requests(GRAMMAR, 0, 2)
@@ -56,8 +57,12 @@ def test_attribute_report_scores_samples_that_follow_and_that_defy_the_words():
     return _bar(2 + 2 * (k % 2), 0.0 if level == 1 else 0.4)
 
   for follow, want in ((True, 1.0), (False, 0.0)):
-    images = np.stack([sample(k, int(np.argmax(a > 0)), int(a.max()), follow)
-                       for k, a in zip(req.classes, req.asked)])
+    images = np.stack(
+      [
+        sample(k, int(np.argmax(a > 0)), int(a.max()), follow)
+        for k, a in zip(req.classes, req.asked, strict=True)
+      ]
+    )
     report = pr.attribute_report(images, req, GRAMMAR, thresholds)
     assert set(report) == {'thickness', 'slant'}
     for name in report:

@@ -50,9 +50,11 @@ def test_classifier_fn_gives_logits_and_fc1_features():
   chex.assert_shape(pred, (5,))
   chex.assert_shape(feats, (5, 16))
   assert (feats >= 0).all()  # ReLU'd fc1 activations.
-  logits = model.apply({'params': params},
-                       augment.preprocess(jnp.asarray(images), augment.ImagePreprocessing()),
-                       train=False)
+  logits = model.apply(
+    {'params': params},
+    augment.preprocess(jnp.asarray(images), augment.ImagePreprocessing()),
+    train=False,
+  )
   np.testing.assert_array_equal(pred, np.argmax(logits, -1))
 
 
@@ -70,8 +72,12 @@ def test_frechet_distance_drops_dead_features_exactly_and_without_warning():
   keep = [0, 1, 3, 5]
   sa, sb = cov_a[np.ix_(keep, keep)], cov_b[np.ix_(keep, keep)]
   root_a = scipy_linalg.sqrtm(sa)
-  want = (np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-          - 2.0 * np.trace(np.real(scipy_linalg.sqrtm(root_a @ sb @ root_a))))
+  want = (
+    np.sum((mu_a - mu_b) ** 2)
+    + np.trace(cov_a)
+    + np.trace(cov_b)
+    - 2.0 * np.trace(np.real(scipy_linalg.sqrtm(root_a @ sb @ root_a)))
+  )
   with warnings.catch_warnings():
     warnings.simplefilter('error')
     got = sample_quality.frechet_distance(mu_a, cov_a, mu_b, cov_b)

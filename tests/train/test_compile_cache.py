@@ -27,18 +27,34 @@ def _cache_entries(directory) -> set[str]:
 def _lm_run(workdir, text_file, *flags):
   """The tiny LM experiment, from the test's directory (so a relative path lands
   there)."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT,
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    TF_CPP_MIN_LOG_LEVEL='2',
+    PYTHONPATH=ROOT,
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1',
+  )
   env.pop('JAX_COMPILATION_CACHE_DIR', None)
   # The cache's own threshold: it stores programs that compile in well under 1 s.
   env.pop('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', None)
   env.pop(compile_cache.ENV_VARIABLE, None)
   out = subprocess.run(
-      [sys.executable, '-m', 'experiments.lm.main',
-       '--config=experiments/lm/configs/tiny.py', f'--config.text_file={text_file}',
-       '--config.sample.length=0', f'--workdir={workdir}', *flags],
-      cwd=os.path.dirname(workdir), env=env, capture_output=True, text=True,
-      timeout=600)
+    [
+      sys.executable,
+      '-m',
+      'experiments.lm.main',
+      '--config=experiments/lm/configs/tiny.py',
+      f'--config.text_file={text_file}',
+      '--config.sample.length=0',
+      f'--workdir={workdir}',
+      *flags,
+    ],
+    cwd=os.path.dirname(workdir),
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
 
 

@@ -32,11 +32,15 @@ def _free_port():
 
 
 def _eight_devices(*args):
-  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
-             JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-m', 'tests.workers.checkpoint_topology_worker',
-                        *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8), JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+    [sys.executable, '-m', 'tests.workers.checkpoint_topology_worker', *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -48,21 +52,39 @@ def two_process_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('two_process'))
   eight_workdir = str(tmp_path_factory.mktemp('eight_devices'))
   saved_on_8 = _eight_devices('save', eight_workdir)
-  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(2),
-             JAX_PLATFORMS='cpu')
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(2), JAX_PLATFORMS='cpu')
   port = str(_free_port())
-  procs = [subprocess.Popen([sys.executable, '-m', 'tests.workers.multiprocess_worker',
-                             port, str(i), workdir, eight_workdir], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'tests.workers.multiprocess_worker',
+        port,
+        str(i),
+        workdir,
+        eight_workdir,
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outs = [p.communicate(timeout=600) for p in procs]
-  for p, (_, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs, strict=True):
     assert p.returncode == 0, err[-3000:]
   results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
   restored_on_8 = _eight_devices('restore', workdir, str(worker.STEPS))
-  return {'workdir': workdir, 'eight_workdir': eight_workdir, 'saved_on_8': saved_on_8,
-          'restored_on_8': restored_on_8,
-          'processes': sorted(results, key=lambda r: r['process'])}
+  return {
+    'workdir': workdir,
+    'eight_workdir': eight_workdir,
+    'saved_on_8': saved_on_8,
+    'restored_on_8': restored_on_8,
+    'processes': sorted(results, key=lambda r: r['process']),
+  }
 
 
 def _one_process_reference():
@@ -76,8 +98,7 @@ def _one_process_reference():
   idx = np.concatenate([per_process[p][0] + 16 * p for p in range(2)], axis=1)
   mask = np.concatenate([per_process[p][1] for p in range(2)], axis=1)
   for s in range(worker.STEPS):
-    state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
-                            jax.random.key(5))
+    state, _ = driver.train(state, device_data, idx[s : s + 1], mask[s : s + 1], jax.random.key(5))
   return data, state
 
 
@@ -100,7 +121,7 @@ def test_two_processes_equal_one_process(two_process_run):
   checkpointer = checkpoint_lib.Checkpointer(workdir)
   restored = checkpointer.restore(worker.STEPS, state)
   checkpointer.close()
-  for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
+  for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params), strict=True):
     np.testing.assert_allclose(a, b, atol=2e-5)
 
 
@@ -114,14 +135,12 @@ def test_transformer_on_two_processes_equals_one_process(two_process_run):
   idx = np.concatenate([per_process[p][0] + 20 * p for p in range(2)], axis=1)
   mask = np.concatenate([per_process[p][1] for p in range(2)], axis=1)
   for s in range(worker.STEPS):
-    state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
-                            jax.random.key(6))
+    state, _ = driver.train(state, device_data, idx[s : s + 1], mask[s : s + 1], jax.random.key(6))
   expected = topology.digest(state.params)
   assert r0['transformer'] == r1['transformer']
   assert r0['transformer'].keys() == expected.keys()
   for name, values in expected.items():
-    np.testing.assert_allclose(r0['transformer'][name], values, rtol=1e-4, atol=1e-5,
-                               err_msg=name)
+    np.testing.assert_allclose(r0['transformer'][name], values, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_checkpoints_move_between_8_devices_2_processes_and_1_device(two_process_run):

@@ -27,16 +27,27 @@ NUM_EPOCHS, STEPS_PER_EPOCH = 4, 32  # 512 examples, a global batch of 16.
 NUM_TEST = 32
 TOTAL_STEPS = NUM_EPOCHS * STEPS_PER_EPOCH
 # A seconds-long reversal run: tiny model, no dropout, a checkpoint every 4 steps.
-FLAGS = ('--config=experiments/seq2seq/configs/default.py',
-         f'--config.num_epochs={NUM_EPOCHS}', '--config.batch_size=16',
-         '--config.eval_batch_size=32', '--config.eval_every_epochs=0',
-         '--config.steps_per_dispatch=1', '--config.checkpoint_every_steps=4',
-         '--config.beam_size=2', '--config.num_examples_to_print=0',
-         '--config.generated.num_train=512', f'--config.generated.num_test={NUM_TEST}',
-         '--config.generated.max_length=6', '--config.generated.num_letters=6',
-         '--config.model.emb_dim=16', '--config.model.num_heads=2',
-         '--config.model.num_encoder_layers=1', '--config.model.num_decoder_layers=1',
-         '--config.model.mlp_dim=32', '--config.optimizer.warmup_steps=4')
+FLAGS = (
+  '--config=experiments/seq2seq/configs/default.py',
+  f'--config.num_epochs={NUM_EPOCHS}',
+  '--config.batch_size=16',
+  '--config.eval_batch_size=32',
+  '--config.eval_every_epochs=0',
+  '--config.steps_per_dispatch=1',
+  '--config.checkpoint_every_steps=4',
+  '--config.beam_size=2',
+  '--config.num_examples_to_print=0',
+  '--config.generated.num_train=512',
+  f'--config.generated.num_test={NUM_TEST}',
+  '--config.generated.max_length=6',
+  '--config.generated.num_letters=6',
+  '--config.model.emb_dim=16',
+  '--config.model.num_heads=2',
+  '--config.model.num_encoder_layers=1',
+  '--config.model.num_decoder_layers=1',
+  '--config.model.mlp_dim=32',
+  '--config.optimizer.warmup_steps=4',
+)
 STOP_LINE = re.compile(r'stopped at step (\d+) on request')
 
 
@@ -51,17 +62,33 @@ def _start(workdir: str, *extra: str) -> list[subprocess.Popen]:
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
   env['XLA_FLAGS'] = helpers.xla_flags()  # One CPU device per process.
   port = _free_port()
-  return [subprocess.Popen(
-      [sys.executable, '-m', 'experiments.seq2seq.main', *FLAGS, f'--workdir={workdir}',
-       '--num_processes=2', f'--process_id={pid}', f'--coordinator_address=localhost:{port}',
-       *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True) for pid in range(2)]
+  return [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'experiments.seq2seq.main',
+        *FLAGS,
+        f'--workdir={workdir}',
+        '--num_processes=2',
+        f'--process_id={pid}',
+        f'--coordinator_address=localhost:{port}',
+        *extra,
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for pid in range(2)
+  ]
 
 
 def _finish(procs: list[subprocess.Popen]) -> list[str]:
   """Waits for both processes; returns their stderr (each must exit 0)."""
   outs = [p.communicate(timeout=300) for p in procs]
-  for p, (_, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs, strict=True):
     assert p.returncode == 0, err[-3000:]
   return [err for _, err in outs]
 
@@ -73,14 +100,17 @@ def _checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
-def _signal_after_first_checkpoint(procs: list[subprocess.Popen], workdir: str,
-                                   timeout: float = 300.0) -> None:
+def _signal_after_first_checkpoint(
+  procs: list[subprocess.Popen], workdir: str, timeout: float = 300.0
+) -> None:
   """SIGTERM to process 1 only, once training has written its first checkpoint."""
   deadline = time.monotonic() + timeout
   while not _checkpoint_steps(workdir):
     if any(p.poll() is not None for p in procs):
-      pytest.fail('a process ended before its first checkpoint: '
-                  + ''.join(p.stderr.read()[-2000:] for p in procs))
+      pytest.fail(
+        'a process ended before its first checkpoint: '
+        + ''.join(p.stderr.read()[-2000:] for p in procs)
+      )
     if time.monotonic() > deadline:
       pytest.fail('no checkpoint was written in time')
     time.sleep(0.05)
@@ -114,8 +144,13 @@ def runs(tmp_path_factory):
     for p in uninterrupted + preempted:
       if p.poll() is None:
         p.kill()
-  return {'whole': whole, 'split': split, 'stop_messages': stop_messages,
-          'stopped_checkpoints': stopped_checkpoints, 'stopped_state': stopped_state}
+  return {
+    'whole': whole,
+    'split': split,
+    'stop_messages': stop_messages,
+    'stopped_checkpoints': stopped_checkpoints,
+    'stopped_state': stopped_state,
+  }
 
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step(runs):
@@ -146,9 +181,11 @@ def test_resume_on_both_processes_equals_the_uninterrupted_run(runs):
   leaves_whole, tree_whole = jax.tree.flatten(whole)
   leaves_resumed, tree_resumed = jax.tree.flatten(resumed)
   assert tree_whole == tree_resumed
-  for a, b in zip(leaves_whole, leaves_resumed):  # Params and optimizer state.
+  for a, b in zip(leaves_whole, leaves_resumed, strict=True):  # Params and optimizer state.
     np.testing.assert_array_equal(a, b)
   # Training changed the parameters: not the initial state read back twice.
   first = runs['stopped_state']
-  assert any(not np.array_equal(a, b) for a, b in
-             zip(jax.tree.leaves(first['params']), jax.tree.leaves(whole['params'])))
+  assert any(
+    not np.array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(first['params']), jax.tree.leaves(whole['params']), strict=True)
+  )

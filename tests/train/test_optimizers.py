@@ -39,7 +39,7 @@ def _run(cfg, grads=GRADS, params=P):
 
 def _torch_adam(lrs, wd, b1=0.9, b2=0.999, eps=1e-8, decoupled=False):
   p, m, v = P.astype(np.float64), 0.0, 0.0
-  for t, (g, lr) in enumerate(zip(GRADS.astype(np.float64), lrs), start=1):
+  for t, (g, lr) in enumerate(zip(GRADS.astype(np.float64), lrs, strict=True), start=1):
     if decoupled:
       p = p * (1 - lr * wd)  # AdamW: decay the weights, not the gradient.
     else:
@@ -53,7 +53,7 @@ def _torch_adam(lrs, wd, b1=0.9, b2=0.999, eps=1e-8, decoupled=False):
 
 def _torch_sgd(lrs, wd, momentum):
   p, buf = P.astype(np.float64), None
-  for g, lr in zip(GRADS.astype(np.float64), lrs):
+  for g, lr in zip(GRADS.astype(np.float64), lrs, strict=True):
     g = g + wd * p
     if momentum:
       buf = g if buf is None else momentum * buf + g  # dampening 0.
@@ -64,7 +64,7 @@ def _torch_sgd(lrs, wd, momentum):
 
 def _torch_rmsprop(lrs, wd, alpha=0.99, eps=1e-8):
   p, v = P.astype(np.float64), 0.0
-  for g, lr in zip(GRADS.astype(np.float64), lrs):
+  for g, lr in zip(GRADS.astype(np.float64), lrs, strict=True):
     g = g + wd * p
     v = alpha * v + (1 - alpha) * g**2
     p = p - lr * g / (np.sqrt(v) + eps)  # eps outside the square root.
@@ -84,15 +84,13 @@ def _reference(name, wd, lrs=None):
 
 
 def _cfg(name, wd, **kw):
-  return optimizers.OptimizerConfig(name=name, learning_rate=LR[name], weight_decay=wd,
-                                    **kw)
+  return optimizers.OptimizerConfig(name=name, learning_rate=LR[name], weight_decay=wd, **kw)
 
 
 @pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
 @pytest.mark.parametrize('wd', [0.0, WD])
 def test_several_steps_follow_pytorchs_rule(name, wd):
-  np.testing.assert_allclose(_run(_cfg(name, wd)), _reference(name, wd),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(_run(_cfg(name, wd)), _reference(name, wd), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('name', optimizers.OPTIMIZERS)
@@ -119,9 +117,14 @@ def test_sgd_without_momentum_is_plain_gradient_descent():
 
 
 def test_the_schedule_sets_each_steps_learning_rate():
-  cfg = optimizers.OptimizerConfig(name='adam', learning_rate=0.05, weight_decay=WD,
-                                   schedule='warmup_cosine', warmup_steps=3,
-                                   total_steps=STEPS)
+  cfg = optimizers.OptimizerConfig(
+    name='adam',
+    learning_rate=0.05,
+    weight_decay=WD,
+    schedule='warmup_cosine',
+    warmup_steps=3,
+    total_steps=STEPS,
+  )
   lrs = [float(optimizers.make_schedule(cfg)(t)) for t in range(STEPS)]
   assert lrs[0] == 0.0 and max(lrs) == pytest.approx(0.05)
   np.testing.assert_allclose(_run(cfg), _torch_adam(lrs, WD), rtol=1e-5, atol=1e-6)
@@ -133,40 +136,46 @@ def test_agrees_with_torch_itself(name):
   w = torch.nn.Parameter(torch.tensor(P, dtype=torch.float64))
   lr = LR[name]
   opt = {
-      'adam': lambda: torch.optim.Adam([w], lr=lr, weight_decay=WD),
-      'adamw': lambda: torch.optim.AdamW([w], lr=lr, weight_decay=WD),
-      'sgd': lambda: torch.optim.SGD([w], lr=lr, momentum=0.9, weight_decay=WD),
-      'rmsprop': lambda: torch.optim.RMSprop([w], lr=lr, weight_decay=WD),
+    'adam': lambda: torch.optim.Adam([w], lr=lr, weight_decay=WD),
+    'adamw': lambda: torch.optim.AdamW([w], lr=lr, weight_decay=WD),
+    'sgd': lambda: torch.optim.SGD([w], lr=lr, momentum=0.9, weight_decay=WD),
+    'rmsprop': lambda: torch.optim.RMSprop([w], lr=lr, weight_decay=WD),
   }[name]()
   for g in GRADS:
     w.grad = torch.tensor(g, dtype=torch.float64)
     opt.step()
-  np.testing.assert_allclose(_run(_cfg(name, WD)), w.detach().numpy(), rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(_run(_cfg(name, WD)), w.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_clipping_bounds_the_global_norm():
-  cfg = optimizers.OptimizerConfig(name='sgd', learning_rate=1.0, weight_decay=0.0,
-                                   momentum=0.0, clip_grad_norm=1.0)
+  cfg = optimizers.OptimizerConfig(
+    name='sgd', learning_rate=1.0, weight_decay=0.0, momentum=0.0, clip_grad_norm=1.0
+  )
   step = P - _run(cfg, grads=GRADS[:1] * 1e3)
   np.testing.assert_allclose(np.linalg.norm(step), 1.0, rtol=1e-5)
 
 
 def test_warmup_cosine_schedule_shape():
-  sched = optimizers.make_schedule(optimizers.OptimizerConfig(
-      schedule='warmup_cosine', learning_rate=1.0, warmup_steps=10, total_steps=100))
+  sched = optimizers.make_schedule(
+    optimizers.OptimizerConfig(
+      schedule='warmup_cosine', learning_rate=1.0, warmup_steps=10, total_steps=100
+    )
+  )
   values = np.array([sched(i) for i in range(101)])
   assert values[0] == 0.0 and np.isclose(values[10], 1.0) and np.isclose(values[100], 0.0)
   assert np.all(np.diff(values[:11]) > 0) and np.all(np.diff(values[10:]) <= 1e-7)
 
 
-@pytest.mark.parametrize('cfg', [
+@pytest.mark.parametrize(
+  'cfg',
+  [
     optimizers.OptimizerConfig(name='adagrad'),
     optimizers.OptimizerConfig(schedule='step'),
     optimizers.OptimizerConfig(learning_rate=0.0),
     optimizers.OptimizerConfig(weight_decay=-1.0),
     optimizers.OptimizerConfig(schedule='warmup_cosine', warmup_steps=5, total_steps=5),
-])
+  ],
+)
 def test_bad_settings_are_user_errors(cfg):
   with pytest.raises(UserInputError):
     optimizers.make_optimizer(cfg)
@@ -174,8 +183,12 @@ def test_bad_settings_are_user_errors(cfg):
 
 def test_parameter_ema_is_decay_times_average_plus_rest_times_params_each_step():
   # SGD with lr 1 and constant gradients: the parameters go 4 -> 3 -> 2 -> ...
-  tx = optimizers.with_parameter_ema(optimizers.make_optimizer(optimizers.OptimizerConfig(
-      name='sgd', learning_rate=1.0, weight_decay=0.0, momentum=0.0)), decay=0.5)
+  tx = optimizers.with_parameter_ema(
+    optimizers.make_optimizer(
+      optimizers.OptimizerConfig(name='sgd', learning_rate=1.0, weight_decay=0.0, momentum=0.0)
+    ),
+    decay=0.5,
+  )
   params = {'w': jnp.array(4.0)}
   opt = tx.init(params)
   np.testing.assert_allclose(optimizers.ema_params(opt)['w'], 4.0)

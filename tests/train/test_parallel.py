@@ -30,10 +30,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope='session')
 def eight_device_results():
-  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8),
-             JAX_PLATFORMS='cpu')
-  out = subprocess.run([sys.executable, '-m', 'tests.workers.multidevice_worker'],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8), JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+    [sys.executable, '-m', 'tests.workers.multidevice_worker'],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -78,7 +83,8 @@ def test_the_drivers_resolve_microbatches_by_the_platform_policy():
   assert driver._parts(np.zeros((1, 64))) == 2
   with pytest.raises(UserInputError, match='microbatches=5 does not divide'):
     parallel.DataParallel(lambda *a: None, devices=one_cpu, microbatches=5)._parts(
-        np.zeros((1, 12)))
+      np.zeros((1, 12))
+    )
 
 
 def test_fsdp_sharded_run_equals_replicated_run(eight_device_results):
@@ -107,8 +113,9 @@ def _train_chunks(loss_fn, state, microbatches):
   idx, mask = batch_plans.batch_plan(56, 16, shuffle=True, seed=3)  # last batch: 8 of 16
   metrics = []
   for first in (0, 2):  # Two chunks of two steps.
-    state, m = driver.train(state, data, idx[first:first + 2], mask[first:first + 2],
-                            jax.random.key(7))
+    state, m = driver.train(
+      state, data, idx[first : first + 2], mask[first : first + 2], jax.random.key(7)
+    )
     metrics.append(jax.device_get(m))
   return driver, jax.device_get(state.params), metrics
 
@@ -130,19 +137,23 @@ def test_split_loss_in_two_programs_equals_one_program(microbatches):
   chex.assert_trees_all_close(split_params, one_params, atol=1e-6)
   chex.assert_trees_all_close(split_metrics, one_metrics, rtol=1e-5)
   assert split_metrics[1]['loss'][1].tolist() == [16.0, 8.0]  # Padded last batch kept.
-  moved = max(float(abs(a - b).max()) for a, b in
-              zip(jax.tree.leaves(split_params), jax.tree.leaves(state.params)))
+  moved = max(
+    float(abs(a - b).max())
+    for a, b in zip(jax.tree.leaves(split_params), jax.tree.leaves(state.params), strict=True)
+  )
   assert moved > 1e-3
 
 
 def test_prepare_train_batch_gives_each_microbatch_its_train_step_key():
   # train_step hands micro-batch part i the key fold_in(step key, i); the prepared
   # parts, interleaved back, must be what each part's loss would have prepared.
-  seen = lambda batch, rng, train: dict(batch, key=jnp.broadcast_to(
-      jax.random.key_data(rng)[None], (batch['x'].shape[0], 2)))
+  seen = lambda batch, rng, train: dict(
+    batch, key=jnp.broadcast_to(jax.random.key_data(rng)[None], (batch['x'].shape[0], 2))
+  )
   batch = {'x': jnp.arange(6.0)}
-  out = steps.prepare_train_batch(batch, jax.random.key(1), jnp.int32(4), prepare=seen,
-                                  microbatches=3)
+  out = steps.prepare_train_batch(
+    batch, jax.random.key(1), jnp.int32(4), prepare=seen, microbatches=3
+  )
   step_key = jax.random.fold_in(jax.random.key(1), 4)
   for i, part in enumerate(steps.split_batch(out, 3)):
     np.testing.assert_array_equal(part['x'], batch['x'][i::3])

@@ -32,10 +32,17 @@ def _start_pair(*extra_per_process):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env['XLA_FLAGS'] = helpers.xla_flags()  # One CPU device per process.
   port = str(_free_port())
-  return [subprocess.Popen([sys.executable, '-m', 'tests.workers.preemption_sync_worker',
-                            port, str(i), *extra], cwd=ROOT, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-          for i, extra in enumerate(extra_per_process)]
+  return [
+    subprocess.Popen(
+      [sys.executable, '-m', 'tests.workers.preemption_sync_worker', port, str(i), *extra],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i, extra in enumerate(extra_per_process)
+  ]
 
 
 def _wait_until_looping(proc, timeout=120.0):
@@ -52,7 +59,7 @@ def _wait_until_looping(proc, timeout=120.0):
 
 def _results(procs):
   outs = [p.communicate(timeout=120) for p in procs]
-  for p, (_, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs, strict=True):
     assert p.returncode == 0, err[-3000:]
   return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 

@@ -81,8 +81,11 @@ def test_non_finite_loss_names_its_step_inside_a_chunk():
 
 def test_skipped_non_finite_steps_are_counted_and_left_out_of_the_metrics():
   result, calls = _run(
-    _CountingDriver({2: np.inf, 3: np.nan, 7: 5.0}), total=8, every=(4,),
-    steps_per_dispatch=4, skip=True,
+    _CountingDriver({2: np.inf, 3: np.nan, 7: 5.0}),
+    total=8,
+    every=(4,),
+    steps_per_dispatch=4,
+    skip=True,
   )
   assert result.step == 8
   assert calls[0][2] == {'loss': 1.0, 'skipped_steps': 2.0}

@@ -31,6 +31,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch():
 
 def test_train_step_compiles_once():
   _, loss_fn, state = helpers.tiny_classifier()
+
   @jax.jit
   @chex.assert_max_traces(n=1)
   def step(state, batch, rng):
@@ -79,12 +80,16 @@ def test_microbatches_give_the_same_step_as_the_whole_batch():
   _, loss_fn, state = helpers.tiny_classifier(dropout_rate=0.0, augmentation=False)
   batch = _batch(16)
   batch['mask'] = batch['mask'].at[-3:].set(0.0)  # Padding lands in some parts only.
-  results = {k: jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn,
-                                          microbatches=k))(state, batch, jax.random.key(2))
-             for k in (1, 2, 4)}
+  results = {
+    k: jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn, microbatches=k))(
+      state, batch, jax.random.key(2)
+    )
+    for k in (1, 2, 4)
+  }
   for k in (2, 4):
     # Metrics include the gradient norm, which Adam's update would hide.
     chex.assert_trees_all_close(results[k][1], results[1][1], rtol=1e-5)
-    chex.assert_trees_all_close(results[k][0].params, results[1][0].params,
-                                atol=3e-5)  # Adam steps are ~1e-3.
+    chex.assert_trees_all_close(
+      results[k][0].params, results[1][0].params, atol=3e-5
+    )  # Adam steps are ~1e-3.
   assert float(results[4][1]['loss'][1]) == 13.0

@@ -23,8 +23,14 @@ BATCH = 4  # So 4 steps per epoch.
 def _config(num_epochs: int, skip_nonfinite: bool = False) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   shared_config.add_training_fields(
-    c, num_epochs=num_epochs, batch_size=BATCH, eval_batch_size=BATCH, log_every_steps=0,
-    steps_per_dispatch=3, progress=False, microbatches=1,
+    c,
+    num_epochs=num_epochs,
+    batch_size=BATCH,
+    eval_batch_size=BATCH,
+    log_every_steps=0,
+    steps_per_dispatch=3,
+    progress=False,
+    microbatches=1,
   )
   c.optimizer = shared_config.optimizer_section(
     learning_rate=0.1, weight_decay=0.0, skip_nonfinite=skip_nonfinite

@@ -27,12 +27,21 @@ STEPS = {'cnn': 8, 'lstm': 8, 'gru': 8, 'transformer': 8, 'ddpm': 4}
 
 def _run_matrix(name, data_dir, tmp):
   out = tmp / 'result.json'
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
-             XLA_FLAGS=helpers.xla_flags(2))
-  run = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'workers',
-                                                     'trainer_matrix_worker.py'),
-                        name, str(tmp), data_dir, str(out)],
-                       env=env, capture_output=True, text=True, timeout=900)
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', XLA_FLAGS=helpers.xla_flags(2))
+  run = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(ROOT, 'tests', 'workers', 'trainer_matrix_worker.py'),
+      name,
+      str(tmp),
+      data_dir,
+      str(out),
+    ],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert run.returncode == 0, run.stderr[-4000:]
   return json.loads(out.read_text())
 
@@ -59,6 +68,5 @@ def test_every_layout_and_fault(name, offline_data_dir, tmp_path):
   assert r['preempted_at'] == 3
   assert r['resume_bitwise_equal']
   # A poisoned example: the stop names its step; skip mode skips and finishes.
-  assert r['nonfinite_message'] == (f'training loss is nan at step '
-                                    f'{r["first_poisoned_step"]}')
+  assert r['nonfinite_message'] == (f'training loss is nan at step {r["first_poisoned_step"]}')
   assert r['skip_finite'] and r['skip_steps'] == r['steps'] and r['skipped'] >= 1

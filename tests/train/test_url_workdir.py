@@ -33,12 +33,12 @@ class FakeGcs:
 
   def local(self, path) -> str:
     path = os.fspath(path)
-    return str(self.root / path[len('gs://'):]) if path.startswith('gs://') else path
+    return str(self.root / path[len('gs://') :]) if path.startswith('gs://') else path
 
   def at(self, url: str):
     """The local file of `url` (which must be in the bucket)."""
     assert url.startswith('gs://'), url
-    return self.root / url[len('gs://'):]
+    return self.root / url[len('gs://') :]
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def fake_gcs(tmp_path, monkeypatch):
   monkeypatch.setenv('EPATH_USE_TF', 'false')  # Else gs:// goes to tf.io.gfile.
   # epath caches whether TensorFlow is there on first use: forget an earlier answer.
   from etils.epath import gpath  # pylint: disable=g-import-not-at-top
+
   gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
   # A cwd of its own: nothing may land there (no '<cwd>/gs:/...').
   cwd = tmp_path / 'cwd'
@@ -65,8 +66,19 @@ def fake_gcs(tmp_path, monkeypatch):
     return original(fake.local(path), mode)
 
   with epath.testing.mock_epath(
-      open=opener, exists=one, isdir=one, listdir=one, makedirs=one, mkdir=one,
-      remove=one, rmtree=one, stat=one, rename=two, replace=two, copy=two):
+    open=opener,
+    exists=one,
+    isdir=one,
+    listdir=one,
+    makedirs=one,
+    mkdir=one,
+    remove=one,
+    rmtree=one,
+    stat=one,
+    rename=two,
+    replace=two,
+    copy=two,
+  ):
     yield fake
   gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
   assert not os.listdir(cwd)
@@ -87,8 +99,7 @@ def test_prepare_workdir_returns_the_url_unmangled(fake_gcs):
   assert workdir_lib.prepare_workdir(URL, resume=False) == URL
   made = fake_gcs.at(URL)
   assert made.is_dir() and not os.listdir(made)  # The write test cleaned up.
-  assert fake_gcs.opened and all(u.startswith(URL + '/.write-test-')
-                                 for u, _ in fake_gcs.opened)
+  assert fake_gcs.opened and all(u.startswith(URL + '/.write-test-') for u, _ in fake_gcs.opened)
 
 
 def test_prepare_workdir_refuses_a_url_with_checkpoints_unless_resuming(fake_gcs):
@@ -99,7 +110,8 @@ def test_prepare_workdir_refuses_a_url_with_checkpoints_unless_resuming(fake_gcs
 
 
 def test_prepare_workdir_rejects_unknown_schemes_and_local_paths_stay_absolute(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   with pytest.raises(UserInputError, match="unsupported URL scheme 'nope'"):
     workdir_lib.prepare_workdir('nope://bucket/run', resume=False)
   monkeypatch.chdir(tmp_path)
@@ -107,8 +119,9 @@ def test_prepare_workdir_rejects_unknown_schemes_and_local_paths_stay_absolute(
 
 
 def test_manifest_lands_in_the_url_workdir_and_is_read_back(fake_gcs):
-  first = manifest.write_manifest(URL, 'cnn', {'lr': 0.1}, {'name': 'mnist'},
-                                  {'parameters': {'total': 7}})
+  first = manifest.write_manifest(
+    URL, 'cnn', {'lr': 0.1}, {'name': 'mnist'}, {'parameters': {'total': 7}}
+  )
   assert first == URL + '/manifest.json'
   assert json.loads(fake_gcs.at(first).read_text())['config'] == {'lr': 0.1}
   again = manifest.write_manifest(URL, 'cnn', {'lr': 0.1}, {'name': 'mnist'})
@@ -120,14 +133,16 @@ def test_manifest_lands_in_the_url_workdir_and_is_read_back(fake_gcs):
 
 def test_metrics_jsonl_and_tensorboard_land_in_the_url_workdir(fake_gcs, monkeypatch):
   from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
+
   # MetricWriter registers its epath writer for gs://: undo it after the test.
-  monkeypatch.setattr(record_writer, 'REGISTERED_FACTORIES',
-                      dict(record_writer.REGISTERED_FACTORIES))
+  monkeypatch.setattr(
+    record_writer, 'REGISTERED_FACTORIES', dict(record_writer.REGISTERED_FACTORIES)
+  )
   writer = metrics_lib.MetricWriter(URL)
   writer.write(3, 'train', {'loss': 0.5})
   writer.close()
   lines = fake_gcs.at(URL + '/metrics.jsonl').read_text().splitlines()
-  assert [json.loads(l) for l in lines] == [{'step': 3, 'split': 'train', 'loss': 0.5}]
+  assert [json.loads(line) for line in lines] == [{'step': 3, 'split': 'train', 'loss': 0.5}]
   events = list(fake_gcs.at(URL + '/tensorboard').iterdir())
   assert len(events) == 1 and events[0].name.startswith('events.out.tfevents.')
   assert events[0].stat().st_size > 0
@@ -139,7 +154,6 @@ def test_checkpoints_directory_is_the_url_handed_to_orbax(monkeypatch):
   handed = []
 
   class RecordingManager:
-
     def __init__(self, directory, options=None):
       del options
       handed.append(directory)
@@ -155,7 +169,8 @@ def test_reports_json_and_png_land_in_the_url_workdir(fake_gcs):
   text_url = files.write_text(files.join(URL, 'classification_report.txt'), 'ok\n')
   json_url = files.write_json(files.join(URL, 'final_metrics.json'), {'acc': 0.9})
   png_url = classification_report.save_confusion_matrix_png(
-      np.array([[3, 1], [0, 4]]), ['a', 'b'], files.join(URL, 'confusion_matrix.png'))
+    np.array([[3, 1], [0, 4]]), ['a', 'b'], files.join(URL, 'confusion_matrix.png')
+  )
   sample_url = files.write_bytes(files.join(URL, 'samples', 'grid.png'), b'\x89PNG')
   assert fake_gcs.at(text_url).read_text() == 'ok\n'
   assert files.read_json(json_url) == {'acc': 0.9}
@@ -163,4 +178,5 @@ def test_reports_json_and_png_land_in_the_url_workdir(fake_gcs):
   assert fake_gcs.at(sample_url).read_bytes() == b'\x89PNG'
   assert png_url == URL + '/confusion_matrix.png'
   assert sorted(u for u, _ in fake_gcs.opened) == sorted(
-      [text_url, json_url, json_url, png_url, sample_url])
+    [text_url, json_url, json_url, png_url, sample_url]
+  )

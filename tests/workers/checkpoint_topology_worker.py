@@ -49,7 +49,7 @@ def main():
     data = driver.put_data(helpers.tiny_data(32))
     idx, mask = batch_plans.batch_plan(32, 16, shuffle=True, seed=3)
     for s in range(SAVE_STEP):
-      state, _ = driver.train(state, data, idx[s:s + 1], mask[s:s + 1], jax.random.key(4))
+      state, _ = driver.train(state, data, idx[s : s + 1], mask[s : s + 1], jax.random.key(4))
     sharded = [x.sharding.spec for x in jax.tree.leaves(state.params)]
     assert any(any(p is not None for p in spec) for spec in sharded), sharded
     checkpointer.save(SAVE_STEP, state)

@@ -16,8 +16,7 @@ from tests import helpers
 from tests.train import family_setups
 
 
-def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, model=None,
-          **kw):
+def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, model=None, **kw):
   _, loss_fn, state = helpers.tiny_classifier(dropout_rate, augmentation, **(model or {}))
   driver = driver_cls(loss_fn, devices=devices, **kw)
   data = driver.put_replicated(helpers.tiny_data(40))
@@ -25,15 +24,18 @@ def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, mo
   idx, mask = batch_plans.batch_plan(40, batch, shuffle=True, seed=1)  # last batch: 8 of 16
   metrics = []
   for s in range(steps):
-    state, m = driver.train(state, data, idx[s:s + 1], mask[s:s + 1],
-                            jax.random.key(5))
+    state, m = driver.train(state, data, idx[s : s + 1], mask[s : s + 1], jax.random.key(5))
     metrics.append(jax.device_get(m))
   _, outputs = driver.evaluate(state, data, idx[:2], mask[:2])
   global SHARDED_PARAMS
-  SHARDED_PARAMS = sum(not p.sharding.is_fully_replicated
-                       for p in jax.tree.leaves(driver.host_state(state).params))
-  return (jax.device_get(driver.host_state(state).params), metrics,
-          np.asarray(jax.device_get(outputs['prediction'])))
+  SHARDED_PARAMS = sum(
+    not p.sharding.is_fully_replicated for p in jax.tree.leaves(driver.host_state(state).params)
+  )
+  return (
+    jax.device_get(driver.host_state(state).params),
+    metrics,
+    np.asarray(jax.device_get(outputs['prediction'])),
+  )
 
 
 def train_family(setup, devices, steps=2, batch=16):
@@ -45,14 +47,15 @@ def train_family(setup, devices, steps=2, batch=16):
   device_data = driver.put_data(data)
   idx, mask = batch_plans.batch_plan(n, batch, shuffle=True, seed=2)
   for s in range(steps):
-    state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
-                            jax.random.key(9))
+    state, _ = driver.train(state, device_data, idx[s : s + 1], mask[s : s + 1], jax.random.key(9))
   return jax.device_get(state.params)
 
 
 def max_diff(a, b):
-  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return max(
+    float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
 
 
 def main():
@@ -66,38 +69,41 @@ def main():
   pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
   # Two micro-batches per device (per-device batch 2 -> parts of 1 example).
   micro_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False, microbatches=2)
-  micro_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False,
-                           microbatches=2)
+  micro_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False, microbatches=2)
   # The CNN's convolutions on 2 interleaved parts of each device's batch.
-  parts_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False,
-                          model={'conv_parts': 2})
-  parts_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False,
-                           model={'conv_parts': 2})
-  fsdp, mf, _ = train(parallel.DataParallel, devices, 0.5, True, fsdp=True,
-                      fsdp_min_size=64)
-  families = {'lstm': lambda: family_setups.char_lm('lstm'),
-              'gru': lambda: family_setups.char_lm('gru'),
-              'transformer': family_setups.transformer_seq2seq,
-              'ddpm': family_setups.ddpm_denoiser}
-  family_diffs = {name: max_diff(train_family(make(), devices[:1]),
-                                 train_family(make(), devices))
-                  for name, make in families.items()}
-  print(json.dumps({
-      'family_1_vs_8_params': family_diffs,
-      'jit_1_vs_8_params': max_diff(one, eight),
-      'jit_1_vs_8_metrics': max_diff(m1, m8),
-      'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),
-      'jit_vs_pmap_params': max_diff(plain, pmapped),
-      'microbatches_jit_params': max_diff(plain, micro_jit),
-      'microbatches_pmap_params': max_diff(plain, micro_pmap),
-      'conv_parts_jit_params': max_diff(plain, parts_jit),
-      'conv_parts_pmap_params': max_diff(plain, parts_pmap),
-      'fsdp_vs_replicated_params': max_diff(eight, fsdp),
-      'fsdp_sharded_params': SHARDED_PARAMS,
-      'pmap_prediction_shape': list(pp.shape),
-      'param_scale': max(float(np.abs(x).max()) for x in jax.tree.leaves(one)),
-      'pmap_metric_count': float(mp[-1]['loss'][1][0]),
-  }))
+  parts_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False, model={'conv_parts': 2})
+  parts_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False, model={'conv_parts': 2})
+  fsdp, mf, _ = train(parallel.DataParallel, devices, 0.5, True, fsdp=True, fsdp_min_size=64)
+  families = {
+    'lstm': lambda: family_setups.char_lm('lstm'),
+    'gru': lambda: family_setups.char_lm('gru'),
+    'transformer': family_setups.transformer_seq2seq,
+    'ddpm': family_setups.ddpm_denoiser,
+  }
+  family_diffs = {
+    name: max_diff(train_family(make(), devices[:1]), train_family(make(), devices))
+    for name, make in families.items()
+  }
+  print(
+    json.dumps(
+      {
+        'family_1_vs_8_params': family_diffs,
+        'jit_1_vs_8_params': max_diff(one, eight),
+        'jit_1_vs_8_metrics': max_diff(m1, m8),
+        'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),
+        'jit_vs_pmap_params': max_diff(plain, pmapped),
+        'microbatches_jit_params': max_diff(plain, micro_jit),
+        'microbatches_pmap_params': max_diff(plain, micro_pmap),
+        'conv_parts_jit_params': max_diff(plain, parts_jit),
+        'conv_parts_pmap_params': max_diff(plain, parts_pmap),
+        'fsdp_vs_replicated_params': max_diff(eight, fsdp),
+        'fsdp_sharded_params': SHARDED_PARAMS,
+        'pmap_prediction_shape': list(pp.shape),
+        'param_scale': max(float(np.abs(x).max()) for x in jax.tree.leaves(one)),
+        'pmap_metric_count': float(mp[-1]['loss'][1][0]),
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

@@ -26,8 +26,10 @@ STEPS, LOCAL_BATCH = 2, 8  # 16 examples per process: 2 steps.
 
 
 def plans(process, num_processes, n_local):
-  return [batch_plans.batch_plan(n_local, LOCAL_BATCH, shuffle=True, seed=1, epoch=p)
-          for p in range(num_processes)][process]
+  return [
+    batch_plans.batch_plan(n_local, LOCAL_BATCH, shuffle=True, seed=1, epoch=p)
+    for p in range(num_processes)
+  ][process]
 
 
 def train_transformer(pid):
@@ -39,14 +41,17 @@ def train_transformer(pid):
   device_data = driver.put_data(local)
   idx, mask = plans(pid, 2, len(local['inputs']))
   for s in range(STEPS):
-    state, _ = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
-                            jax.random.key(6))
+    state, _ = driver.train(state, device_data, idx[s : s + 1], mask[s : s + 1], jax.random.key(6))
   return state
 
 
 def main():
-  port, pid, workdir, eight_device_workdir = (sys.argv[1], int(sys.argv[2]), sys.argv[3],
-                                              sys.argv[4])
+  port, pid, workdir, eight_device_workdir = (
+    sys.argv[1],
+    int(sys.argv[2]),
+    sys.argv[3],
+    sys.argv[4],
+  )
   distributed.initialize(f'localhost:{port}', 2, pid)
   assert jax.process_count() == 2 and len(jax.devices()) == 4
   data = helpers.tiny_data(32)
@@ -58,8 +63,9 @@ def main():
   device_data = driver.put_data(local)
   idx, mask = plans(pid, 2, len(local['label']))
   for s in range(STEPS):
-    state, metrics = driver.train(state, device_data, idx[s:s + 1], mask[s:s + 1],
-                                  jax.random.key(5))
+    state, metrics = driver.train(
+      state, device_data, idx[s : s + 1], mask[s : s + 1], jax.random.key(5)
+    )
   checkpointer = checkpoint_lib.Checkpointer(workdir)
   checkpointer.save(STEPS, state)
   checkpointer.wait()
@@ -71,11 +77,19 @@ def main():
   restored = eight.restore(topology.SAVE_STEP, state)
   eight.close()
   transformer_state = train_transformer(pid)
-  print(json.dumps({'process': pid, 'labels': local['label'].tolist(),
-                    'count': count, 'fc2_bias': params['fc2']['bias'],
-                    'digest': topology.digest(state.params),
-                    'restored_from_8_devices': topology.digest(restored.params),
-                    'transformer': topology.digest(transformer_state.params)}))
+  print(
+    json.dumps(
+      {
+        'process': pid,
+        'labels': local['label'].tolist(),
+        'count': count,
+        'fc2_bias': params['fc2']['bias'],
+        'digest': topology.digest(state.params),
+        'restored_from_8_devices': topology.digest(restored.params),
+        'transformer': topology.digest(transformer_state.params),
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

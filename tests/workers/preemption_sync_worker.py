@@ -29,9 +29,17 @@ def main():
         break
       print(f'iteration {i}', flush=True)
       time.sleep(0.1)
-    print(json.dumps({'process': pid, 'stopped_at': stopped_at,
-                      'signalled': stop.signalled(),
-                      'over_time_budget': stop.over_time_budget()}), flush=True)
+    print(
+      json.dumps(
+        {
+          'process': pid,
+          'stopped_at': stopped_at,
+          'signalled': stop.signalled(),
+          'over_time_budget': stop.over_time_budget(),
+        }
+      ),
+      flush=True,
+    )
 
 
 if __name__ == '__main__':

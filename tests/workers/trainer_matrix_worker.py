@@ -18,11 +18,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-
-# Runs of one family share most programs: compile each once.
-jax.config.update('jax_compilation_cache_dir', os.path.join(sys.argv[2], 'jit_cache'))
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
-jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
 import numpy as np
 
 from experiments.cnn.configs import default as cnn_default
@@ -35,6 +30,12 @@ from research.errors import Preempted
 from research.train import batch_plans
 from research.train import trainer
 
+# Runs of one family share most programs: compile each once. (The imports above compile
+# nothing, so the cache is set before the first program.)
+jax.config.update('jax_compilation_cache_dir', os.path.join(sys.argv[2], 'jit_cache'))
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+
 TEXT = ''.join(f'The cat sat on the mat number {i}.\nThe dog did not.\n' for i in range(40))
 
 
@@ -42,8 +43,15 @@ def tiny_config(name: str, tmp: str, data_dir: str):
   """A seconds-long, deterministic config (no dropout, no augmentation) per family."""
   if name == 'cnn':
     c = cnn_default.get_config()
-    c.update(data_dir=data_dir, train_split='train[:64]', test_split='test[:16]',
-             image_size=8, num_epochs=2, batch_size=16, eval_batch_size=16)
+    c.update(
+      data_dir=data_dir,
+      train_split='train[:64]',
+      test_split='test[:16]',
+      image_size=8,
+      num_epochs=2,
+      batch_size=16,
+      eval_batch_size=16,
+    )
     c.model.update(hidden_dim=16, dropout_rate=0.0, conv_parts=1)
     c.augment.update(max_rotation_deg=0.0, brightness=0.0, contrast=0.0)
   elif name in ('lstm', 'gru'):
@@ -56,16 +64,15 @@ def tiny_config(name: str, tmp: str, data_dir: str):
     c.sample.length = 0
   elif name == 'transformer':
     c = seq2seq_default.get_config()
-    c.update(num_epochs=2, batch_size=16, eval_batch_size=16, steps_per_dispatch=1,
-             eval_every_epochs=0)
+    c.update(
+      num_epochs=2, batch_size=16, eval_batch_size=16, steps_per_dispatch=1, eval_every_epochs=0
+    )
     c.generated.update(num_train=64, num_test=16, max_length=6, num_letters=6)
-    c.model.update(emb_dim=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-                   mlp_dim=32)
+    c.model.update(emb_dim=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, mlp_dim=32)
     c.optimizer.warmup_steps = 1
   else:
     c = ddpm_tiny.get_config()
-    c.update(data_dir=data_dir, train_split='train[:32]', batch_size=16,
-             eval_every_epochs=0)
+    c.update(data_dir=data_dir, train_split='train[:32]', batch_size=16, eval_every_epochs=0)
   # fsdp_min_size: the tiny models' arrays are small; shard them all the same.
   c.update(progress=False, microbatches=1, log_every_steps=0, fsdp_min_size=64)
   # SGD: Adam divides near-zero gradients by their own size, which turns the
@@ -78,6 +85,7 @@ def tiny_config(name: str, tmp: str, data_dir: str):
 class Probe:
   """Wraps a family: keeps its final parameters, optionally poisons example 0 of the
   training data (its loss becomes NaN) or sends SIGTERM at step `sigterm_at`."""
+
   inner: Any
   poison: bool = False
   sigterm_at: int = 0
@@ -112,6 +120,7 @@ class Probe:
       # Times NaN, not replaced by NaN: the gradient must be NaN too, as it is when
       # a real example blows up (else the optimizer's skip would never be tested).
       return dict(metrics, loss=(s * jnp.where(bad, jnp.nan, 1.0), n)), out
+
     return dataclasses.replace(model, gather_fn=gather_fn, loss_fn=poisoned)
 
   def evaluate(self, run, state, step):
@@ -122,30 +131,31 @@ class Probe:
   def report(self, run, state):
     params = run.driver.host_state(state).params
     # What the layout options reached: the driver, its micro-batches, the sharding.
-    self.layout = {'driver': type(run.driver).__name__,
-                   'microbatches': run.driver.microbatches,
-                   'sharded': any(not x.sharding.is_fully_replicated
-                                  for x in jax.tree.leaves(state.params))}
+    self.layout = {
+      'driver': type(run.driver).__name__,
+      'microbatches': run.driver.microbatches,
+      'sharded': any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
+    }
     self.params = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
     self.dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
     return {}
 
 
 def run(name, config, workdir, **probe_kw) -> tuple[Probe, dict]:
-  inner = families.FAMILIES['lm' if name in ('lstm', 'gru') else
-                            'seq2seq' if name == 'transformer' else name](config)
+  inner = families.FAMILIES[
+    'lm' if name in ('lstm', 'gru') else 'seq2seq' if name == 'transformer' else name
+  ](config)
   probe = Probe(inner, **probe_kw)
   final = trainer.train_and_evaluate(probe, workdir, log=lambda _: None)
   return probe, final
 
 
 def max_diff(a: Probe, b: Probe) -> float:
-  return max(float(np.max(np.abs(x - y))) for x, y in zip(a.params, b.params))
+  return max(float(np.max(np.abs(x - y))) for x, y in zip(a.params, b.params, strict=True))
 
 
 def source(data, config) -> batch_plans.IndexSource:
-  return batch_plans.IndexSource(data.num_train, config.batch_size, data.sampling,
-                               config.seed)
+  return batch_plans.IndexSource(data.num_train, config.batch_size, data.sampling, config.seed)
 
 
 def first_poisoned_step(probe: Probe, config) -> int:
@@ -171,10 +181,16 @@ def variant(name, tmp, data_dir, tag, **changes):
 def main(name: str, tmp: str, data_dir: str, out: str) -> None:
   v = lambda tag, **kw: variant(name, tmp, data_dir, tag, **kw)
   base, base_final = run(name, *v('base'))
-  result = {'steps': base_final['steps'], 'base_finite': all(
-      np.isfinite(p).all() for p in base.params)}
-  for tag, kw in (('pmap', dict(driver='pmap')), ('fsdp', dict(fsdp=True)),
-                  ('micro2', dict(microbatches=2)), ('bf16', dict(dtype='bfloat16'))):
+  result = {
+    'steps': base_final['steps'],
+    'base_finite': all(np.isfinite(p).all() for p in base.params),
+  }
+  for tag, kw in (
+    ('pmap', dict(driver='pmap')),
+    ('fsdp', dict(fsdp=True)),
+    ('micro2', dict(microbatches=2)),
+    ('bf16', dict(dtype='bfloat16')),
+  ):
     probe, _ = run(name, *v(tag, **kw))
     result[tag] = max_diff(base, probe)
     result[f'{tag}_dtypes'] = probe.dtypes
@@ -187,8 +203,9 @@ def main(name: str, tmp: str, data_dir: str, out: str) -> None:
     result['preempted_at'] = e.step
   resumed = Probe(families.FAMILIES[base.name](cfg))
   trainer.train_and_evaluate(resumed, workdir, resume=True, log=lambda _: None)
-  result['resume_bitwise_equal'] = all(np.array_equal(x, y) for x, y in
-                                       zip(base.params, resumed.params))
+  result['resume_bitwise_equal'] = all(
+    np.array_equal(x, y) for x, y in zip(base.params, resumed.params, strict=True)
+  )
   cfg, workdir = v('nan')
   probe = Probe(families.FAMILIES[base.name](cfg), poison=True)
   try:

@@ -38,8 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.conv_parts = 0
 
   # The seed's Adam(lr=1e-3, weight_decay=1e-4), PyTorch's coupled L2 decay.
-  c.optimizer = shared_config.optimizer_section(name='adam', learning_rate=1e-3,
-                                                weight_decay=1e-4)
+  c.optimizer = shared_config.optimizer_section(name='adam', learning_rate=1e-3, weight_decay=1e-4)
 
   c.augment = ml_collections.ConfigDict()
   c.augment.max_rotation_deg = 10.0  # Random rotation within +-this, training only.

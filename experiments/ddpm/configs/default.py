@@ -42,8 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.image_size = 28  # Side in pixels; a multiple of 2 ** (len(model.widths) - 1).
   c.image_channels = 1  # 1 for MNIST-like sets, 3 for cifar10.
   shared_config.add_training_fields(
-      c, num_epochs=56, batch_size=64, eval_batch_size=500,
-      eval_every_epochs=28)  # eval: a sample grid, samples_step<N>.png.
+    c, num_epochs=56, batch_size=64, eval_batch_size=500, eval_every_epochs=28
+  )  # eval: a sample grid, samples_step<N>.png.
 
   c.schedule = 'linear'  # Noise schedule: 'linear' (1e-4..0.02, DDPM) or 'cosine'.
   c.num_diffusion_steps = 1000  # T.
@@ -64,13 +64,20 @@ def get_config() -> ml_collections.ConfigDict:
   # image gets a fresh prompt per step (research/data/prompt_grammar.py).
   c.prompts = ml_collections.ConfigDict()
   c.prompts.templates = (  # Training templates; {attributes} may come out empty.
-      'a handwritten {attributes} {name}', '{attributes} {name}', 'a {attributes} {name}',
-      'the {attributes} digit {name}', 'a {attributes} number {name}',
-      'an image of a {attributes} {name}')
+    'a handwritten {attributes} {name}',
+    '{attributes} {name}',
+    'a {attributes} {name}',
+    'the {attributes} digit {name}',
+    'a {attributes} number {name}',
+    'an image of a {attributes} {name}',
+  )
   c.prompts.paraphrases = (  # Never trained on: judged for digit accuracy only.
-      'draw a {attributes} {name}', 'the number {name}, {attributes}',
-      'please write the digit {name} by hand {attributes}', 'a picture showing {attributes} {name}',
-      'an image of the {attributes} handwritten number {name}')
+    'draw a {attributes} {name}',
+    'the number {name}, {attributes}',
+    'please write the digit {name} by hand {attributes}',
+    'a picture showing {attributes} {name}',
+    'an image of the {attributes} handwritten number {name}',
+  )
   c.prompts.numerals = True  # Digits are named by word and numeral ('seven', '7').
   # Measured on every training image; a class's low / high third is named by a word:
   # thickness thin / thick, size small / large, slant upright / slanted.
@@ -81,8 +88,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.prompts.attribute_rate = 0.5  # In those, the chance each measured attribute is named.
   c.prompts.unknown_word_rate = 0.05  # Words hidden as unknown in training (robustness).
   c.prompts.showcase = (  # Free-form prompts of samples_showcase.png, one row each.
-      '7', 'the digit seven', 'a thick seven', 'a thin seven', 'a slanted one',
-      'an upright one', 'a large zero', 'a small zero', 'draw a 4', 'a thick, slanted two')
+    '7',
+    'the digit seven',
+    'a thick seven',
+    'a thin seven',
+    'a slanted one',
+    'an upright one',
+    'a large zero',
+    'a small zero',
+    'draw a 4',
+    'a thick, slanted two',
+  )
 
   c.model = ml_collections.ConfigDict()
   c.model.widths = (32, 64, 64)  # U-Net channels per level (28 -> 14 -> 7 pixels).
@@ -101,8 +117,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.text.mlp_dim = 128  # Prompt encoder feed-forward width.
 
   c.optimizer = shared_config.optimizer_section(
-      name='adam', learning_rate=1e-3, weight_decay=0.0, schedule='warmup_cosine',
-      warmup_steps=100, clip_grad_norm=1.0)
+    name='adam',
+    learning_rate=1e-3,
+    weight_decay=0.0,
+    schedule='warmup_cosine',
+    warmup_steps=100,
+    clip_grad_norm=1.0,
+  )
 
   # The judge: the seed's CNN (see the CNN config) trained on the DDPM's own data,
   # splits and image size (those fields are taken from above). Its seed is its own

@@ -35,8 +35,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.validation_split = 'validation'  # tfds split for validation bits per character.
   c.seq_len = 128  # Characters predicted per window (backpropagation length).
   shared_config.add_training_fields(
-      c, num_epochs=0, num_steps=800, batch_size=64, eval_batch_size=256,
-      eval_every_steps=200, max_train_seconds=540.0, microbatches=1)  # 2: no gain here.
+    c,
+    num_epochs=0,
+    num_steps=800,
+    batch_size=64,
+    eval_batch_size=256,
+    eval_every_steps=200,
+    max_train_seconds=540.0,
+    microbatches=1,
+  )  # 2: no gain here.
   c.bigram_smoothing = 1.0  # Add-k smoothing of the bigram baseline's counts.
 
   c.model = ml_collections.ConfigDict()
@@ -49,8 +56,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
 
   c.optimizer = shared_config.optimizer_section(
-      name='adam', learning_rate=8e-3, weight_decay=0.0, schedule='warmup_cosine',
-      warmup_steps=20, clip_grad_norm=1.0)
+    name='adam',
+    learning_rate=8e-3,
+    weight_decay=0.0,
+    schedule='warmup_cosine',
+    warmup_steps=20,
+    clip_grad_norm=1.0,
+  )
 
   c.sample = ml_collections.ConfigDict()
   c.sample.prompts = ('The cat sat on the', 'The return value of ')  # Prompts to complete.

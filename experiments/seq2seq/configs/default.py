@@ -23,8 +23,14 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = 'reverse'  # 'reverse', 'addition' (generated offline) or 'translate' (tfds).
   shared_config.add_training_fields(
-      c, num_epochs=12, batch_size=128, eval_batch_size=500, eval_every_epochs=2,
-      steps_per_dispatch=8, progress=False)
+    c,
+    num_epochs=12,
+    batch_size=128,
+    eval_batch_size=500,
+    eval_every_epochs=2,
+    steps_per_dispatch=8,
+    progress=False,
+  )
   c.label_smoothing = 0.0  # Label smoothing of the training targets.
   c.beam_size = 4  # Beams for the beam-search evaluation.
   c.length_penalty = 0.0  # GNMT length-penalty exponent alpha (0: none).
@@ -66,6 +72,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
 
   c.optimizer = shared_config.optimizer_section(
-      name='adamw', learning_rate=1e-3, weight_decay=0.01, schedule='warmup_cosine',
-      warmup_steps=200, b2=0.98, clip_grad_norm=1.0)
+    name='adamw',
+    learning_rate=1e-3,
+    weight_decay=0.01,
+    schedule='warmup_cosine',
+    warmup_steps=200,
+    b2=0.98,
+    clip_grad_norm=1.0,
+  )
   return c
