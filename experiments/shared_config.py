@@ -19,7 +19,9 @@ def add_training_fields(c: ml_collections.ConfigDict, **defaults) -> None:
   c.eval_batch_size = 256  # Global evaluation batch.
   c.eval_every_steps = 0  # Periodic evaluation (family-specific) every N steps (0: off).
   c.eval_every_epochs = 0  # Periodic evaluation every N epochs (0: off).
-  c.checkpoint_every_steps = 0  # Also checkpoint every N steps (0: per epoch/eval/end).
+  c.checkpoint_every_steps = 0  # Checkpoint every N steps (0: off); always at the end and on stops.
+  c.checkpoint_at_epoch_end = True  # Also checkpoint at every epoch end (resume loses < 1 epoch).
+  c.checkpoint_at_eval = True  # Also checkpoint after each periodic evaluation.
   c.log_every_steps = 50  # Per-step scalars to TensorBoard/metrics.jsonl every N steps.
   c.steps_per_dispatch = 1  # Train steps per compiled call.
   c.max_train_seconds = 0.0  # Stop training after this long, then report (0: no limit).
@@ -28,6 +30,10 @@ def add_training_fields(c: ml_collections.ConfigDict, **defaults) -> None:
   c.fsdp = False  # jit only: shard parameters and optimiser state over all devices.
   c.fsdp_min_size = 2**14  # Under fsdp, arrays with fewer elements stay replicated.
   c.microbatches = 0  # Independent parts per device train batch (0: auto: 2 on CPU, else 1).
+  # Training input: 'device' (the split on the devices, gathered in the step), 'stream'
+  # (host pipeline, batches streamed to the devices; jit driver) or 'auto' (device when
+  # the split takes under a quarter of a device's memory, else stream).
+  c.input_pipeline = 'device'
   _override(c, defaults)
 
 

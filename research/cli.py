@@ -36,6 +36,7 @@ from research.errors import Preempted
 from research.errors import UserInputError
 from research.train import compile_cache
 from research.train import distributed
+from research.train import scheduler
 
 # Loggers kept at WARNING (unless -v or --logger_levels asks otherwise): orbax and
 # tensorflow_datasets log every step at INFO via 'absl'; jax reports absent backends.
@@ -259,8 +260,9 @@ def log(message: str) -> None:
 
 
 def run(train: Callable[[], object], program_name: str = '') -> None:
-  """Sets up logging, joins a multi-process job if flags say so, then calls
-  `train()`; user mistakes and numerical failure end with one line, exit 1.
+  """Sets up logging, joins a multi-process job if flags say so, checks that JAX sees
+  what the scheduler allocated (`scheduler.check_allocation`), then calls `train()`;
+  user mistakes and numerical failure end with one line, exit 1.
 
   A run stopped by SIGTERM/SIGINT (after checkpointing) exits 0 with one line.
   """
@@ -273,6 +275,7 @@ def run(train: Callable[[], object], program_name: str = '') -> None:
       flags.FLAGS.distributed_auto,
     )
     compile_cache.enable(flags.FLAGS.compilation_cache)
+    scheduler.check_allocation()
     train()
   except UserInputError as e:
     _exit_with(str(e))

@@ -10,9 +10,12 @@ had when the entry was written (tfds rewrites it when it prepares the data again
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from typing import Any
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -58,7 +61,8 @@ class PreparedSplits:
     return os.path.join(self.cache_dir, f'{digest}.npz')
 
   def load(self, **key) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """(arrays, description) saved under `key`, or None if absent or stale."""
+    """(arrays, description) saved under `key`, or None if absent, stale or
+    unreadable (truncated, corrupt: logged as a warning, to be rebuilt)."""
     path = self._path(**key)
     stamp = _stamp(self.tfds_data_dir)
     if not self.enabled or stamp is None or not os.path.exists(path):
@@ -67,7 +71,15 @@ class PreparedSplits:
       with np.load(path, allow_pickle=False) as entry:
         arrays = {k: entry[k] for k in entry.files if k != 'description'}
         description = json.loads(str(entry['description']))
-    except (OSError, ValueError, KeyError):  # Truncated or foreign file: read again.
+    # A truncated or corrupt zip raises BadZipFile, EOFError or zlib.error; the caller
+    # reads the split again and writes a whole entry in its place.
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+      logging.getLogger(__name__).warning(
+        'prepared data cache entry %s is unreadable (%s: %s): rebuilding it',
+        path,
+        type(e).__name__,
+        e,
+      )
       return None
     if description.pop('stamp', None) != stamp:
       return None

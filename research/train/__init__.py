@@ -11,6 +11,8 @@
   mesh) or `PmapDataParallel` that run the steps on data gathered by `take_examples`.
 - Batch plans (`batch_plans.py`): `batch_plan`, the fixed-shape indices and masks of
   one pass, and `IndexSource`, the examples of every training step.
+- Input pipelines (`input_pipeline.py`): 'device' (the split on the devices) or
+  'stream' (batches gathered on the host, by the same plan, and streamed to them).
 - Evaluation (`evaluation.py`): `evaluate` scores every example once, in order.
 - The step loop (`step_loop.py`): `run_steps` dispatches chunks of steps, checks
   their metrics for non-finite values (`check_finite`) and calls the trainer's hooks.

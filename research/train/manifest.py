@@ -12,6 +12,7 @@ import jax
 
 from research.errors import UserInputError
 from research.train import files
+from research.train import scheduler
 
 PACKAGES = (
   'research',
@@ -55,13 +56,14 @@ def package_versions() -> dict[str, str]:
 
 
 def device_summary() -> dict[str, Any]:
-  """Backend, process and device kinds/counts of this run."""
+  """Backend, processes (count, this one's index) and device kinds/counts of this run."""
   kinds: dict[str, int] = {}
   for d in jax.devices():
     kinds[d.device_kind] = kinds.get(d.device_kind, 0) + 1
   return {
     'backend': jax.default_backend(),
     'process_count': jax.process_count(),
+    'process_index': jax.process_index(),
     'local_device_count': jax.local_device_count(),
     'device_count': jax.device_count(),
     'device_kinds': kinds,
@@ -118,6 +120,7 @@ def write_manifest(
     'platform': platform.platform(),
     'packages': package_versions(),
     'devices': device_summary(),
+    'scheduler': scheduler.job_facts(),
     'config': dict(config),
     'data': dict(data),
     **(extra or {}),

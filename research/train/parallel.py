@@ -1,11 +1,14 @@
 """Data-parallel drivers: compile the pure steps for one or many devices.
 
-Both drivers keep the whole (small) data set on the devices and take, per call, a
-chunk of S steps' worth of example indices, so one dispatch runs S steps and the
-host never copies batches:
+With the 'device' input pipeline both drivers keep each process's training split on
+its devices and take, per call, a chunk of S steps' worth of example indices, so one
+dispatch runs S steps and the host never copies batches:
 
   train(state, data, idx_SxB, mask_SxB, rng) -> (state, metrics stacked over S)
   evaluate(state, data, idx_SxB, mask_SxB) -> (metrics summed over S, outputs SxB..)
+
+With 'stream' (`research.train.input_pipeline`, jit driver) the host gathers the
+batches and `DataParallel.train_batches(state, batch_SxB, rng)` trains on them.
 
 `DataParallel` (the default) is `jax.jit` over a one-axis device mesh: the state and
 data replicated, every batch sharded along B. `PmapDataParallel` runs the same steps
@@ -15,7 +18,7 @@ programs per step, step micro-batches) are `research.platform_policy`'s.
 """
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from flax import jax_utils
 import jax
@@ -51,28 +54,40 @@ def _stack(trees):
 # Elsewhere they are a `lax.scan`, which compiles the step once (`platform_policy.on_cpu`:
 # both branches are traced, S + 1 steps; a chunk of one step needs no loop anywhere and
 # is traced once).
-def _train_chunk(
-  state, data, idx_SxB, mask_SxB, rng, *, loss_fn, gather_fn, axis_name, microbatches
-):
-  def step(state, idx_B, mask_B):
-    batch = _gathered_batch(gather_fn, data, idx_B, mask_B)
+def _train_steps(state, xs_S, rng, *, batch_of, loss_fn, axis_name, microbatches):
+  """S train steps; step s trains on `batch_of(xs_S[s])` (xs_S: a pytree, leading S)."""
+
+  def step(state, xs):
     return steps.train_step(
-      state, batch, rng, loss_fn=loss_fn, axis_name=axis_name, microbatches=microbatches
+      state, batch_of(xs), rng, loss_fn=loss_fn, axis_name=axis_name, microbatches=microbatches
     )
 
-  def flat(state, idx_SxB, mask_SxB):
+  def flat(state, xs_S):
     metrics = []
-    for s in range(idx_SxB.shape[0]):
-      state, m = step(state, idx_SxB[s], mask_SxB[s])
+    for s in range(num):
+      state, m = step(state, jax.tree.map(lambda x, s=s: x[s], xs_S))
       metrics.append(m)
     return state, _stack(metrics)
 
-  def scanned(state, idx_SxB, mask_SxB):
-    return jax.lax.scan(lambda st, xs: step(st, *xs), state, (idx_SxB, mask_SxB))
+  def scanned(state, xs_S):
+    return jax.lax.scan(step, state, xs_S)
 
-  if idx_SxB.shape[0] == 1:
-    return flat(state, idx_SxB, mask_SxB)
-  return platform_policy.on_cpu(flat, scanned, state, idx_SxB, mask_SxB)
+  num = jax.tree.leaves(xs_S)[0].shape[0]
+  if num == 1:
+    return flat(state, xs_S)
+  return platform_policy.on_cpu(flat, scanned, state, xs_S)
+
+
+def _train_chunk(state, data, idx_SxB, mask_SxB, rng, *, gather_fn, **kw):
+  """'device' input: S steps on the examples `idx_SxB` gathered from `data`."""
+  batch_of = lambda xs: _gathered_batch(gather_fn, data, *xs)
+  return _train_steps(state, (idx_SxB, mask_SxB), rng, batch_of=batch_of, **kw)
+
+
+def _train_batches(state, batch_SxB, rng, *, gather_fn, **kw):
+  """'stream' input: S steps on the gathered batches `batch_SxB` (with 'mask')."""
+  del gather_fn  # The host gathered them.
+  return _train_steps(state, batch_SxB, rng, batch_of=lambda b: b, **kw)
 
 
 # On CPU a `steps.SplitLoss` runs in two programs per step: the gather and the
@@ -85,6 +100,15 @@ def _prepare_step(
   data, idx_SxB, mask_SxB, s, rng, step, *, loss_fn, gather_fn, axis_name, microbatches
 ):
   batch = _gathered_batch(gather_fn, data, idx_SxB[s], mask_SxB[s])
+  return steps.prepare_train_batch(
+    batch, rng, step, prepare=loss_fn.prepare, axis_name=axis_name, microbatches=microbatches
+  )
+
+
+def _prepare_batch(batch_SxB, s, rng, step, *, loss_fn, gather_fn, axis_name, microbatches):
+  """`_prepare_step` of 'stream' input: batch s of the gathered chunk, prepared."""
+  del gather_fn  # The host gathered the batch.
+  batch = jax.tree.map(lambda x: x[s], batch_SxB)
   return steps.prepare_train_batch(
     batch, rng, step, prepare=loss_fn.prepare, axis_name=axis_name, microbatches=microbatches
   )
@@ -181,6 +205,8 @@ class DataParallel:
     )
     self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
     self._train = self._eval = self._prepare = self._step = None
+    self._any: Any = None  # The jitted OR of `any_process`.
+    self._train_given = self._prepare_given = None  # The same, on gathered batches.
     # Two programs per train step (see `_prepare_step`): a split loss, on CPU.
     self.splits_steps = isinstance(loss_fn, steps.SplitLoss) and platform_policy.splits_loss_steps(
       self.devices[0].platform
@@ -210,6 +236,49 @@ class DataParallel:
       tree = jax.device_get(tree)
     return jax.device_put(tree, self.state_sharding(tree))
 
+  def any_process(self, flags: Sequence[bool]) -> Callable[[], tuple[bool, ...]]:
+    """Each of this process's `flags` OR-ed over all processes by an all-reduce on the
+    devices, queued behind the chunks already dispatched: the host does not wait for
+    it here. Returns a function that reads the agreed flags (it waits for that work:
+    call it when the chunk before is read anyway)."""
+    if self._any is None:
+      self._any = jax.jit(lambda f: f.max(axis=0), out_shardings=self.replicated)
+    local = np.tile(np.asarray(flags, np.int32), (self.num_devices // jax.process_count(), 1))
+    flags_DxN = jax.make_array_from_process_local_data(
+      NamedSharding(self.mesh, P(BATCH_AXES)), local, (self.num_devices, len(flags))
+    )
+    agreed = self._any(flags_DxN)
+    return lambda: tuple(bool(f) for f in np.asarray(agreed))
+
+  def init_program(self, init: Callable[[jax.Array], Any], abstract: Any):
+    """`init` (rng -> state) compiled to write each array straight into its
+    `state_sharding`, given the state's shapes `abstract` (`jax.eval_shape`)."""
+    return jax.jit(init, out_shardings=self.state_sharding(abstract))
+
+  def init_state(self, init: Callable[[jax.Array], Any], rng: jax.Array):
+    """The state `init(rng)`, sharded from its first byte: shapes first, then one
+    compiled call whose outputs are born in `state_sharding`, so no device ever holds
+    more than its share of an FSDP-sharded array (nor does any host)."""
+    abstract = jax.eval_shape(init, rng)
+    # Every process has the same key; its data goes onto every device from host
+    # memory (as in `put_replicated`): a key on one local device cannot feed others'.
+    key_data = jax.device_put(np.asarray(jax.random.key_data(rng)), self.replicated)
+    key = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(rng))
+    return self.init_program(init, abstract)(key)
+
+  def restore_target(self, abstract: Any):
+    """`abstract` (`jax.ShapeDtypeStruct`s) with the state shardings: what a checkpoint
+    is restored into, each device reading only its shards."""
+    return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract,
+      self.state_sharding(abstract),
+    )
+
+  def place_restored(self, state):
+    """A state restored into `restore_target`: already in place."""
+    return state
+
   def put_data(self, local_arrays: dict[str, np.ndarray]):
     """This process's data shard, onto its devices (every process must call it with
     equally many examples)."""
@@ -234,6 +303,12 @@ class DataParallel:
         out_shardings=out,
         static_argnames='microbatches',
       )
+      self._train_given = jax.jit(
+        functools.partial(_train_batches, **self._kw),
+        donate_argnums=0,
+        out_shardings=out,
+        static_argnames='microbatches',
+      )
       self._eval = jax.jit(
         functools.partial(_eval_chunk, **self._kw),
         out_shardings=(self.replicated, self.batch_sharded),
@@ -244,6 +319,11 @@ class DataParallel:
           out_shardings=NamedSharding(self.mesh, P(BATCH_AXES)),
           static_argnames='microbatches',
         )
+        self._prepare_given = jax.jit(
+          functools.partial(_prepare_batch, **self._kw),
+          out_shardings=NamedSharding(self.mesh, P(BATCH_AXES)),
+          static_argnames='microbatches',
+        )
         self._step = jax.jit(
           functools.partial(steps.train_step, loss_fn=self._kw['loss_fn'].loss),
           donate_argnums=0,
@@ -251,8 +331,8 @@ class DataParallel:
           static_argnames='microbatches',
         )
 
-  def _parts(self, idx_SxB):
-    per_device = np.shape(idx_SxB)[1] * jax.process_count() // self.num_devices
+  def _parts(self, global_batch: int) -> int:
+    per_device = global_batch // self.num_devices
     return platform_policy.batch_parts(self.microbatches, per_device, self.devices[0].platform)
 
   def _indices(self, idx_SxB, mask_SxB):
@@ -265,13 +345,40 @@ class DataParallel:
     """Runs S train steps on this process's (S, B / processes) indices into its data
     shard; returns the new state and the global metrics stacked over S."""
     self._compile(state)
-    parts, (idx, mask) = self._parts(idx_SxB), self._indices(idx_SxB, mask_SxB)
+    parts = self._parts(np.shape(idx_SxB)[1] * jax.process_count())
+    idx, mask = self._indices(idx_SxB, mask_SxB)
     if not self.splits_steps:
       return self._train(state, data, idx, mask, rng, microbatches=parts)
+    prepare = lambda s, step: self._prepare(data, idx, mask, s, rng, step, microbatches=parts)
+    return self._split_steps(state, rng, idx.shape[0], parts, prepare)
+
+  def put_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's gathered chunk, arrays (S, B / processes, ...), as global arrays
+    (S, B, ...) sharded along B over every device ('stream' input)."""
+
+    def put(v):
+      v = np.asarray(v)
+      shape = (v.shape[0], v.shape[1] * jax.process_count()) + v.shape[2:]
+      return jax.make_array_from_process_local_data(self.batch_sharded, v, shape)
+
+    return {k: put(v) for k, v in local_batch.items()}
+
+  def train_batches(self, state, batch_SxB, rng):
+    """Runs S train steps on gathered batches placed by `put_batch` (with 'mask');
+    returns the new state and the global metrics stacked over S."""
+    self._compile(state)
+    parts = self._parts(batch_SxB['mask'].shape[1])
+    if not self.splits_steps:
+      return self._train_given(state, batch_SxB, rng, microbatches=parts)
+    prepare = lambda s, step: self._prepare_given(batch_SxB, s, rng, step, microbatches=parts)
+    return self._split_steps(state, rng, batch_SxB['mask'].shape[0], parts, prepare)
+
+  def _split_steps(self, state, rng, num, parts, prepare):
+    """S steps in two programs each (see `_prepare_step`); `prepare(s, step)` gives
+    step s's prepared batch."""
     metrics = []
-    for s in range(idx.shape[0]):
-      batch = self._prepare(data, idx, mask, np.int32(s), rng, state.step, microbatches=parts)
-      state, m = self._step(state, batch, rng, microbatches=parts)
+    for s in range(num):
+      state, m = self._step(state, prepare(np.int32(s), state.step), rng, microbatches=parts)
       metrics.append(m)
     return state, _stack(metrics)
 
@@ -310,6 +417,7 @@ class PmapDataParallel:
     self._train_chunk = functools.partial(_train_chunk, **kw)
     self._trains: dict[int, Any] = {}  # micro-batch count -> pmapped train chunk
     self._eval = self._pmap(functools.partial(_eval_chunk, **kw))
+    self._any: Any = None  # The pmapped OR of `any_process`.
 
   def _train_fn(self, idx_SxB):
     k = platform_policy.batch_parts(
@@ -332,6 +440,27 @@ class PmapDataParallel:
 
   def put_data(self, local_arrays):
     return self.put_replicated(local_arrays)
+
+  def any_process(self, flags: Sequence[bool]) -> Callable[[], tuple[bool, ...]]:
+    """`DataParallel.any_process` under pmap: a `pmax` over the devices."""
+    if self._any is None:
+      self._any = self._pmap(lambda f: jax.lax.pmax(f, self.axis_name))
+    local = sum(d.process_index == jax.process_index() for d in self.devices)
+    agreed = self._any(np.tile(np.asarray(flags, np.int32), (local, 1)))
+    return lambda: tuple(bool(f) for f in np.asarray(agreed.addressable_data(0)))
+
+  def init_state(self, init: Callable[[jax.Array], Any], rng: jax.Array):
+    """The state `init(rng)`, built on one device and replicated (pmap needs it
+    whole on every device)."""
+    return self.put_replicated(jax.jit(init)(rng))
+
+  def restore_target(self, abstract: Any):
+    """`abstract` on this process's first device, to be replicated by `place_restored`."""
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abstract)
+
+  def place_restored(self, state):
+    return self.put_replicated(state)
 
   def host_state(self, state):
     return jax_utils.unreplicate(state)

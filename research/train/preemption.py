@@ -2,14 +2,16 @@
 
 In a multi-process run a signal usually reaches one process first (or only one:
 a single preempted host). Every process must stop at the same step, since
-checkpointing and every train step are collectives, so the processes agree with
-`agreed_stop`: an all-gather of each one's stop flag, True everywhere if any
-process asked.
+checkpointing and every train step are collectives, so the processes agree: the
+trainer ORs each process's flags on the devices behind the chunk just dispatched
+(`parallel.DataParallel.any_process`) and reads them with that chunk's metrics, a
+chunk later, so no process waits for the others at every chunk; a loop without
+device work agrees with `agreed_stop`, an all-gather that waits for all processes.
 
 Why not `jax.experimental.multihost_utils.reached_preemption_sync_point`: it only
 knows SIGTERM (caught by JAX's own C++ handler, which fights with ours), not
 SIGINT or a time budget, needs `jax_enable_preemption_service`, and picks a step
-after the request. A one-flag all-gather works on every backend (gloo on CPU).
+after the request. A few flags OR-ed by the devices work on every backend (gloo on CPU).
 """
 
 import signal

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from research.errors import UserInputError
+from research.train import input_pipeline
 from research.train import optimizers
 from research.train import parallel
 
@@ -42,8 +43,10 @@ class TrainSettings:
     eval_batch_size: global evaluation batch.
     eval_every_steps: the family's periodic evaluation every N steps (0: off).
     eval_every_epochs: the same, counted in epochs (0: off).
-    checkpoint_every_steps: checkpoint every N steps, besides every epoch end,
-      evaluation and the end of training (0: off).
+    checkpoint_every_steps: checkpoint every N steps (0: off). A run also
+      checkpoints at its end and when it stops early (preemption, time budget).
+    checkpoint_at_epoch_end: also checkpoint at every epoch end.
+    checkpoint_at_eval: also checkpoint after every periodic evaluation.
     log_every_steps: per-step scalars (loss, learning rate, gradient norm,
       throughput) to TensorBoard and metrics.jsonl every N steps (0: off).
     steps_per_dispatch: train steps per compiled call.
@@ -53,6 +56,9 @@ class TrainSettings:
     fsdp: shard parameters and optimiser state over the devices (jit only).
     fsdp_min_size: under fsdp, arrays with fewer elements stay replicated.
     microbatches: independent parts per device train batch (0: automatic).
+    input_pipeline: 'device' (the split on the devices, batches gathered in the
+      step), 'stream' (batches gathered on the host and streamed; jit driver) or
+      'auto' (see `research.train.input_pipeline`).
   """
 
   seed: int = 0
@@ -63,6 +69,8 @@ class TrainSettings:
   eval_every_steps: int = 0
   eval_every_epochs: int = 0
   checkpoint_every_steps: int = 0
+  checkpoint_at_epoch_end: bool = True
+  checkpoint_at_eval: bool = True
   log_every_steps: int = 50
   steps_per_dispatch: int = 1
   max_train_seconds: float = 0.0
@@ -71,6 +79,7 @@ class TrainSettings:
   fsdp: bool = False
   fsdp_min_size: int = 2**14
   microbatches: int = 0
+  input_pipeline: str = 'device'
 
   def __post_init__(self):
     if self.num_epochs < 0 or self.num_steps < 0 or not (self.num_epochs or self.num_steps):
@@ -94,6 +103,13 @@ class TrainSettings:
       raise UserInputError(f'unknown driver {self.driver!r}: use one of {sorted(parallel.DRIVERS)}')
     if self.fsdp and self.driver != 'jit':
       raise UserInputError('fsdp=True needs driver=jit')
+    if self.input_pipeline not in input_pipeline.PIPELINES:
+      raise UserInputError(
+        f'unknown input_pipeline {self.input_pipeline!r}: '
+        f'use one of {list(input_pipeline.PIPELINES)}'
+      )
+    if self.input_pipeline == 'stream' and self.driver != 'jit':
+      raise UserInputError('input_pipeline=stream needs driver=jit')
 
 
 def _dataclass_from(cls, values: Mapping[str, Any], where: str):

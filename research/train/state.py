@@ -10,6 +10,24 @@ import optax
 from research.train.steps import TrainState
 
 
+def train_state_init(
+  init_params: Callable[[jax.Array], Any], apply_fn: Callable, tx: optax.GradientTransformation
+) -> Callable[[jax.Array], TrainState]:
+  """The pure function rng -> initial `TrainState` (step 0), for `jax.eval_shape` and
+  for a driver to compile with its state shardings (`parallel.DataParallel.init_state`).
+
+  Args:
+    init_params: rng -> params pytree (float32).
+    apply_fn: the model's apply function, kept on the state for convenience.
+    tx: the optax optimiser.
+  """
+
+  def init(rng):
+    return TrainState.create(apply_fn=apply_fn, params=init_params(rng), tx=tx)
+
+  return init
+
+
 def init_train_state(
   init_params: Callable[[jax.Array], Any],
   apply_fn: Callable,
@@ -33,21 +51,14 @@ def init_train_state(
     a `TrainState` with step 0.
   """
 
-  def init(rng):
-    return TrainState.create(apply_fn=apply_fn, params=init_params(rng), tx=tx)
-
-  return jax.jit(init, out_shardings=sharding)(rng)
+  return jax.jit(train_state_init(init_params, apply_fn, tx), out_shardings=sharding)(rng)
 
 
 def abstract_train_state(
   init_params: Callable[[jax.Array], Any], apply_fn: Callable, tx: optax.GradientTransformation
 ) -> TrainState:
   """The state's shapes and dtypes (`jax.ShapeDtypeStruct` leaves), computing nothing."""
-
-  def init(rng):
-    return TrainState.create(apply_fn=apply_fn, params=init_params(rng), tx=tx)
-
-  return jax.eval_shape(init, jax.random.key(0))
+  return jax.eval_shape(train_state_init(init_params, apply_fn, tx), jax.random.key(0))
 
 
 def count_params(params: Any) -> dict[str, int]:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -18,6 +18,7 @@ from tqdm import auto as tqdm
 
 from research.errors import NonFiniteLossError
 from research.train import batch_plans
+from research.train import input_pipeline
 from research.train import metrics as metrics_lib
 
 
@@ -58,6 +59,24 @@ class Boundaries:
     """The first boundary step > `step` (the end at the latest)."""
     ahead = [(step // n + 1) * n for n in self.every if n]
     return min(ahead + [self.total_steps])
+
+  def chunks(self, start_step: int, steps_per_dispatch: int) -> Iterator[tuple[int, int]]:
+    """(first step, number of steps) of every chunk `run_steps` dispatches from
+    `start_step`, in order."""
+    step = start_step
+    while step < self.total_steps:
+      num = min(steps_per_dispatch, self.next_after(step) - step)
+      yield step, num
+      step += num
+
+
+def _dispatch(driver, state, data, source, step: int, num: int, rng):
+  """Trains steps step .. step + num - 1: on the indices of `source` into the placed
+  `data` ('device' input), or on the stream's next chunk ('stream' input)."""
+  if isinstance(data, input_pipeline.Stream):
+    return driver.train_batches(state, data.chunk(step, num), rng)
+  idx, mask = source.chunk(step, num)
+  return driver.train(state, data, idx, mask, rng)
 
 
 class Progress:
@@ -113,7 +132,8 @@ def run_steps(
   Args:
     driver: a `research.train.parallel` driver.
     state: the device-placed train state.
-    data: the device-placed training arrays.
+    data: the device-placed training arrays, or an `input_pipeline.Stream` of
+      this run's chunks.
     source: which examples each step trains on.
     rng: the run's base key (each step folds in its step number).
     start_step: the step the state is at.
@@ -121,8 +141,11 @@ def run_steps(
     steps_per_dispatch: steps per compiled call (chunks never cross a boundary).
     on_boundary: called as on_boundary(step, state, sums) with the (sum, count)
       train metrics since the last call ('skipped_steps' with skip_nonfinite).
-    should_stop: polled after every chunk: None to go on, or a reason ('preempted',
-      'time_budget'); the loop then calls on_boundary and returns.
+    should_stop: polled after every chunk is dispatched: None to go on, or a reason
+      ('preempted', 'time_budget'); the loop then calls on_boundary and returns. Or
+      a function giving that answer, called when the chunk's metrics are read, one
+      chunk later (a stop agreed by the processes on the devices, which the host
+      does not wait for: `parallel.DataParallel.any_process`).
     skip_nonfinite: drop non-finite steps from the metrics instead of raising.
     progress: show a progress bar (on a terminal).
 
@@ -137,7 +160,7 @@ def run_steps(
   step, pending, stopped = start_step, None, 'done'
 
   def consume():
-    chunk_metrics, first, num = pending
+    chunk_metrics, first, num, agreed = pending
     chunk_metrics, bad = check_finite(jax.device_get(chunk_metrics), first, skip=skip_nonfinite)
     sums.add(chunk_metrics)
     clock['skipped'] += bad
@@ -146,18 +169,19 @@ def run_steps(
     else:
       clock['examples'] += int(num * source.local_batch * jax.process_count())
     bar.update(num, sums.result().get('loss', math.nan))
+    return agreed() if agreed is not None else None
 
   try:
     while step < boundaries.total_steps:
       num = min(steps_per_dispatch, boundaries.next_after(step) - step)
-      idx, mask = source.chunk(step, num)
-      state, chunk_metrics = driver.train(state, data, idx, mask, rng)
+      state, chunk_metrics = _dispatch(driver, state, data, source, step, num, rng)
+      answer = should_stop()
+      stop, later = (None, answer) if callable(answer) else (answer, None)
       if pending is not None:
-        consume()  # The device is already busy with this chunk.
-      pending, step = (chunk_metrics, step, num), step + num
-      stop = should_stop()
+        stop = consume() or stop  # The device is already busy with this chunk.
+      pending, step = (chunk_metrics, step, num, later), step + num
       if stop or step == boundaries.next_after(step - 1):
-        consume()
+        stop = consume() or stop
         pending = None
         t0 = time.perf_counter()
         if skip_nonfinite:  # Steps dropped since the last boundary.

@@ -27,6 +27,7 @@ from research.train import batch_plans
 from research.train import checkpoint as checkpoint_lib
 from research.train import distributed
 from research.train import files
+from research.train import input_pipeline
 from research.train import manifest
 from research.train import metrics as metrics_lib
 from research.train import optimizers
@@ -139,6 +140,7 @@ class Run:
   history: list[dict[str, float]] = dataclasses.field(default_factory=list)
   examples_per_second: float | None = None  # Training throughput, set before `report`.
   skipped_steps: int = 0  # Non-finite steps skipped (optimizer.skip_nonfinite).
+  input_pipeline: str = 'device'  # The resolved `settings.input_pipeline`: device | stream.
   _placed: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
   def placed(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
@@ -198,6 +200,8 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
     microbatches=model.microbatches(settings.microbatches),
   )
   optimizer = settings_lib.optimizer_config(family.config.optimizer, total)
+  pipeline, why = input_pipeline.resolve(settings.input_pipeline, data.train, driver)
+  log(f'Input pipeline: {pipeline} ({why}).')
   return Run(
     settings=settings,
     workdir=workdir,
@@ -208,6 +212,7 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
     optimizer=optimizer,
     total_steps=total,
     log=log,
+    input_pipeline=pipeline,
   )
 
 
@@ -226,16 +231,19 @@ def _index_source(settings, data: TrainData) -> batch_plans.IndexSource:
 
 
 def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> Any:
-  """Counts parameters, writes the manifest, initialises or restores the state."""
+  """Counts parameters, writes the manifest, initialises or restores the state.
+
+  Shape-first: the state's shapes come from `jax.eval_shape`, and the driver builds
+  (or restores) each array straight into its sharding, never whole on one device.
+  """
   m = run.model
   tx = m.optimizer(optimizers.make_optimizer(run.optimizer))
-  run.param_counts = state_lib.count_params(
-    state_lib.abstract_train_state(m.init_params, m.module.apply, tx).params
-  )
+  init = state_lib.train_state_init(m.init_params, m.module.apply, tx)
+  abstract = jax.eval_shape(init, rng)
+  run.param_counts = state_lib.count_params(abstract.params)
   run.log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in run.param_counts.items()))
-  state = state_lib.init_train_state(m.init_params, m.module.apply, tx, rng)
   if run.workdir is None:
-    return run.driver.put_replicated(state)
+    return run.driver.init_state(init, rng)
   if resume:
     manifest.check_resumable(run.workdir, family.name, run.param_counts)
   if distributed.is_primary():
@@ -244,20 +252,22 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
       family.name,
       _to_dict(family.config),
       run.data.facts,
-      {'parameters': run.param_counts},
+      {'parameters': run.param_counts, 'input_pipeline': run.input_pipeline},
     )
   run.checkpointer = checkpoint_lib.Checkpointer(run.workdir)
   run.writer = metrics_lib.MetricWriter(run.workdir, enabled=distributed.is_primary())
   run.writer.hparams(traverse_util.flatten_dict(_to_dict(family.config), sep='.'))
-  if resume:
-    state = _restore(run, state)
-  return run.driver.put_replicated(state)
+  restored = _restore(run, run.driver.restore_target(abstract)) if resume else None
+  if restored is not None:
+    return run.driver.place_restored(restored)
+  return run.driver.init_state(init, rng)
 
 
-def _restore(run: Run, state: Any) -> Any:
+def _restore(run: Run, target: Any) -> Any:
+  """The newest checkpoint restored into `target` (shapes and shardings), or None."""
   assert run.checkpointer is not None  # Set with the workdir, before any restore.
   try:
-    step, restored = run.checkpointer.restore_latest(state, run.log)
+    step, restored = run.checkpointer.restore_latest(target, run.log)
   except ValueError as e:
     raise UserInputError(
       f'no checkpoint in {run.checkpointer.directory} fits this '
@@ -268,7 +278,7 @@ def _restore(run: Run, state: Any) -> Any:
     if step is None
     else f'Resumed from the checkpoint at step {step}.'
   )
-  return restored
+  return None if step is None else restored
 
 
 def _to_dict(config: Any) -> dict[str, Any]:
@@ -306,10 +316,17 @@ class _Hooks:
       self._end_epoch(step)
     elif due(s.log_every_steps) and s.progress and not sys.stderr.isatty():
       run.log(f'[Step {step}/{run.total_steps}] {metrics_lib.format_metrics(values)}')
-    if due(self.eval_every) and step < run.total_steps:  # `report` covers the end.
+    evaluated = due(self.eval_every) and step < run.total_steps  # `report` covers the end.
+    if evaluated:
       self._evaluate(step, state)
-    if run.checkpointer is not None and run.checkpointer.latest_step() != step:
-      run.checkpointer.save(step, run.driver.host_state(state))
+    # Only where asked: a boundary is also every log interval. The end and early stops
+    # are checkpointed after the loop (`train_and_evaluate`).
+    if (
+      due(s.checkpoint_every_steps)
+      or (s.checkpoint_at_epoch_end and due(self.epoch_every))
+      or (s.checkpoint_at_eval and evaluated)
+    ):
+      _checkpoint(run, step, state)
     self.hook_seconds += time.perf_counter() - t0
 
   def _scalars(self, step: int, values: dict[str, float]) -> None:
@@ -350,6 +367,13 @@ class _Hooks:
       self.run.write(step, self.family.eval_split, values)
 
 
+def _checkpoint(run: Run, step: int, state: Any) -> None:
+  """Starts saving `state` at `step` (orbax writes it in the background), unless the
+  run has no workdir or already saved this step."""
+  if run.checkpointer is not None and run.checkpointer.latest_step() != step:
+    run.checkpointer.save(step, run.driver.host_state(state))
+
+
 def _stop_reason(requested: bool, over_budget: bool) -> str | None:
   """'preempted', 'time_budget' or None, from flags already agreed by all processes."""
   if requested:
@@ -369,22 +393,45 @@ def _train(
     over = s.max_train_seconds and (
       time.perf_counter() - began - hooks.hook_seconds >= s.max_train_seconds
     )
-    return _stop_reason(*preemption.agreed_flags([stop.signalled(), bool(over)]))
+    flags = (stop.signalled(), bool(over))
+    if jax.process_count() == 1:
+      return _stop_reason(*flags)
+    # Every process must stop at the same step: the flags are OR-ed on the devices
+    # behind the chunk just dispatched and read with its metrics, a chunk later, so
+    # no process waits for the others at every chunk.
+    agreed = run.driver.any_process(flags)
+    return lambda: _stop_reason(*agreed())
 
-  return step_loop.run_steps(
-    run.driver,
-    state,
-    run.driver.put_data(run.data.train),
-    run.source,
-    rng,
-    start_step=start_step,
-    boundaries=step_loop.Boundaries(hooks.every, run.total_steps),
-    steps_per_dispatch=s.steps_per_dispatch,
-    on_boundary=hooks,
-    should_stop=should_stop,
-    skip_nonfinite=family.config.optimizer.skip_nonfinite,
-    progress=s.progress,
-  )
+  boundaries = step_loop.Boundaries(hooks.every, run.total_steps)
+  data = _train_input(run, start_step, boundaries)
+  try:
+    return step_loop.run_steps(
+      run.driver,
+      state,
+      data,
+      run.source,
+      rng,
+      start_step=start_step,
+      boundaries=boundaries,
+      steps_per_dispatch=s.steps_per_dispatch,
+      on_boundary=hooks,
+      should_stop=should_stop,
+      skip_nonfinite=family.config.optimizer.skip_nonfinite,
+      progress=s.progress,
+    )
+  finally:
+    if isinstance(data, input_pipeline.Stream):
+      data.close()
+
+
+def _train_input(run: Run, start_step: int, boundaries: step_loop.Boundaries) -> Any:
+  """The training data as the loop reads it: this process's split placed on its
+  devices ('device'), or a stream of the chunks the loop will run ('stream')."""
+  if run.input_pipeline == 'device':
+    return run.driver.put_data(run.data.train)
+  chunks = boundaries.chunks(start_step, run.settings.steps_per_dispatch)
+  batches = input_pipeline.host_batches(run.data.train, run.model.gather_fn, run.source, chunks)
+  return input_pipeline.Stream(batches, run.driver.put_batch)
 
 
 def train_and_evaluate(
@@ -397,11 +444,17 @@ def train_and_evaluate(
   checkpoints and raises `Preempted`; `resume=True` continues bit-identically.
 
   Raises:
-    UserInputError: for bad settings, data or workdirs.
+    UserInputError: for bad settings, data or workdirs, a workdir in use by a live
+      run (see `workdir.WorkdirLock`) or a checkpoint that could not be written.
     NonFiniteLossError: naming the step whose loss or gradient was not finite.
     Preempted: after a requested stop (a checkpoint was saved).
   """
   workdir = workdir_lib.prepare_workdir(workdir, resume)
+  with workdir_lib.WorkdirLock(workdir, log, primary=distributed.is_primary()):
+    return _train_in_workdir(family, workdir, resume, log)
+
+
+def _train_in_workdir(family: Family, workdir: str, resume: bool, log: Log) -> dict[str, Any]:
   run = _prepare(family, workdir, log)
   init_key, train_key = jax.random.split(jax.random.key(run.settings.seed))
   state = _initial_state(family, run, resume, init_key)
@@ -409,6 +462,7 @@ def train_and_evaluate(
   try:
     with preemption.StopOnSignal() as stop:
       result = _train(family, run, state, train_key, stop)
+      _checkpoint(run, result.step, result.state)  # The end, or where a stop left off.
     if result.stopped == 'preempted':  # Its checkpoint is awaited below.
       raise Preempted(result.step)
     if result.stopped == 'time_budget':
@@ -418,9 +472,11 @@ def train_and_evaluate(
       )
     final = _final(family, run, result)
   finally:
-    run.checkpointer.wait()
-    run.checkpointer.close()
-    run.writer.close()
+    try:
+      run.checkpointer.wait()  # Raises if the last save could not be written.
+    finally:
+      run.checkpointer.close()
+      run.writer.close()
   return final
 
 

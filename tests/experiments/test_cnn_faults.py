@@ -1,11 +1,13 @@
 """Faults of the CNN experiment: SIGTERM mid-epoch, broken checkpoints, NaNs, bad workdirs."""
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from etils import epath
 import jax
 import numpy as np
 import pytest
@@ -94,3 +96,30 @@ def test_resume_refuses_another_model_shape(offline_data_dir, tmp_path):
   with pytest.raises(UserInputError, match='parameter counts'):
     families.train_and_evaluate('cnn', wider, str(tmp_path), resume=True, log=QUIET)
   assert sorted(os.listdir(tmp_path)) == files
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_in_one_line_keeping_the_last(
+  offline_data_dir, tmp_path, monkeypatch, capfd
+):
+  path_class = type(epath.Path(tmp_path))
+  write_text = path_class.write_text
+
+  def disk_full_at_step_6(self, *args, **kwargs):  # Orbax's background thread writes.
+    if '/checkpoints/6.' in str(self):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return write_text(self, *args, **kwargs)
+
+  monkeypatch.setattr(path_class, 'write_text', disk_full_at_step_6)
+  with pytest.raises(UserInputError) as failed:
+    families.train_and_evaluate('cnn', tiny_config(offline_data_dir, 2), str(tmp_path), log=QUIET)
+  message = str(failed.value)
+  assert '\n' not in message and 'at step 6' in message
+  assert 'No space left on device' in message and 'last good checkpoint, step 3' in message
+  assert 'Traceback' not in capfd.readouterr().err  # Orbax's own error logs are dropped.
+  monkeypatch.undo()
+  lines = []
+  families.train_and_evaluate(
+    'cnn', tiny_config(offline_data_dir, 2), str(tmp_path), resume=True, log=lines.append
+  )
+  assert 'Resumed from the checkpoint at step 3.' in lines
+  assert sorted(os.listdir(tmp_path / 'checkpoints'))[:2] == ['3', '6']

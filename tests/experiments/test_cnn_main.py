@@ -99,7 +99,9 @@ def test_end_to_end_writes_checkpoints_metrics_and_report(offline_data_dir, tmp_
   assert manifest['config']['batch_size'] == 32 and 'jax' in manifest['packages']
   assert manifest['parameters']['conv1'] == 896
   assert manifest['devices']['device_count'] >= 1 and manifest['git_commit']
-  assert lines[1].startswith('[Epoch 1] loss = ') and '| accuracy = ' in lines[1]
+  epoch_lines = [line for line in lines if line.startswith('[Epoch ')]
+  assert epoch_lines[0].startswith('[Epoch 1] loss = ') and '| accuracy = ' in epoch_lines[0]
+  assert any(line.startswith('Input pipeline: device') for line in lines)
   assert any(line.startswith('Test loss = ') for line in lines)
   assert any('precision' in line and 'recall' in line for line in lines)
   matrix = np.array(final['confusion_matrix'])

@@ -6,6 +6,7 @@ flags through intact."""
 import os
 import shlex
 import subprocess
+import time
 
 import pytest
 
@@ -95,16 +96,17 @@ def test_slurm_dry_run_installs_once_then_runs_the_experiment(experiment, fake_b
   sbatch_line, process_line = out.stdout.strip().splitlines()
   sbatch = shlex.split(sbatch_line)
   assert sbatch[0] == 'sbatch' and '--nodes=2' in sbatch and '--gpus-per-node=8' in sbatch
-  assert '--requeue' in sbatch and '--ntasks-per-node=1' in sbatch
+  # One task per GPU: 2 x 8 = 16 processes, each keeping GPU number SLURM_LOCALID.
+  assert '--requeue' in sbatch and '--ntasks-per-node=8' in sbatch
   wrap = [w for w in sbatch if w.startswith('--wrap=')][0][len('--wrap=') :]
   subprocess.run(['sh', '-n', '-c', wrap], check=True)  # sbatch runs it with /bin/sh.
   words = _shell_words(wrap)
   assert _after(words, ['cd'])[0] == ROOT
   assert 'RESEARCH_JAX_EXTRA=cuda12' in _after(words, ['export'])[:1]
   install = _index(words, ['srun', '--nodes=1', '--ntasks=1', 'bash', 'scripts/env.sh'])
-  train = _index(words, ['srun', '--kill-on-bad-exit=1'])
+  train = _index(words, ['srun', '--kill-on-bad-exit=1', '--ntasks-per-node=8'])
   assert install < train
-  assert _after(words, ['srun', '--kill-on-bad-exit=1']) == [
+  assert _after(words, ['srun', '--kill-on-bad-exit=1', '--ntasks-per-node=8']) == [
     'scripts/run_experiment.sh',
     experiment,
     '--distributed_auto',
@@ -127,7 +129,7 @@ def test_tpu_dry_run_installs_on_every_worker_then_launches(experiment, fake_bin
     fake_bin_dir=fake_bin,
   )
   assert out.returncode == 0, out.stderr
-  setup_line, launch_line, process_line = out.stdout.strip().splitlines()
+  setup_line, launch_line, process_line, logs_line = out.stdout.strip().splitlines()
   ssh = [
     'gcloud',
     'compute',
@@ -147,14 +149,61 @@ def test_tpu_dry_run_installs_on_every_worker_then_launches(experiment, fake_bin
   setup_words = _shell_words(setup[-1])
   assert 'https://example.com/research.git' in _after(setup_words, ['git', 'clone'])[:1]
   _after(setup_words, ['RESEARCH_JAX_EXTRA=tpu', 'bash', 'scripts/env.sh'])
-  assert _after(_shell_words(launch[-1]), ['RESEARCH_JAX_EXTRA=tpu']) == [
+  # Detached from the ssh session, appending to one log per worker.
+  assert _after(_shell_words(launch[-1]), ['RESEARCH_JAX_EXTRA=tpu', 'setsid', 'nohup']) == [
     'scripts/run_experiment.sh',
     experiment,
     '--distributed_auto',
+    '--resume',
     *FLAGS,
+    '>>',
+    f'logs/{experiment}-$(hostname).log',
+    '2',
+    '>&',
+    '1',
+    '<',
+    '/dev/null',
+    '&',
+    '}',
+    '&&',
+    'echo',
+    f'started: $(hostname):~/research/logs/{experiment}-$(hostname).log',
   ]
-  _check_process_command(process_line, experiment, '--distributed_auto')
+  _check_process_command(process_line, experiment, '--distributed_auto', '--resume')
+  logs_words = shlex.split(logs_line.split(' with: ', 1)[1])
+  assert logs_line.startswith(f'# logs: ~/research/logs/{experiment}-HOSTNAME.log'), logs_line
+  assert logs_words == [
+    *ssh[:-2],
+    '--worker=0',
+    '--command',
+    f'tail -F ~/research/logs/{experiment}-*.log',
+  ]
   assert not _calls(fake_bin)
+
+
+def test_tpu_workers_outlive_the_ssh_session_and_log_to_their_own_file(tmp_path):
+  """The launch command, run by a worker's shell, returns at once; the run goes on in a
+  session of its own and appends to logs/EXPERIMENT-HOSTNAME.log."""
+  out = _run('launch_tpu_vm.sh', '--dry_run', 'cnn', 'tpu', 'zone', '--workdir=/w')
+  launch = shlex.split(out.stdout.splitlines()[1])[-1]
+  scripts = tmp_path / 'research' / 'scripts'
+  scripts.mkdir(parents=True)
+  fake = scripts / 'run_experiment.sh'
+  fake.write_text('#!/bin/sh\nsleep 2\necho "$*"; ps -o sid= $$\n')
+  fake.chmod(0o755)
+  env = dict(os.environ, HOME=str(tmp_path))
+  shell = subprocess.run(['sh', '-c', launch], env=env, capture_output=True, text=True, check=True)
+  host = subprocess.run(['hostname'], capture_output=True, text=True, check=True).stdout.strip()
+  log = tmp_path / 'research' / 'logs' / f'cnn-{host}.log'
+  assert shell.stdout == f'started: {host}:~/research/logs/cnn-{host}.log\n'
+  assert not log.exists() or not log.read_text()  # The run is still going.
+  for _ in range(200):
+    if log.exists() and log.read_text().count('\n') == 2:
+      break
+    time.sleep(0.1)
+  args, sid = log.read_text().splitlines()
+  assert args == 'cnn --distributed_auto --resume --workdir=/w'
+  assert int(sid) != os.getsid(0)  # Its own session: the ssh session's hang-up misses it.
 
 
 def test_slurm_submits_exactly_the_printed_command(fake_bin):

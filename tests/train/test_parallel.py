@@ -80,11 +80,9 @@ def test_the_drivers_resolve_microbatches_by_the_platform_policy():
   first chunk, before anything is traced."""
   one_cpu = jax.devices('cpu')[:1]
   driver = parallel.DataParallel(lambda *a: None, devices=one_cpu, microbatches=0)
-  assert driver._parts(np.zeros((1, 64))) == 2
+  assert driver._parts(64) == 2  # The global batch.
   with pytest.raises(UserInputError, match='microbatches=5 does not divide'):
-    parallel.DataParallel(lambda *a: None, devices=one_cpu, microbatches=5)._parts(
-      np.zeros((1, 12))
-    )
+    parallel.DataParallel(lambda *a: None, devices=one_cpu, microbatches=5)._parts(12)
 
 
 def test_fsdp_sharded_run_equals_replicated_run(eight_device_results):

@@ -74,6 +74,28 @@ def test_a_stop_request_ends_the_loop_at_a_boundary_it_reports():
   assert [step for step, _, _ in calls] == [6]
 
 
+def test_a_stop_agreed_on_the_devices_is_read_with_the_next_chunk_in_flight():
+  driver = _CountingDriver()
+  reads = []  # (chunk whose agreed answer is read, chunks dispatched by then)
+
+  def should_stop():
+    chunk = len(driver.chunks)
+
+    def agreed():
+      reads.append((chunk, len(driver.chunks)))
+      return 'preempted' if chunk == 2 else None
+
+    return agreed
+
+  result, calls = _run(driver, 100, (50,), 3, should_stop=should_stop)
+  # Each answer is read once the next chunk is dispatched: the loop never waits for
+  # the chunk it has just dispatched.
+  assert reads == [(1, 2), (2, 3), (3, 3)]
+  # Chunk 2's answer stops the loop after chunk 3, already dispatched, at a boundary.
+  assert (result.step, result.stopped) == (9, 'preempted')
+  assert [step for step, _, _ in calls] == [9]
+
+
 def test_non_finite_loss_names_its_step_inside_a_chunk():
   with pytest.raises(NonFiniteLossError, match='loss is nan at step 6$'):
     _run(_CountingDriver({6: np.nan}), total=12, every=(12,), steps_per_dispatch=4)

@@ -1,6 +1,11 @@
 """The trainer, on a family small enough to train in a second: a line fitted by least squares."""
 
 import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
 from typing import Any
 
 import chex
@@ -14,7 +19,9 @@ from experiments import shared_config
 from research.errors import NonFiniteLossError
 from research.errors import UserInputError
 from research.train import batch_plans
+from research.train import checkpoint as checkpoint_lib
 from research.train import trainer
+from research.train import workdir as workdir_lib
 
 NUM = 16  # Training examples.
 BATCH = 4  # So 4 steps per epoch.
@@ -114,3 +121,56 @@ def test_empty_training_data_is_rejected_before_anything_compiles():
 def test_an_unknown_sampling_is_rejected():
   with pytest.raises(ValueError, match='sampling must be one of'):
     trainer.train_in_memory(_Line(_config(num_epochs=1), sampling='shuffled'), log=lambda _: None)
+
+
+QUIET = lambda _: None
+
+
+@pytest.mark.parametrize(
+  'fields, saved',
+  [
+    ({}, [4]),  # One epoch: its end is the end of the run.
+    ({'num_epochs': 2, 'checkpoint_at_epoch_end': False}, [8]),
+    ({'num_epochs': 2, 'checkpoint_every_steps': 3, 'checkpoint_at_epoch_end': False}, [3, 6, 8]),
+    ({'num_epochs': 2, 'checkpoint_every_steps': 3}, [3, 4, 6, 8]),
+    ({'num_epochs': 2, 'eval_every_steps': 3, 'checkpoint_at_epoch_end': False}, [3, 6, 8]),
+    ({'num_epochs': 2, 'eval_every_steps': 3, 'checkpoint_at_eval': False}, [4, 8]),
+  ],
+)
+def test_checkpoints_only_at_the_steps_asked_for(fields, saved, tmp_path, monkeypatch):
+  config = _config(num_epochs=1)
+  config.update(dict(fields, log_every_steps=1))  # Every step is a loop boundary.
+  steps = []
+  save = checkpoint_lib.Checkpointer.save
+  monkeypatch.setattr(
+    checkpoint_lib.Checkpointer, 'save', lambda c, step, s: (steps.append(step), save(c, step, s))
+  )
+  trainer.train_and_evaluate(_Line(config), str(tmp_path), log=QUIET)
+  assert steps == saved
+  assert sorted(int(d) for d in os.listdir(tmp_path / 'checkpoints')) == saved[-3:]
+
+
+def _ended_pid() -> int:
+  child = subprocess.Popen([sys.executable, '-c', 'pass'])
+  child.wait()
+  return child.pid
+
+
+def test_one_live_run_per_workdir_and_a_gone_owner_s_lock_is_taken_over(tmp_path):
+  lock = tmp_path / workdir_lib.LOCK_NAME
+  live = {'host': socket.gethostname(), 'pid': os.getpid(), 'process_index': 0, 'started': 'x'}
+  lock.write_text(json.dumps(live))  # A run of this (live) process holds the workdir.
+  with pytest.raises(UserInputError, match=f'in use by a live run .*pid {os.getpid()}'):
+    trainer.train_and_evaluate(_Line(_config(num_epochs=1)), str(tmp_path), log=QUIET)
+  assert sorted(os.listdir(tmp_path)) == [workdir_lib.LOCK_NAME]  # Nothing else written.
+  lock.write_text(json.dumps(dict(live, pid=_ended_pid())))
+  lines = []
+  trainer.train_and_evaluate(_Line(_config(num_epochs=1)), str(tmp_path), log=lines.append)
+  assert any(line.startswith('Taking over the lock') for line in lines)
+  assert not lock.exists()  # Released at the end.
+
+
+def test_the_lock_is_released_when_the_run_fails(tmp_path):
+  with pytest.raises(NonFiniteLossError):
+    trainer.train_and_evaluate(_Line(_config(num_epochs=1), poisoned=5), str(tmp_path), log=QUIET)
+  assert not (tmp_path / workdir_lib.LOCK_NAME).exists()

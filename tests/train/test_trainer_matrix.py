@@ -1,10 +1,11 @@
 """Every family through the one trainer, in every layout and fault (2 CPU devices).
 
 Each family runs in its own subprocess (tests/workers/trainer_matrix_worker.py) with
-two forced CPU devices: the jit and pmap drivers, fsdp, two micro-batches and bf16
-compute against the baseline; SIGTERM mid-run then --resume against an
-uninterrupted run; a poisoned example with and without skip_nonfinite. One test per
-family, so that pytest-xdist runs each family's subprocess once.
+two forced CPU devices: the jit and pmap drivers, fsdp, two micro-batches, bf16
+compute and the 'stream' input pipeline against the baseline; SIGTERM mid-run then
+--resume against an uninterrupted run; a poisoned example with and without
+skip_nonfinite. One test per family, so that pytest-xdist runs each family's
+subprocess once.
 """
 
 import json
@@ -53,9 +54,17 @@ def test_every_layout_and_fault(name, offline_data_dir, tmp_path):
   assert r['base_finite'] and r['steps'] == STEPS[name]
   # The options reached the driver (equality alone would pass if one were ignored).
   assert r['pmap_layout']['driver'] == 'PmapDataParallel'
-  assert r['fsdp_layout'] == {'driver': 'DataParallel', 'microbatches': 1, 'sharded': True}
+  assert r['fsdp_layout'] == {
+    'driver': 'DataParallel',
+    'microbatches': 1,
+    'sharded': True,
+    'pipeline': 'device',
+  }
+  assert r['stream_layout']['pipeline'] == 'stream'
   assert r['micro2_layout']['microbatches'] == 2
   assert r['fsdp'] < 1e-4, 'fsdp must equal replicated parameters'
+  # The host pipeline trains on the examples the device gather picks, in the same order.
+  assert r['stream'] < 1e-6, "input_pipeline='stream' must equal 'device'"
   if name in DETERMINISTIC:
     assert r['pmap'] < 1e-5, 'the pmap driver must equal the jit driver'
     assert r['micro2'] < 1e-4, 'two micro-batches must equal one'

@@ -180,3 +180,14 @@ def test_reports_json_and_png_land_in_the_url_workdir(fake_gcs):
   assert sorted(u for u, _ in fake_gcs.opened) == sorted(
     [text_url, json_url, json_url, png_url, sample_url]
   )
+
+
+def test_the_workdir_lock_works_on_a_url(fake_gcs):
+  workdir = workdir_lib.prepare_workdir(URL, resume=False)
+  with workdir_lib.WorkdirLock(workdir, heartbeat_seconds=0.05):
+    owner = json.loads(fake_gcs.at(URL + '/run.lock').read_text())
+    assert owner['pid'] == os.getpid()
+    with pytest.raises(UserInputError, match='in use by a live run'):
+      with workdir_lib.WorkdirLock(workdir):
+        pass
+  assert not fake_gcs.at(URL + '/run.lock').exists()

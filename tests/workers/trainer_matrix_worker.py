@@ -135,6 +135,7 @@ class Probe:
       'driver': type(run.driver).__name__,
       'microbatches': run.driver.microbatches,
       'sharded': any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
+      'pipeline': run.input_pipeline,
     }
     self.params = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
     self.dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
@@ -190,6 +191,7 @@ def main(name: str, tmp: str, data_dir: str, out: str) -> None:
     ('fsdp', dict(fsdp=True)),
     ('micro2', dict(microbatches=2)),
     ('bf16', dict(dtype='bfloat16')),
+    ('stream', dict(input_pipeline='stream')),
   ):
     probe, _ = run(name, *v(tag, **kw))
     result[tag] = max_diff(base, probe)
