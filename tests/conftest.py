@@ -23,6 +23,10 @@ LONGEST_FIRST = (
   'tests/test_readme_examples.py',
   'tests/train/test_compile_cache.py',
   'tests/experiments/test_ddpm_main.py',
+  'tests/families/test_loaded_run.py',
+  'tests/train/test_sharded_state.py',
+  'tests/train/test_scheduler.py',
+  'tests/train/test_input_pipeline.py',
 )
 
 

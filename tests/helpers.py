@@ -1,7 +1,11 @@
-"""Tiny CNN set-ups shared by the training-core tests, built by the CNN family."""
+"""Tiny CNN set-ups shared by the training-core tests, built by the CNN family, and
+the subprocess runner of the multi-device workers (tests/workers/)."""
 
+import json
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -22,6 +26,25 @@ def xla_flags(device_count: int | None = None) -> str:
   if device_count is not None:
     flags.append(f'--xla_force_host_platform_device_count={device_count}')
   return ' '.join(flags)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_worker(module: str, *args: str, devices: int = 8, timeout: int = 600):
+  """Runs `python -m module *args` on `devices` forced CPU devices and returns the
+  JSON its last line of output holds (the workers print their results so)."""
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices), JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+    [sys.executable, '-m', module, *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 SIZE = 8  # Image side: the CNN pools twice, so fc1 sees 128 * 2 * 2 features.

@@ -1,10 +1,5 @@
 """Data parallelism: 1 device == 8 forced CPU devices; jit driver == pmap driver."""
 
-import json
-import os
-import subprocess
-import sys
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -25,22 +20,10 @@ pytestmark = pytest.mark.xdist_group('test_parallel')
 
 BATCH = parallel.BATCH_AXES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @pytest.fixture(scope='session')
 def eight_device_results():
-  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(8), JAX_PLATFORMS='cpu')
-  out = subprocess.run(
-    [sys.executable, '-m', 'tests.workers.multidevice_worker'],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return helpers.run_worker('tests.workers.multidevice_worker', devices=8)
 
 
 def test_one_device_equals_eight_devices(eight_device_results):

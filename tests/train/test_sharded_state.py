@@ -1,11 +1,6 @@
 """The train state sharded from its first byte: under FSDP on 8 forced CPU devices the
 trainer initialises and restores each large array straight into its shards."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 from tests import helpers
@@ -15,23 +10,13 @@ from tests.workers import fsdp_state_worker as worker
 # (scripts/test.sh uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group('test_sharded_state')
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEVICES = 8
 
 
 @pytest.fixture(scope='session')
 def fsdp_state(tmp_path_factory):
-  env = dict(os.environ, XLA_FLAGS=helpers.xla_flags(DEVICES), JAX_PLATFORMS='cpu')
-  out = subprocess.run(
-    [sys.executable, '-m', 'tests.workers.fsdp_state_worker', str(tmp_path_factory.mktemp('w'))],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  workdir = str(tmp_path_factory.mktemp('w'))
+  return helpers.run_worker('tests.workers.fsdp_state_worker', workdir, devices=DEVICES)
 
 
 def _assert_each_device_holds_its_share(arrays: dict[str, dict]) -> None:
