@@ -255,11 +255,11 @@ class DataParallel:
     `state_sharding`, given the state's shapes `abstract` (`jax.eval_shape`)."""
     return jax.jit(init, out_shardings=self.state_sharding(abstract))
 
-  def init_state(self, init: Callable[[jax.Array], Any], rng: jax.Array):
-    """The state `init(rng)`, sharded from its first byte: shapes first, then one
-    compiled call whose outputs are born in `state_sharding`, so no device ever holds
-    more than its share of an FSDP-sharded array (nor does any host)."""
-    abstract = jax.eval_shape(init, rng)
+  def init_state(self, init: Callable[[jax.Array], Any], rng: jax.Array, abstract: Any):
+    """The state `init(rng)`, sharded from its first byte: one compiled call whose
+    outputs are born in `state_sharding` of the shapes `abstract` (the caller's
+    `jax.eval_shape(init, rng)`), so no device ever holds more than its share of an
+    FSDP-sharded array (nor does any host)."""
     # Every process has the same key; its data goes onto every device from host
     # memory (as in `put_replicated`): a key on one local device cannot feed others'.
     key_data = jax.device_put(np.asarray(jax.random.key_data(rng)), self.replicated)
@@ -449,9 +449,10 @@ class PmapDataParallel:
     agreed = self._any(np.tile(np.asarray(flags, np.int32), (local, 1)))
     return lambda: tuple(bool(f) for f in np.asarray(agreed.addressable_data(0)))
 
-  def init_state(self, init: Callable[[jax.Array], Any], rng: jax.Array):
+  def init_state(self, init: Callable[[jax.Array], Any], rng: jax.Array, abstract: Any):
     """The state `init(rng)`, built on one device and replicated (pmap needs it
-    whole on every device)."""
+    whole on every device); `abstract`, its shapes, is not needed here."""
+    del abstract
     return self.put_replicated(jax.jit(init)(rng))
 
   def restore_target(self, abstract: Any):

@@ -243,7 +243,7 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
   run.param_counts = state_lib.count_params(abstract.params)
   run.log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in run.param_counts.items()))
   if run.workdir is None:
-    return run.driver.init_state(init, rng)
+    return run.driver.init_state(init, rng, abstract)
   if resume:
     manifest.check_resumable(run.workdir, family.name, run.param_counts)
   if distributed.is_primary():
@@ -260,7 +260,7 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
   restored = _restore(run, run.driver.restore_target(abstract)) if resume else None
   if restored is not None:
     return run.driver.place_restored(restored)
-  return run.driver.init_state(init, rng)
+  return run.driver.init_state(init, rng, abstract)
 
 
 def _restore(run: Run, target: Any) -> Any:
