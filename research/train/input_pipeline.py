@@ -6,8 +6,9 @@ gathers its batch by index inside the compiled program (`research.train.parallel
 batches on the host, following the same `batch_plans.IndexSource` plan (the same
 examples in the same order for the same seed), and `IN_FLIGHT` chunks beyond the one
 the devices run are already placed on them as global arrays, so the host never stalls
-a step. 'auto' is 'device' when the split takes under `DEVICE_SHARE` of the smallest
-local device's memory (always on CPU, where it is host memory), else 'stream'.
+a step. 'auto' is 'device' when each device's share of the split (the jit driver cuts
+it over a process's devices; pmap copies it whole) takes under `DEVICE_SHARE` of the
+smallest local device's memory (always on CPU, where it is host memory), else 'stream'.
 """
 
 import collections
@@ -60,9 +61,10 @@ def resolve(requested: str, arrays: dict[str, np.ndarray], driver: Any) -> tuple
   limit = _device_limit(local)
   if limit is None:
     return 'device', 'auto: the devices share host memory'
-  share = sum(np.asarray(v).nbytes for v in arrays.values()) / limit
+  split = sum(np.asarray(v).nbytes for v in arrays.values())
+  share = split / len(local) / limit
   mode = 'device' if share < DEVICE_SHARE else 'stream'
-  return mode, f'auto: the split takes {share:.1%} of a device'
+  return mode, f'auto: its share of the split takes {share:.1%} of a device'
 
 
 def host_gather(gather_fn: parallel.GatherFn, arrays: dict[str, np.ndarray]):

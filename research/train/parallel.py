@@ -2,7 +2,9 @@
 
 With the 'device' input pipeline both drivers keep each process's training split on
 its devices and take, per call, a chunk of S steps' worth of example indices, so one
-dispatch runs S steps and the host never copies batches:
+dispatch runs S steps and the host never copies batches (`DataParallel` cuts the
+split's rows over a process's devices, each holds 1 / local devices of it;
+`PmapDataParallel` copies it whole to each):
 
   train(state, data, idx_SxB, mask_SxB, rng) -> (state, metrics stacked over S)
   evaluate(state, data, idx_SxB, mask_SxB) -> (metrics summed over S, outputs SxB..)
@@ -10,11 +12,12 @@ dispatch runs S steps and the host never copies batches:
 With 'stream' (`research.train.input_pipeline`, jit driver) the host gathers the
 batches and `DataParallel.train_batches(state, batch_SxB, rng)` trains on them.
 
-`DataParallel` (the default) is `jax.jit` over a one-axis device mesh: the state and
-data replicated, every batch sharded along B. `PmapDataParallel` runs the same steps
-under `jax.pmap` with an axis name. Both donate the train state. Their platform
-choices (a chunk's steps traced flat or scanned, a `steps.SplitLoss` in one or two
-programs per step, step micro-batches) are `research.platform_policy`'s.
+`DataParallel` (the default) is `jax.jit` over a (process, local) device mesh: the
+state replicated (or FSDP-sharded), the data's rows and every batch sharded over the
+devices. `PmapDataParallel` runs the same steps under `jax.pmap` with an axis name.
+Both donate the train state. Their platform choices (a chunk's steps traced flat or
+scanned, a `steps.SplitLoss` in one or two programs per step, step micro-batches) are
+`research.platform_policy`'s.
 """
 
 import functools
@@ -163,9 +166,12 @@ def fsdp_spec(shape: tuple[int, ...], num_shards: int, min_size: int) -> P:
 class DataParallel:
   """`jax.jit` over a (process, local) device mesh: batch sharded over every device.
 
-  Each process holds its own shard of the data set on its devices (`put_data`) and
-  indexes it with process-local indices; the gather runs per device under
-  `shard_map`, so no example crosses a network. The train state is replicated, or
+  Each process holds its own shard of the data set (`put_data`), its rows cut over
+  the process's devices, and indexes it with process-local indices. The gather is
+  manual over processes (`shard_map`), so no example crosses a network, and left to
+  GSPMD over a process's devices: each device takes the indexed rows it holds, and
+  an all-reduce within the process assembles the batch (B x example bytes per step,
+  never the split). The train state is replicated, or
   with `fsdp=True` its large arrays are sharded over all devices (ZeRO-3 style,
   by shape rule, no model change); GSPMD inserts the collectives.
 
@@ -194,13 +200,15 @@ class DataParallel:
     self.fsdp, self.fsdp_min_size = fsdp, fsdp_min_size
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharded = NamedSharding(self.mesh, P(None, BATCH_AXES))
-    self.data_sharding = NamedSharding(self.mesh, P('process'))
-    # Each device gathers its part of the batch from its own process's data shard.
+    self.data_sharding = NamedSharding(self.mesh, P(BATCH_AXES))
+    # Each process gathers its part of the batch from its own data shard; within it
+    # GSPMD partitions the gather over the devices holding the rows.
     gather = jax.shard_map(
       gather_fn,
       mesh=self.mesh,
-      in_specs=(P('process'), P(BATCH_AXES)),
-      out_specs=P(BATCH_AXES),
+      in_specs=(P('process'), P('process')),
+      out_specs=P('process'),
+      axis_names={'process'},
       check_vma=False,
     )
     self._kw = dict(loss_fn=loss_fn, gather_fn=gather, axis_name=None)
@@ -280,11 +288,15 @@ class DataParallel:
     return state
 
   def put_data(self, local_arrays: dict[str, np.ndarray]):
-    """This process's data shard, onto its devices (every process must call it with
-    equally many examples)."""
+    """This process's data shard onto its devices, each array's rows cut evenly over
+    them (zero rows appended up to a multiple of the local device count; no index
+    reaches them). Every process must call it with equally many examples."""
+    local_devices = self.num_devices // jax.process_count()
 
     def put(v):
       v = np.asarray(v)
+      if len(v) % local_devices:
+        v = np.pad(v, [(0, -len(v) % local_devices)] + [(0, 0)] * (v.ndim - 1))
       shape = (v.shape[0] * jax.process_count(),) + v.shape[1:]
       return jax.make_array_from_process_local_data(self.data_sharding, v, shape)
 

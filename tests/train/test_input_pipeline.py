@@ -149,8 +149,11 @@ def test_auto_streams_a_split_too_large_for_the_device(monkeypatch):
   monkeypatch.setattr(input_pipeline, '_device_limit', lambda devices: 10_000)
   assert input_pipeline.resolve('auto', arrays, driver) == (
     'stream',
-    'auto: the split takes 40.0% of a device',
+    'auto: its share of the split takes 40.0% of a device',
   )
+  # Over 4 local devices each holds a quarter of the split: 10%.
+  monkeypatch.setattr(driver, 'devices', jax.devices()[:1] * 4)
+  assert input_pipeline.resolve('auto', arrays, driver)[0] == 'device'
   assert input_pipeline.resolve('stream', arrays, driver)[0] == 'stream'
 
 

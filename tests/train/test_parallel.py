@@ -32,6 +32,16 @@ def test_one_device_equals_eight_devices(eight_device_results):
   assert r['jit_1_vs_8_params'] < 3e-5, r  # Adam steps are ~1e-3.
   assert r['jit_1_vs_8_metrics'] < 1e-4, r
   assert r['jit_1_vs_8_predictions_equal']
+  # The jit driver cuts the split's 40 rows over the 8 devices; pmap copies them.
+  assert r['jit_data_rows_per_device'] == {'image': [5], 'label': [5]}, r
+  assert r['pmap_data_rows_per_device'] == {'image': [40], 'label': [40]}, r
+
+
+def test_a_token_stream_is_cut_over_the_devices(eight_device_results):
+  # The LM's windows straddle the devices' rows: padded to a multiple of 8, each
+  # device holds an eighth (the families' 1 == 8 device test checks the values).
+  total, *rows = eight_device_results['lm_data_rows_per_device']
+  assert total % 8 and rows == [-(-total // 8)] * 8, (total, rows)
 
 
 @pytest.mark.parametrize('family', ['lstm', 'gru', 'transformer', 'ddpm'])

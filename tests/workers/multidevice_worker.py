@@ -19,7 +19,13 @@ from tests.train import family_setups
 def train(driver_cls, devices, dropout_rate, augmentation, steps=3, batch=16, model=None, **kw):
   _, loss_fn, state = helpers.tiny_classifier(dropout_rate, augmentation, **(model or {}))
   driver = driver_cls(loss_fn, devices=devices, **kw)
-  data = driver.put_replicated(helpers.tiny_data(40))
+  host_data = helpers.tiny_data(40)
+  data = driver.put_data(host_data)
+  global DATA_ROWS  # Rows each device holds, per array: the split is cut, not copied.
+  DATA_ROWS = {  # (pmap's arrays have a leading device axis.)
+    k: sorted({s.data.shape[v.ndim - host_data[k].ndim] for s in v.addressable_shards})
+    for k, v in data.items()
+  }
   state = driver.put_replicated(state)
   idx, mask = batch_plans.batch_plan(40, batch, shuffle=True, seed=1)  # last batch: 8 of 16
   metrics = []
@@ -45,6 +51,11 @@ def train_family(setup, devices, steps=2, batch=16):
   state = driver.put_replicated(state)
   n = len(data['offsets']) if 'offsets' in data else len(next(iter(data.values())))
   device_data = driver.put_data(data)
+  global LM_DATA_ROWS
+  if 'tokens' in data and len(devices) > 1:
+    LM_DATA_ROWS = [len(data['tokens'])] + [
+      s.data.shape[0] for s in device_data['tokens'].addressable_shards
+    ]
   idx, mask = batch_plans.batch_plan(n, batch, shuffle=True, seed=2)
   for s in range(steps):
     state, _ = driver.train(state, device_data, idx[s : s + 1], mask[s : s + 1], jax.random.key(9))
@@ -63,10 +74,12 @@ def main():
   assert len(devices) == 8, os.environ.get('XLA_FLAGS')
   one, m1, p1 = train(parallel.DataParallel, devices[:1], 0.5, True)
   eight, m8, p8 = train(parallel.DataParallel, devices, 0.5, True)
+  jit_data_rows = DATA_ROWS
   # pmap gives each device its own random stream, so compare it without dropout
   # and augmentation against the jit driver.
   plain, _, _ = train(parallel.DataParallel, devices, 0.0, False, model={'conv_parts': 1})
   pmapped, mp, pp = train(parallel.PmapDataParallel, devices, 0.0, False)
+  pmap_data_rows = DATA_ROWS
   # Two micro-batches per device (per-device batch 2 -> parts of 1 example).
   micro_jit, _, _ = train(parallel.DataParallel, devices, 0.0, False, microbatches=2)
   micro_pmap, _, _ = train(parallel.PmapDataParallel, devices, 0.0, False, microbatches=2)
@@ -91,6 +104,9 @@ def main():
         'jit_1_vs_8_params': max_diff(one, eight),
         'jit_1_vs_8_metrics': max_diff(m1, m8),
         'jit_1_vs_8_predictions_equal': bool((p1 == p8).all()),
+        'jit_data_rows_per_device': jit_data_rows,
+        'pmap_data_rows_per_device': pmap_data_rows,
+        'lm_data_rows_per_device': LM_DATA_ROWS,
         'jit_vs_pmap_params': max_diff(plain, pmapped),
         'microbatches_jit_params': max_diff(plain, micro_jit),
         'microbatches_pmap_params': max_diff(plain, micro_pmap),
