@@ -34,6 +34,10 @@ def add_training_fields(c: ml_collections.ConfigDict, **defaults) -> None:
   # (host pipeline, batches streamed to the devices; jit driver) or 'auto' (device when
   # the split takes under a quarter of a device's memory, else stream).
   c.input_pipeline = 'device'
+  # '' (off) or 'START:END': a jax.profiler trace of train steps START..END-1 on process 0
+  # in WORKDIR/profile/, for TensorBoard's profile plugin.
+  c.profile_steps = ''
+  c.peak_tflops_per_device = 0.0  # Peak for MFU (0: by device kind and dtype; measured on CPU).
   _override(c, defaults)
 
 

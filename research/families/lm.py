@@ -89,13 +89,20 @@ class CharLanguageModel:
     c = self.config
     if c.model.cell not in recurrence.CELLS:
       raise UserInputError(f'unknown model.cell {c.model.cell!r}: use one of {recurrence.CELLS}')
-    module = rnn.CharLM(
-      settings.model_settings(rnn.CharLMConfig, c.model, vocab_size=self.vocab.size)
-    )
+    model = settings.model_settings(rnn.CharLMConfig, c.model, vocab_size=self.vocab.size)
+    module = rnn.CharLM(model)
     init = lambda rng: module.init(
       {'params': rng}, np.zeros((1, c.seq_len), np.int32), train=False
     )['params']
-    return trainer.Model(module, init, lm.make_loss_fn(module), lm.make_window_gather(c.seq_len))
+    # The same model with its time loop unrolled, for a step's FLOP count only.
+    unrolled = rnn.CharLM(dataclasses.replace(model, unroll=c.seq_len))
+    return trainer.Model(
+      module,
+      init,
+      lm.make_loss_fn(module),
+      lm.make_window_gather(c.seq_len),
+      flops_loss_fn=lm.make_loss_fn(unrolled),
+    )
 
   def evaluate(self, run: trainer.Run, state: Any, step: int) -> dict[str, float]:
     values, _ = evaluation.evaluate(

@@ -21,6 +21,9 @@
   `Checkpointer` (`checkpoint.py`, orbax); `MetricSums` and `MetricWriter`
   (`metrics.py`); `StopOnSignal` (`preemption.py`); `initialize` and `is_primary`
   (`distributed.py`, multi-process runs).
+- Efficiency (`efficiency.py`): FLOPs per train step from XLA's cost analysis, the
+  devices' peak, MFU and where a run's wall time went; `profiling.py` traces the steps
+  `profile_steps` names.
 
 The trainer and checkpoint names are imported on first use: `import research.train`
 does not import orbax.

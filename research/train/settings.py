@@ -15,6 +15,7 @@ from research.errors import UserInputError
 from research.train import input_pipeline
 from research.train import optimizers
 from research.train import parallel
+from research.train import profiling
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -59,6 +60,11 @@ class TrainSettings:
     input_pipeline: 'device' (the split on the devices, batches gathered in the
       step), 'stream' (batches gathered on the host and streamed; jit driver) or
       'auto' (see `research.train.input_pipeline`).
+    profile_steps: '' (off) or 'START:END': a `jax.profiler` trace of train steps
+      START .. END - 1 in `<workdir>/profile/` (see `research.train.profiling`).
+    peak_tflops_per_device: the peak MFU is measured against (0: looked up by
+      device kind and compute dtype, or measured on CPU; see
+      `research.train.efficiency`).
   """
 
   seed: int = 0
@@ -80,6 +86,8 @@ class TrainSettings:
   fsdp_min_size: int = 2**14
   microbatches: int = 0
   input_pipeline: str = 'device'
+  profile_steps: str = ''
+  peak_tflops_per_device: float = 0.0
 
   def __post_init__(self):
     if self.num_epochs < 0 or self.num_steps < 0 or not (self.num_epochs or self.num_steps):
@@ -97,6 +105,7 @@ class TrainSettings:
       'max_train_seconds',
       'microbatches',
       'fsdp_min_size',
+      'peak_tflops_per_device',
     ):
       _at_least(name, getattr(self, name), 0)
     if self.driver not in parallel.DRIVERS:
@@ -110,6 +119,12 @@ class TrainSettings:
       )
     if self.input_pipeline == 'stream' and self.driver != 'jit':
       raise UserInputError('input_pipeline=stream needs driver=jit')
+    profiling.parse_steps(self.profile_steps)
+
+  @property
+  def profile_window(self) -> tuple[int, int] | None:
+    """`profile_steps` as (START, END), or None when off."""
+    return profiling.parse_steps(self.profile_steps)
 
 
 def _dataclass_from(cls, values: Mapping[str, Any], where: str):

@@ -18,8 +18,10 @@ from tqdm import auto as tqdm
 
 from research.errors import NonFiniteLossError
 from research.train import batch_plans
+from research.train import efficiency
 from research.train import input_pipeline
 from research.train import metrics as metrics_lib
+from research.train import profiling
 
 
 def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None, skip: bool = False):
@@ -50,14 +52,16 @@ def check_finite(chunk_metrics, first_step: int, *, epoch: int | None = None, sk
 
 @dataclasses.dataclass
 class Boundaries:
-  """Step intervals at which the loop stops dispatching and calls `on_boundary`."""
+  """Step intervals at which the loop stops dispatching and calls `on_boundary`, and
+  single steps `at` (a profile's first and last) where it does too."""
 
   every: tuple[int, ...]
   total_steps: int
+  at: tuple[int, ...] = ()
 
   def next_after(self, step: int) -> int:
     """The first boundary step > `step` (the end at the latest)."""
-    ahead = [(step // n + 1) * n for n in self.every if n]
+    ahead = [(step // n + 1) * n for n in self.every if n] + [a for a in self.at if a > step]
     return min(ahead + [self.total_steps])
 
   def chunks(self, start_step: int, steps_per_dispatch: int) -> Iterator[tuple[int, int]]:
@@ -70,13 +74,32 @@ class Boundaries:
       step += num
 
 
-def _dispatch(driver, state, data, source, step: int, num: int, rng):
+@dataclasses.dataclass
+class Instruments:
+  """What watches the loop besides its hooks.
+
+  Attributes:
+    wall_clock: the run's clock; the stream's waits are its 'data' part.
+    trace: a profile of a window of steps (its ends must be in `Boundaries.at`).
+  """
+
+  wall_clock: efficiency.WallClock = dataclasses.field(default_factory=efficiency.WallClock)
+  trace: profiling.StepTrace = dataclasses.field(
+    default_factory=lambda: profiling.StepTrace(None, None)
+  )
+
+
+def _dispatch(driver, state, data, source, step: int, num: int, rng, watch: Instruments):
   """Trains steps step .. step + num - 1: on the indices of `source` into the placed
   `data` ('device' input), or on the stream's next chunk ('stream' input)."""
-  if isinstance(data, input_pipeline.Stream):
-    return driver.train_batches(state, data.chunk(step, num), rng)
-  idx, mask = source.chunk(step, num)
-  return driver.train(state, data, idx, mask, rng)
+  watch.trace.before_chunk(step)
+  with watch.trace.annotate(step):
+    if isinstance(data, input_pipeline.Stream):
+      with watch.wall_clock.part('data'):
+        batch = data.chunk(step, num)
+      return driver.train_batches(state, batch, rng)
+    idx, mask = source.chunk(step, num)
+    return driver.train(state, data, idx, mask, rng)
 
 
 class Progress:
@@ -126,6 +149,7 @@ def run_steps(
   should_stop: Callable[[], str | None],
   skip_nonfinite: bool = False,
   progress: bool = True,
+  watch: Instruments | None = None,
 ) -> LoopResult:
   """Trains from `start_step` to `boundaries.total_steps`.
 
@@ -148,6 +172,7 @@ def run_steps(
       does not wait for: `parallel.DataParallel.any_process`).
     skip_nonfinite: drop non-finite steps from the metrics instead of raising.
     progress: show a progress bar (on a terminal).
+    watch: the run's wall clock and profile (the caller closes the profile).
 
   Returns:
     a LoopResult.
@@ -158,6 +183,7 @@ def run_steps(
   sums, bar = metrics_lib.MetricSums(), Progress(boundaries.total_steps, start_step, progress)
   clock: dict[str, Any] = {'start': None, 'hooks': 0.0, 'examples': 0, 'skipped': 0}
   step, pending, stopped = start_step, None, 'done'
+  watch = watch or Instruments()
 
   def consume():
     chunk_metrics, first, num, agreed = pending
@@ -174,7 +200,7 @@ def run_steps(
   try:
     while step < boundaries.total_steps:
       num = min(steps_per_dispatch, boundaries.next_after(step) - step)
-      state, chunk_metrics = _dispatch(driver, state, data, source, step, num, rng)
+      state, chunk_metrics = _dispatch(driver, state, data, source, step, num, rng, watch)
       answer = should_stop()
       stop, later = (None, answer) if callable(answer) else (answer, None)
       if pending is not None:
@@ -183,6 +209,7 @@ def run_steps(
       if stop or step == boundaries.next_after(step - 1):
         stop = consume() or stop
         pending = None
+        watch.trace.after_sync(step)  # The devices are done: a profile may end here.
         t0 = time.perf_counter()
         if skip_nonfinite:  # Steps dropped since the last boundary.
           sums.add({'skipped_steps': (float(clock['skipped']), 1.0)})
@@ -195,7 +222,11 @@ def run_steps(
         break
   finally:
     bar.close()
-  seconds = (
-    time.perf_counter() - clock['start'] - clock['hooks'] if clock['start'] is not None else 0.0
-  )
+  return _result(state, step, stopped, clock)
+
+
+def _result(state, step: int, stopped: str, clock: dict[str, Any]) -> LoopResult:
+  """The LoopResult, timed from the end of the first chunk, hooks excluded."""
+  start = clock['start']
+  seconds = time.perf_counter() - start - clock['hooks'] if start is not None else 0.0
   return LoopResult(state, step, stopped, seconds, clock['examples'])

@@ -26,6 +26,7 @@ from research.errors import UserInputError
 from research.train import batch_plans
 from research.train import checkpoint as checkpoint_lib
 from research.train import distributed
+from research.train import efficiency
 from research.train import files
 from research.train import input_pipeline
 from research.train import manifest
@@ -33,6 +34,7 @@ from research.train import metrics as metrics_lib
 from research.train import optimizers
 from research.train import parallel
 from research.train import preemption
+from research.train import profiling
 from research.train import settings as settings_lib
 from research.train import state as state_lib
 from research.train import step_loop
@@ -75,6 +77,8 @@ class Model:
       choice of its own (the CNN's `conv_parts=0`), so an automatic request for step
       micro-batches gives 1: the automatic choice of parts is made once
       (`research.platform_policy.batch_parts`).
+    flops_loss_fn: the same loss with its time loops unrolled, to count a step's
+      FLOPs (XLA's cost analysis counts a while loop's body once); None: `loss_fn`.
   """
 
   module: nn.Module
@@ -85,6 +89,7 @@ class Model:
     None
   )
   model_parts: bool = False
+  flops_loss_fn: Callable | None = None
 
   def optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """`tx` as this model trains with it: wrapped by `wrap_optimizer`, if any."""
@@ -141,6 +146,10 @@ class Run:
   examples_per_second: float | None = None  # Training throughput, set before `report`.
   skipped_steps: int = 0  # Non-finite steps skipped (optimizer.skip_nonfinite).
   input_pipeline: str = 'device'  # The resolved `settings.input_pipeline`: device | stream.
+  abstract_state: Any = None  # The train state's shapes (`jax.eval_shape`).
+  meter: efficiency.Meter = dataclasses.field(
+    default_factory=lambda: efficiency.Meter(efficiency.WallClock())
+  )
   _placed: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
   def placed(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, jax.Array]:
@@ -178,12 +187,16 @@ class Run:
     return files.join(self.workdir, name)
 
 
-def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
+def _prepare(
+  family: Family, workdir: str | None, log: Log, clock: efficiency.WallClock | None = None
+) -> Run:
   """Settings, data, model and driver of a family, nothing started yet."""
+  clock = clock or efficiency.WallClock()
   settings = settings_lib.train_settings(family.config)
   for batch in (settings.batch_size, settings.eval_batch_size):
     parallel.check_batch_size(batch, jax.device_count())
-  data = family.load_data()
+  with clock.part('data'):
+    data = family.load_data()
   if data.summary:
     log(data.summary)
   model = family.build(data)
@@ -213,6 +226,7 @@ def _prepare(family: Family, workdir: str | None, log: Log) -> Run:
     total_steps=total,
     log=log,
     input_pipeline=pipeline,
+    meter=efficiency.Meter(clock),
   )
 
 
@@ -240,6 +254,7 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
   tx = m.optimizer(optimizers.make_optimizer(run.optimizer))
   init = state_lib.train_state_init(m.init_params, m.module.apply, tx)
   abstract = jax.eval_shape(init, rng)
+  run.abstract_state = abstract
   run.param_counts = state_lib.count_params(abstract.params)
   run.log('Parameters: ' + ', '.join(f'{k} {v:,}' for k, v in run.param_counts.items()))
   if run.workdir is None:
@@ -311,14 +326,17 @@ class _Hooks:
     run.skipped_steps += int(values.get('skipped_steps', 0))
     self.epoch_sums.merge(sums)
     due = lambda every: every and step % every == 0
-    self._scalars(step, values)
-    if due(self.epoch_every):
-      self._end_epoch(step)
-    elif due(s.log_every_steps) and s.progress and not sys.stderr.isatty():
-      run.log(f'[Step {step}/{run.total_steps}] {metrics_lib.format_metrics(values)}')
+    clock = run.meter.clock
+    with clock.part('logging'):
+      self._scalars(step, values)
+      if due(self.epoch_every):
+        self._end_epoch(step)
+      elif due(s.log_every_steps) and s.progress and not sys.stderr.isatty():
+        run.log(f'[Step {step}/{run.total_steps}] {metrics_lib.format_metrics(values)}')
     evaluated = due(self.eval_every) and step < run.total_steps  # `report` covers the end.
     if evaluated:
-      self._evaluate(step, state)
+      with clock.part('evaluation'):
+        self._evaluate(step, state)
     # Only where asked: a boundary is also every log interval. The end and early stops
     # are checkpointed after the loop (`train_and_evaluate`).
     if (
@@ -336,7 +354,12 @@ class _Hooks:
     self.run.write(
       step,
       'train',
-      dict(values, learning_rate=float(self.schedule(step - 1)), examples_per_second=rate),
+      dict(
+        values,
+        learning_rate=float(self.schedule(step - 1)),
+        examples_per_second=rate,
+        **self.run.meter.interval(step),
+      ),
     )
     self.last.update(step=step, time=now)
 
@@ -371,7 +394,8 @@ def _checkpoint(run: Run, step: int, state: Any) -> None:
   """Starts saving `state` at `step` (orbax writes it in the background), unless the
   run has no workdir or already saved this step."""
   if run.checkpointer is not None and run.checkpointer.latest_step() != step:
-    run.checkpointer.save(step, run.driver.host_state(state))
+    with run.meter.clock.part('checkpointing'):
+      run.checkpointer.save(step, run.driver.host_state(state))
 
 
 def _stop_reason(requested: bool, over_budget: bool) -> str | None:
@@ -402,26 +426,52 @@ def _train(
     agreed = run.driver.any_process(flags)
     return lambda: _stop_reason(*agreed())
 
-  boundaries = step_loop.Boundaries(hooks.every, run.total_steps)
-  data = _train_input(run, start_step, boundaries)
+  trace = profiling.StepTrace(s.profile_window, run.path('profile'))
+  boundaries = step_loop.Boundaries(hooks.every, run.total_steps, at=trace.steps)
+  if run.workdir is not None:  # Only a workdir run reports its efficiency.
+    _measure(family, run, rng)
+  with run.meter.clock.part('data'):
+    data = _train_input(run, start_step, boundaries)
+  run.meter.start(start_step)
   try:
-    return step_loop.run_steps(
-      run.driver,
-      state,
-      data,
-      run.source,
-      rng,
-      start_step=start_step,
-      boundaries=boundaries,
-      steps_per_dispatch=s.steps_per_dispatch,
-      on_boundary=hooks,
-      should_stop=should_stop,
-      skip_nonfinite=family.config.optimizer.skip_nonfinite,
-      progress=s.progress,
-    )
+    with run.meter.clock.part('train_steps'):
+      return step_loop.run_steps(
+        run.driver,
+        state,
+        data,
+        run.source,
+        rng,
+        start_step=start_step,
+        boundaries=boundaries,
+        steps_per_dispatch=s.steps_per_dispatch,
+        on_boundary=hooks,
+        should_stop=should_stop,
+        skip_nonfinite=family.config.optimizer.skip_nonfinite,
+        progress=s.progress,
+        watch=step_loop.Instruments(run.meter.clock, trace),
+      )
   finally:
+    trace.close()  # Where a stop or an error came within the profile's steps.
     if isinstance(data, input_pipeline.Stream):
       data.close()
+
+
+def _measure(family: Family, run: Run, rng: jax.Array) -> None:
+  """Sets the run's FLOPs per train step and the peak its MFU is measured against."""
+  s, meter = run.settings, run.meter
+  try:
+    meter.flops_per_step = efficiency.train_step_flops(
+      run.model.flops_loss_fn or run.model.loss_fn,
+      run.model.gather_fn,
+      run.abstract_state,
+      run.data.train,
+      s.batch_size,
+      rng,
+    )
+  except Exception as e:  # pylint: disable=broad-except  # A report must not end a run.
+    run.log(f'FLOPs per step unknown (no TFLOP/s or MFU reported): {e}')
+  dtype = getattr(getattr(family.config, 'model', None), 'dtype', 'float32')
+  meter.peak = efficiency.peak_tflops(jax.devices()[0], str(dtype), s.peak_tflops_per_device)
 
 
 def _train_input(run: Run, start_step: int, boundaries: step_loop.Boundaries) -> Any:
@@ -455,7 +505,15 @@ def train_and_evaluate(
 
 
 def _train_in_workdir(family: Family, workdir: str, resume: bool, log: Log) -> dict[str, Any]:
-  run = _prepare(family, workdir, log)
+  clock = efficiency.WallClock()
+  with clock.listen():
+    return _train_timed(family, workdir, resume, log, clock)
+
+
+def _train_timed(
+  family: Family, workdir: str, resume: bool, log: Log, clock: efficiency.WallClock
+) -> dict[str, Any]:
+  run = _prepare(family, workdir, log, clock)
   init_key, train_key = jax.random.split(jax.random.key(run.settings.seed))
   state = _initial_state(family, run, resume, init_key)
   assert run.checkpointer is not None and run.writer is not None  # A workdir run.
@@ -483,7 +541,8 @@ def _train_in_workdir(family: Family, workdir: str, resume: bool, log: Log) -> d
 def _final(family: Family, run: Run, result: step_loop.LoopResult) -> dict[str, Any]:
   if result.train_seconds:
     run.examples_per_second = result.examples_trained / result.train_seconds
-  final = family.report(run, result.state)
+  with run.meter.clock.part('evaluation'):
+    final = family.report(run, result.state)
   final.update(
     steps=result.step,
     parameters=run.param_counts,
@@ -492,6 +551,7 @@ def _final(family: Family, run: Run, result: step_loop.LoopResult) -> dict[str, 
     train_examples_per_second=run.examples_per_second,
     stopped=result.stopped,
     skipped_steps=run.skipped_steps,
+    **run.meter.summary(result.step),
   )
   run.write(result.step, 'final', final)
   path = run.path('final_metrics.json')
