@@ -2,8 +2,9 @@
 
 - Images: `load_image_classification` returns an `ImageDataset` (uint8 images,
   int labels) from any tfds image classification data set, `mnist_offline`
-  included; `ImagePreprocessing` and `preprocess` turn them into model inputs on the
-  device, with optional augmentation (`augment.py`).
+  and `fashion_mnist_offline` (`fashion_mnist.py`: idx files, published
+  baselines) included; `ImagePreprocessing` and `preprocess` turn them into
+  model inputs on the device, with optional augmentation (`augment.py`).
 - Tokens (`tokenizers.py`): one convention, PAD/BOS/EOS/UNK = 0/1/2/3 (the ids of
   `research.models.special_tokens`), then the symbols; `CharTokenizer` (characters),
   `ByteTokenizer` (UTF-8 bytes) and `WordTokenizer` (prompt words, `split_words`)

