@@ -81,6 +81,22 @@ EXPERIMENTS = {
       ),
     ),
   ),
+  'length_generalisation_randomized_rotary': Experiment(
+    'seq2seq',
+    (
+      '--config=experiments/seq2seq/configs/length_generalisation.py',
+      '--config.model.positional=randomized_rotary',
+    ),
+    (
+      ('test_greedy_exact_accuracy', 'exact match on 17-24 letters, greedy (%)', 100.0),
+      ('test_beam_exact_accuracy', 'exact match on 17-24 letters, beam (%)', 100.0),
+      (
+        'test_exact_accuracy_by_length.24.greedy_exact_accuracy',
+        'exact match at 24 letters, greedy (%)',
+        100.0,
+      ),
+    ),
+  ),
   'ddpm': Experiment(
     'ddpm',
     ('--config=experiments/ddpm/configs/default.py',),

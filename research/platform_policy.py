@@ -30,6 +30,13 @@ checks this with `jax.export`):
   inside an XLA:CPU while loop (even a fully unrolled scan keeps one) convolutions lose
   their fast kernels. Elsewhere they are a `lax.scan`, which compiles the step once.
 
+Chosen in the traced program by `on_gpu` (likewise resolved when lowered):
+
+- `attention.dot_product_attention` with implementation 'auto': cuDNN's fused (flash)
+  attention in programs lowered for cuda, where this process can trace it
+  (`cudnn_attention_available`) and the shapes and dtype allow it; XLA's attention in
+  programs lowered for every other platform, CPU and TPU included.
+
 Chosen on the host from the devices' platform:
 
 - `batch_parts`: how many independent parts the per-device train batch is cut into.
@@ -87,6 +94,40 @@ def on_cpu(cpu_fn: Callable[..., Any], default_fn: Callable[..., Any], *args: An
     what the chosen function returns.
   """
   return jax.lax.platform_dependent(*args, cpu=cpu_fn, default=default_fn)
+
+
+def on_gpu(gpu_fn: Callable[..., Any], default_fn: Callable[..., Any], *args: Any) -> Any:
+  """`gpu_fn(*args)` in programs lowered for cuda, `default_fn(*args)` elsewhere.
+
+  The counterpart of `on_cpu` for a kernel only NVIDIA GPUs have; both functions are
+  traced, so `gpu_fn` must be traceable on the host that lowers the program.
+
+  Args:
+    gpu_fn: the cuda path.
+    default_fn: every other platform's path (cpu, rocm, tpu).
+    *args: positional arrays or pytrees, passed to whichever function runs.
+
+  Returns:
+    what the chosen function returns.
+  """
+  return jax.lax.platform_dependent(*args, cuda=gpu_fn, default=default_fn)
+
+
+def cudnn_attention_available() -> bool:
+  """Whether this process can trace cuDNN's fused attention (a CUDA jaxlib with cuDNN).
+
+  `jax.nn.dot_product_attention(implementation='cudnn')` asks for cuDNN's version when
+  it is traced and raises without it, so a CPU-only install keeps XLA's attention
+  even in programs it lowers for cuda.
+  """
+  # The check the cuDNN path itself makes; JAX exposes it only under _src.
+  from jax._src.cudnn import fused_attention_stablehlo  # pylint: disable=g-import-not-at-top
+
+  try:
+    fused_attention_stablehlo.check_cudnn_version()
+  except RuntimeError:
+    return False
+  return True
 
 
 def is_cpu(platform: str) -> bool:

@@ -9,7 +9,8 @@
   are in `recurrence.py`.
 - `Transformer`, `TransformerConfig` (`transformer.py`): encoder-decoder with a KV
   cache for decoding; `MultiHeadAttention`, `padding_mask`, `causal_mask`
-  (`attention.py`); `sinusoidal_positions`.
+  (`attention.py`); `sinusoidal_positions`. Rotary and randomized position
+  encodings (`TransformerConfig.positional`) are in `positions.py`.
 - `UNet`, `UNetConfig` (`unet.py`), `TextEncoder`, `TextEncoderConfig`
   (`text_encoder.py`; its prompts are tokenized by `research.data.WordTokenizer`),
   and `Denoiser` (`denoiser.py`): the prompt-conditioned DDPM's noise predictor.

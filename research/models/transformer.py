@@ -29,9 +29,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from research.models import attention
+from research.models import positions
 from research.models import special_tokens
 
-POSITIONAL = ('sinusoidal', 'learned')
+POSITIONAL = positions.POSITIONAL
+# Rematerialisation of each encoder/decoder layer: what its backward pass may keep
+# from the forward instead of recomputing ('none': everything, no remat).
+REMAT_POLICIES = {
+  'none': None,
+  'full': jax.checkpoint_policies.nothing_saveable,  # Only the layer's inputs.
+  'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # Matmul outputs.
+}
 Cache = dict[str, Any]
 
 
@@ -53,9 +61,16 @@ class TransformerConfig:
     max_target_length: longest target, EOS included (positions, decoding cache).
     dropout_rate: dropout on embeddings and residual branches (training only).
     pre_norm: layer norm before each sub-layer (True) or after the residual (False).
-    positional: 'sinusoidal' (fixed) or 'learned' position encodings.
+    positional: 'sinusoidal' (fixed) or 'learned' encodings added to the
+      embeddings; 'rotary' rotates the queries and keys of self-attention instead;
+      'randomized_sinusoidal' and 'randomized_rotary' use random ordered positions
+      in training (see `research.models.positions`; a 'positions' PRNG stream).
+    max_random_position: L, the positions of the randomized encodings lie in [0, L).
     pad_id: padding token id.
     dtype: compute dtype; parameters stay float32, logits are float32.
+    attention: attention kernel, one of `attention.IMPLEMENTATIONS` ('auto': cuDNN's
+      fused attention on cuda where it applies, XLA's elsewhere).
+    remat: rematerialisation of each layer in training, a key of `REMAT_POLICIES`.
   """
 
   input_vocab_size: int
@@ -71,16 +86,36 @@ class TransformerConfig:
   dropout_rate: float = 0.1
   pre_norm: bool = True
   positional: str = 'sinusoidal'
+  max_random_position: int = 2048
   pad_id: int = special_tokens.PAD_ID
   dtype: Any = jnp.float32
+  attention: str = 'auto'
+  remat: str = 'none'
 
   def __post_init__(self):
+    if self.attention not in attention.IMPLEMENTATIONS:
+      raise ValueError(
+        f'unknown attention {self.attention!r}: use one of {attention.IMPLEMENTATIONS}'
+      )
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f'unknown remat {self.remat!r}: use one of {tuple(REMAT_POLICIES)}')
     if self.emb_dim % self.num_heads:
       raise ValueError(
         f'emb_dim ({self.emb_dim}) must be divisible by num_heads ({self.num_heads})'
       )
     if self.positional not in POSITIONAL:
       raise ValueError(f'unknown positional {self.positional!r}: use one of {POSITIONAL}')
+    if self.positional in positions.ROTARY and (self.emb_dim // self.num_heads) % 2:
+      raise ValueError(
+        f'positional {self.positional!r} needs an even head width, got '
+        f'emb_dim / num_heads = {self.emb_dim // self.num_heads}'
+      )
+    longest = max(self.max_input_length, self.max_target_length)
+    if self.positional in positions.RANDOMIZED and self.max_random_position < longest:
+      raise ValueError(
+        f'max_random_position ({self.max_random_position}) must be at least the longest '
+        f'sequence ({longest}) for positional {self.positional!r}'
+      )
     if self.share_embeddings and self.input_vocab_size != self.output_vocab_size:
       raise ValueError(
         'share_embeddings needs equal input and output vocabulary sizes, '
@@ -151,6 +186,17 @@ class FeedForward(nn.Module):
     return nn.Dense(cfg.emb_dim, dtype=cfg.dtype, name='wo')(h)
 
 
+def _call_layer(cfg, layer, *args, train, **kwargs):
+  """`layer(*args, train=train, **kwargs)`, rematerialised under `cfg.remat`'s policy.
+
+  `train` is closed over, not passed: it is a Python bool that `nn.remat` would trace.
+  """
+  call = lambda module, *a, **kw: module(*a, train=train, **kw)
+  if cfg.remat != 'none':
+    call = nn.remat(call, policy=REMAT_POLICIES[cfg.remat])
+  return call(layer, *args, **kwargs)
+
+
 def _sublayer(cfg, norm, dropout, fn, x, train):
   """Residual around `fn`, normalised before (pre-norm) or after (post-norm)."""
   if cfg.pre_norm:
@@ -164,14 +210,15 @@ class EncoderLayer(nn.Module):
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, x_BxSxD, mask, *, train: bool):
+  def __call__(self, x_BxSxD, mask, *, train: bool, rotary_positions=None):
     cfg = self.config
     attn = attention.MultiHeadAttention(
-      cfg.emb_dim, cfg.num_heads, cfg.dtype, name='self_attention'
+      cfg.emb_dim, cfg.num_heads, cfg.dtype, cfg.attention, name='self_attention'
     )
     dropout = nn.Dropout(cfg.dropout_rate)
     ln = lambda name: nn.LayerNorm(dtype=cfg.dtype, name=name)
-    x = _sublayer(cfg, ln('norm_attention'), dropout, lambda h: attn(h, h, mask), x_BxSxD, train)
+    self_attend = lambda h: attn(h, h, mask, rotary_positions)
+    x = _sublayer(cfg, ln('norm_attention'), dropout, self_attend, x_BxSxD, train)
     return _sublayer(cfg, ln('norm_mlp'), dropout, FeedForward(cfg, name='mlp'), x, train)
 
 
@@ -186,7 +233,7 @@ class DecoderLayer(nn.Module):
 
   def setup(self):
     cfg = self.config
-    mha = lambda: attention.MultiHeadAttention(cfg.emb_dim, cfg.num_heads, cfg.dtype)
+    mha = lambda: attention.MultiHeadAttention(cfg.emb_dim, cfg.num_heads, cfg.dtype, cfg.attention)
     self.self_attention = mha()
     self.cross_attention = mha()
     self.mlp = FeedForward(cfg)
@@ -208,29 +255,29 @@ class DecoderLayer(nn.Module):
     )
     return _sublayer(cfg, self.norm_mlp, self.dropout, self.mlp, y, train)
 
-  def __call__(self, y_BxTxD, encoded_BxSxD, src_mask, *, train: bool):
+  def __call__(self, y_BxTxD, encoded_BxSxD, src_mask, *, train: bool, rotary_positions=None):
     mask = attention.causal_mask(y_BxTxD.shape[1])
     cross_k, cross_v = self.cross_attention.kv(encoded_BxSxD)
-    return self._layer(
-      y_BxTxD, lambda h: self.self_attention(h, h, mask), cross_k, cross_v, src_mask, train
-    )
+    self_attend = lambda h: self.self_attention(h, h, mask, rotary_positions)
+    return self._layer(y_BxTxD, self_attend, cross_k, cross_v, src_mask, train)
 
   def cross_kv(self, encoded_BxSxD):
     return self.cross_attention.kv(encoded_BxSxD)
 
-  def step(self, y_Bx1xD, cache: dict[str, jax.Array], src_mask, index):
-    """One decoding position `index`; returns (y_Bx1xD, updated cache)."""
+  def step(self, y_Bx1xD, cache: dict[str, jax.Array], src_mask, index, rotary_positions=None):
+    """One decoding position `index`; returns (y_Bx1xD, updated cache). Cached
+    keys are stored already rotated to their (B or 1, 1) `rotary_positions`."""
     new_cache = dict(cache)
 
     def self_attend(h_Bx1xD):
-      k, v = self.self_attention.kv(h_Bx1xD)
+      k, v = self.self_attention.kv(h_Bx1xD, rotary_positions)
       for name, x in (('k', k), ('v', v)):
         new_cache[name] = jax.lax.dynamic_update_slice_in_dim(
           cache[name], x.astype(cache[name].dtype), index, axis=1
         )
       visible = jnp.arange(cache['k'].shape[1]) <= index
       return self.self_attention.attend(
-        h_Bx1xD, new_cache['k'], new_cache['v'], visible[None, None, None, :]
+        h_Bx1xD, new_cache['k'], new_cache['v'], visible[None, None, None, :], rotary_positions
       )
 
     y = self._layer(y_Bx1xD, self_attend, cache['cross_k'], cache['cross_v'], src_mask, train=False)
@@ -269,9 +316,29 @@ class Transformer(nn.Module):
       self.decoder_norm = nn.LayerNorm(dtype=cfg.dtype)
     self.dropout = nn.Dropout(cfg.dropout_rate)
 
-  def _embed(self, tokens, table, positions, start, train):
-    x = table(tokens) * jnp.asarray(self.config.emb_dim**0.5, self.config.dtype)
-    return self.dropout(positions(x, start), deterministic=not train)
+  def _positions(self, tokens_BxT, start, max_length, train):
+    """int32 (B or 1, T) positions of the tokens for the computed encodings
+    (random ordered ones in training when randomized), else None."""
+    cfg = self.config
+    if cfg.positional not in positions.COMPUTED:
+      return None
+    if train and cfg.positional in positions.RANDOMIZED:
+      key = self.make_rng(positions.RNG_COLLECTION)
+      return positions.random_ordered(key, tokens_BxT != cfg.pad_id, cfg.max_random_position)
+    step = positions.stride(cfg.positional, cfg.max_random_position, max_length)
+    return positions.deterministic(tokens_BxT.shape[1], start, step)
+
+  def _embed(self, tokens, table, add_positions, start, train):
+    """(embedded tokens (B, T, D), rotary positions (B or 1, T) or None)."""
+    cfg = self.config
+    x = table(tokens) * jnp.asarray(cfg.emb_dim**0.5, cfg.dtype)
+    pos = self._positions(tokens, start, add_positions.max_length, train)
+    if pos is None:
+      x = add_positions(x, start)
+    elif cfg.positional == 'randomized_sinusoidal':
+      x = x + positions.sinusoidal(pos, cfg.emb_dim).astype(x.dtype)
+    rotary = pos if cfg.positional in positions.ROTARY else None
+    return self.dropout(x, deterministic=not train), rotary
 
   def _src_mask(self, src_BxS):
     return attention.padding_mask(src_BxS != self.config.pad_id)
@@ -286,10 +353,10 @@ class Transformer(nn.Module):
   def encode(self, src_BxS: jax.Array, *, train: bool = False) -> jax.Array:
     """Encodes int32 source tokens (B, S); returns (B, S, D) in the compute dtype."""
     table = self.shared_embedding if self.config.share_embeddings else self.input_embedding
-    x = self._embed(src_BxS, table, self.input_positions, 0, train)
+    x, rotary = self._embed(src_BxS, table, self.input_positions, 0, train)
     mask = self._src_mask(src_BxS)
     for layer in self.encoder_layers:
-      x = layer(x, mask, train=train)
+      x = _call_layer(self.config, layer, x, mask, train=train, rotary_positions=rotary)
     return self.encoder_norm(x) if self.config.pre_norm else x
 
   def _target_table(self):
@@ -305,10 +372,12 @@ class Transformer(nn.Module):
     train: bool = False,
   ) -> jax.Array:
     """Teacher-forced decoder: float32 logits (B, T, V) for the next tokens."""
-    y = self._embed(tgt_in_BxT, self._target_table(), self.target_positions, 0, train)
+    y, rotary = self._embed(tgt_in_BxT, self._target_table(), self.target_positions, 0, train)
     mask = self._src_mask(src_BxS)
     for layer in self.decoder_layers:
-      y = layer(y, encoded_BxSxD, mask, train=train)
+      y = _call_layer(
+        self.config, layer, y, encoded_BxSxD, mask, train=train, rotary_positions=rotary
+      )
     return self._logits(y)
 
   def __call__(self, src_BxS: jax.Array, tgt_in_BxT: jax.Array, *, train: bool) -> jax.Array:
@@ -341,9 +410,10 @@ class Transformer(nn.Module):
   ) -> tuple[jax.Array, Cache]:
     """Feeds token_B at target position `index`; returns float32 logits (B, V) of
     the token at `index` + 1 and the cache with this position's keys/values."""
-    y = self._embed(token_B[:, None], self._target_table(), self.target_positions, index, False)
+    table = self._target_table()
+    y, rotary = self._embed(token_B[:, None], table, self.target_positions, index, False)
     layers = []
     for layer, layer_cache in zip(self.decoder_layers, cache['layers'], strict=True):
-      y, layer_cache = layer.step(y, layer_cache, cache['src_mask'], index)
+      y, layer_cache = layer.step(y, layer_cache, cache['src_mask'], index, rotary)
       layers.append(layer_cache)
     return self._logits(y)[:, 0], {'src_mask': cache['src_mask'], 'layers': layers}

@@ -51,7 +51,9 @@ def make_loss_fn(model: transformer.Transformer, *, label_smoothing: float = 0.0
   """
 
   def loss_fn(params, batch, rng, train):
-    rngs = {'dropout': rng} if train else {}
+    # Randomized position encodings draw from a stream of their own, folded from
+    # `rng` so that the dropout stream stays the same with any encoding.
+    rngs = {'dropout': rng, 'positions': jax.random.fold_in(rng, 1)} if train else {}
     logits = model.apply(
       {'params': params},
       batch['inputs'],

@@ -126,7 +126,7 @@ def train_step_flops(
 
   Returns:
     the global step's FLOPs / `num_devices`, or None where the backend gives no
-    cost analysis. Nothing is compiled.
+    cost analysis. Compiled only where the lowered program has no analysis.
   """
 
   def one_step(state, data, idx_B, mask_B, rng):
@@ -138,13 +138,20 @@ def train_step_flops(
   idx_B = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
   mask_B = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
   lowered = jax.jit(one_step).trace(abstract_state, data, idx_B, mask_B, rng).lower()
-  cost = lowered.cost_analysis()
+  flops = _flops(lowered.cost_analysis())
+  if flops is None:
+    # Some PJRT plugins (CUDA in jax 0.11) analyse only a compiled program: one compile
+    # of one step, once per run, is the price of knowing.
+    flops = _flops(lowered.compile().cost_analysis())
+  return None if flops is None else flops / (num_devices or jax.device_count())
+
+
+def _flops(cost: Any) -> float | None:
+  """The positive 'flops' of a cost analysis (a dict, or one per program), else None."""
   if isinstance(cost, (list, tuple)):  # Older JAX: one dict per program.
     cost = cost[0] if cost else None
   flops = (cost or {}).get('flops')
-  if not flops or flops <= 0:
-    return None
-  return float(flops) / (num_devices or jax.device_count())
+  return float(flops) if flops and flops > 0 else None
 
 
 def rates(

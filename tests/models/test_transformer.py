@@ -147,6 +147,6 @@ def test_config_rejects_bad_settings():
   with pytest.raises(ValueError, match='divisible'):
     _config(num_heads=5)
   with pytest.raises(ValueError, match='positional'):
-    _config(positional='rotary')
+    _config(positional='alibi')
   with pytest.raises(ValueError, match='equal'):
     _config(share_embeddings=True, output_vocab_size=V + 1)

@@ -50,6 +50,27 @@ def test_flops_per_step_match_the_layer_arithmetic(num_devices):
   assert expected <= flops <= 1.05 * expected
 
 
+def test_a_backend_that_analyses_only_compiled_programs_still_gives_the_count(monkeypatch):
+  # CUDA's plugin (jax 0.11) gives no FLOPs for a lowered program: the step is compiled.
+  args = (tiny_mlp.loss_fn, lambda d, idx: {k: jnp.take(v, idx, axis=0) for k, v in d.items()})
+  init = state_lib.train_state_init(
+    lambda rng: tiny_mlp.MLP().init(rng, jnp.zeros((1, tiny_mlp.IN)))['params'],
+    tiny_mlp.MLP().apply,
+    optax.sgd(0.1),
+  )
+  rng = jax.random.key(0)
+  data = {
+    'x': np.zeros((64, tiny_mlp.IN), np.float32),
+    'y': np.zeros((64, tiny_mlp.OUT), np.float32),
+  }
+  count = lambda: efficiency.train_step_flops(
+    *args, jax.eval_shape(init, rng), data, 32, rng, num_devices=1
+  )
+  lowered_count = count()
+  monkeypatch.setattr(jax.stages.Lowered, 'cost_analysis', lambda self: {})
+  assert count() == pytest.approx(lowered_count, rel=0.1)
+
+
 def test_a_run_reports_step_time_tflops_mfu_and_where_its_time_went(tmp_path):
   peak = 0.5
   config = tiny_mlp.config(log_every_steps=2, peak_tflops_per_device=peak)
