@@ -132,22 +132,6 @@ def test_new_encodings_add_no_parameters(kind):
   assert count(cfg) == count(_config()) == transformer.num_params(cfg)
 
 
-@pytest.mark.parametrize('kind', positions.POSITIONAL)
-def test_cached_decoding_equals_the_full_forward_pass(kind):
-  model, params = _init(_config(positional=kind))
-  v = {'params': params}
-  src, tgt = _tokens(1, (B, S)).at[1, 4:].set(0), _tokens(2, (B, T))
-  full = model.apply(v, src, tgt, train=False)
-  encoded = model.apply(v, src, method=model.encode)
-  cache = model.apply(v, encoded, src, method=model.init_cache)
-  step = jax.jit(lambda c, tok, i: model.apply(v, c, tok, i, method=model.decode_step))
-  steps = []
-  for i in range(T):
-    logits, cache = step(cache, tgt[:, i], jnp.asarray(i))
-    steps.append(logits)
-  chex.assert_trees_all_close(jnp.stack(steps, 1), full, atol=1e-5)
-
-
 def test_the_seq2seq_loss_supplies_the_positions_stream():
   model, params = _init(_config(positional='randomized_rotary'))
   loss_fn = seq2seq.make_loss_fn(model)

@@ -90,7 +90,16 @@ def test_padding_leaves_real_positions_unchanged(pre_norm):
 
 
 @pytest.mark.parametrize(
-  'kw', [{}, {'share_embeddings': True, 'positional': 'learned', 'pre_norm': False}]
+  'kw',
+  [
+    {},
+    {'share_embeddings': True, 'positional': 'learned', 'pre_norm': False},
+    # The computed encodings: deterministic positions (strided where randomized),
+    # rotary keys cached already rotated.
+    {'positional': 'rotary'},
+    {'positional': 'randomized_rotary'},
+    {'positional': 'randomized_sinusoidal'},
+  ],
 )
 def test_cached_step_by_step_decoding_equals_the_full_forward_pass(kw):
   model, params = _init(_config(**kw))

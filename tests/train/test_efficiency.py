@@ -23,9 +23,8 @@ from tests.train import tiny_mlp
 QUIET = lambda _: None
 
 
-@pytest.mark.parametrize('num_devices', [1, 2])
-def test_flops_per_step_match_the_layer_arithmetic(num_devices):
-  batch = 128
+def _mlp_flops(batch, num_devices=1):
+  """`train_step_flops` of the tiny MLP for a global batch of `batch`."""
   init = state_lib.train_state_init(
     lambda rng: tiny_mlp.MLP().init(rng, jnp.zeros((1, tiny_mlp.IN)))['params'],
     tiny_mlp.MLP().apply,
@@ -33,10 +32,10 @@ def test_flops_per_step_match_the_layer_arithmetic(num_devices):
   )
   rng = jax.random.key(0)
   data = {
-    'x': np.zeros((256, tiny_mlp.IN), np.float32),
-    'y': np.zeros((256, tiny_mlp.OUT), np.float32),
+    'x': np.zeros((2 * batch, tiny_mlp.IN), np.float32),
+    'y': np.zeros((2 * batch, tiny_mlp.OUT), np.float32),
   }
-  flops = efficiency.train_step_flops(
+  return efficiency.train_step_flops(
     tiny_mlp.loss_fn,
     lambda d, idx: {k: jnp.take(v, idx, axis=0) for k, v in d.items()},
     jax.eval_shape(init, rng),
@@ -45,30 +44,21 @@ def test_flops_per_step_match_the_layer_arithmetic(num_devices):
     rng,
     num_devices=num_devices,
   )
+
+
+@pytest.mark.parametrize('num_devices', [1, 2])
+def test_flops_per_step_match_the_layer_arithmetic(num_devices):
+  flops = _mlp_flops(128, num_devices)
   # Elementwise work (relu, loss, SGD) adds a few percent to the matmuls.
-  expected = tiny_mlp.matmul_flops(batch) / num_devices
+  expected = tiny_mlp.matmul_flops(128) / num_devices
   assert expected <= flops <= 1.05 * expected
 
 
 def test_a_backend_that_analyses_only_compiled_programs_still_gives_the_count(monkeypatch):
   # CUDA's plugin (jax 0.11) gives no FLOPs for a lowered program: the step is compiled.
-  args = (tiny_mlp.loss_fn, lambda d, idx: {k: jnp.take(v, idx, axis=0) for k, v in d.items()})
-  init = state_lib.train_state_init(
-    lambda rng: tiny_mlp.MLP().init(rng, jnp.zeros((1, tiny_mlp.IN)))['params'],
-    tiny_mlp.MLP().apply,
-    optax.sgd(0.1),
-  )
-  rng = jax.random.key(0)
-  data = {
-    'x': np.zeros((64, tiny_mlp.IN), np.float32),
-    'y': np.zeros((64, tiny_mlp.OUT), np.float32),
-  }
-  count = lambda: efficiency.train_step_flops(
-    *args, jax.eval_shape(init, rng), data, 32, rng, num_devices=1
-  )
-  lowered_count = count()
+  lowered_count = _mlp_flops(32)
   monkeypatch.setattr(jax.stages.Lowered, 'cost_analysis', lambda self: {})
-  assert count() == pytest.approx(lowered_count, rel=0.1)
+  assert _mlp_flops(32) == pytest.approx(lowered_count, rel=0.1)
 
 
 def test_a_run_reports_step_time_tflops_mfu_and_where_its_time_went(tmp_path):
