@@ -15,39 +15,17 @@ from research.models import positions
 from research.models import transformer
 from research.tasks import seq2seq
 from research.train import settings
+from tests.models import test_transformer
 
-B, S, T, V = 3, 7, 6, 13
+B, S, T, V = test_transformer.B, test_transformer.S, test_transformer.T, test_transformer.V
 L = 64  # max_random_position of the tests: eval stride L // (T + 3) = 7.
 NEW = ('randomized_sinusoidal', 'rotary', 'randomized_rotary')
+_tokens, _init = test_transformer._tokens, test_transformer._init
 
 
 def _config(**kw):
-  base = dict(
-    input_vocab_size=V,
-    output_vocab_size=V,
-    emb_dim=16,
-    num_heads=4,
-    num_encoder_layers=2,
-    num_decoder_layers=2,
-    mlp_dim=24,
-    max_input_length=S + 3,
-    max_target_length=T + 3,
-    dropout_rate=0.0,
-    max_random_position=L,
-  )
-  return transformer.TransformerConfig(**(base | kw))
-
-
-def _tokens(key, shape, low=3):
-  return jax.random.randint(jax.random.key(key), shape, low, V, jnp.int32)
-
-
-def _init(cfg):
-  model = transformer.Transformer(cfg)
-  params = model.init(
-    jax.random.key(0), jnp.ones((1, S), jnp.int32), jnp.ones((1, T), jnp.int32), train=False
-  )['params']
-  return model, params
+  """The transformer tests' tiny config, without dropout, positions below L."""
+  return test_transformer._config(**({'dropout_rate': 0.0, 'max_random_position': L} | kw))
 
 
 def test_random_positions_are_increasing_in_range_and_vary_with_the_key():
