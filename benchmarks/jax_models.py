@@ -25,26 +25,14 @@ from research.data import seq2seq_tasks
 from research.data import text as text_lib
 from research.data import tokenizers
 from research.models import rnn
+from research.train import efficiency
 from research.train import optimizers
 from research.train import state as state_lib
 from research.train import steps
 from research.train import trainer
 
-
-def _cost_flops(compiled_or_lowered) -> float | None:
-  """XLA's FLOP count of a lowered or compiled program; None where XLA gives none.
-
-  A lowered program whose cost analysis has no FLOPs (jax 0.11 on CUDA) is compiled
-  and asked again.
-  """
-  cost = compiled_or_lowered.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # Older JAX: one dict per computation.
-    cost = cost[0] if cost else None
-  if cost and 'flops' in cost:
-    return float(cost['flops'])
-  if hasattr(compiled_or_lowered, 'compile'):  # Lowered, not yet compiled.
-    return _cost_flops(compiled_or_lowered.compile())
-  return None
+# XLA's FLOP count of a lowered or compiled program (compiled where only that has one).
+_cost_flops = efficiency.xla_flops
 
 
 class JaxBench:

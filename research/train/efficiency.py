@@ -133,25 +133,30 @@ def train_step_flops(
     batch = dict(gather_fn(data, idx_B), mask=mask_B)
     return steps.train_step(state, batch, rng, loss_fn=loss_fn)
 
-  shape = lambda v: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype)
+  shape = lambda v: jax.ShapeDtypeStruct(np.shape(v), v.dtype)  # No copy of the data.
   data = {k: shape(v) for k, v in train_arrays.items()}
   idx_B = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
   mask_B = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
   lowered = jax.jit(one_step).trace(abstract_state, data, idx_B, mask_B, rng).lower()
-  flops = _flops(lowered.cost_analysis())
-  if flops is None:
-    # Some PJRT plugins (CUDA in jax 0.11) analyse only a compiled program: one compile
-    # of one step, once per run, is the price of knowing.
-    flops = _flops(lowered.compile().cost_analysis())
+  flops = xla_flops(lowered)
   return None if flops is None else flops / (num_devices or jax.device_count())
 
 
-def _flops(cost: Any) -> float | None:
-  """The positive 'flops' of a cost analysis (a dict, or one per program), else None."""
+def xla_flops(lowered_or_compiled: Any) -> float | None:
+  """XLA's positive FLOP count of a lowered or compiled program, else None.
+
+  Some PJRT plugins (CUDA in jax 0.11) analyse only a compiled program: a lowered one
+  without FLOPs is compiled and asked again (one compile, the price of knowing).
+  """
+  cost = lowered_or_compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older JAX: one dict per program.
     cost = cost[0] if cost else None
   flops = (cost or {}).get('flops')
-  return float(flops) if flops and flops > 0 else None
+  if flops and flops > 0:
+    return float(flops)
+  if hasattr(lowered_or_compiled, 'compile'):  # Lowered, not yet compiled.
+    return xla_flops(lowered_or_compiled.compile())
+  return None
 
 
 def rates(
