@@ -62,6 +62,22 @@ EXPERIMENTS = {
   'gru': Experiment(
     'lm', ('--config=experiments/lm/configs/default.py', '--config.model.cell=gru'), _BPC
   ),
+  'ptb_small': Experiment(
+    'lm',
+    ('--config=experiments/lm/configs/ptb_small.py',),
+    (
+      ('test_perplexity', 'test perplexity', 1.0),
+      ('validation_perplexity', 'validation perplexity', 1.0),
+    ),
+  ),
+  'ptb_small_gru': Experiment(
+    'lm',
+    ('--config=experiments/lm/configs/ptb_small.py', '--config.model.cell=gru'),
+    (
+      ('test_perplexity', 'test perplexity', 1.0),
+      ('validation_perplexity', 'validation perplexity', 1.0),
+    ),
+  ),
   'reverse': Experiment('seq2seq', ('--config=experiments/seq2seq/configs/default.py',), _EXACT),
   'addition': Experiment('seq2seq', ('--config=experiments/seq2seq/configs/addition.py',), _EXACT),
   'length_generalisation': Experiment(

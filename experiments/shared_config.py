@@ -47,9 +47,11 @@ def optimizer_section(**defaults) -> ml_collections.ConfigDict:
   o.name = 'adam'  # 'adam' (coupled L2 decay, as PyTorch), 'adamw', 'sgd', 'rmsprop'.
   o.learning_rate = 1e-3  # Peak learning rate.
   o.weight_decay = 1e-4  # Weight decay coefficient.
-  o.schedule = 'constant'  # 'constant' or 'warmup_cosine'.
+  o.schedule = 'constant'  # 'constant', 'warmup_cosine' or 'epoch_decay'.
   o.warmup_steps = 0  # Linear warm-up steps for 'warmup_cosine'.
   o.total_steps = 0  # Schedule length (0: the whole run).
+  o.decay_rate = 0.5  # 'epoch_decay': factor per epoch after decay_after_epochs.
+  o.decay_after_epochs = 1  # 'epoch_decay': epochs at the full rate first.
   o.momentum = 0.9  # SGD momentum.
   o.b1 = 0.9  # Adam's first-moment decay.
   o.b2 = 0.999  # Adam's second-moment decay.

@@ -1,4 +1,4 @@
-"""Tokenizers of every text model: characters, UTF-8 bytes and prompt words.
+"""Tokenizers of every text model: characters, UTF-8 bytes, prompt words and corpus words.
 
 One convention for all of them. The first `NUM_SPECIAL` ids are shared (defined in
 `research.models.special_tokens`, which the models read too):
@@ -12,8 +12,14 @@ A tokenizer's own symbols follow, symbol i having id NUM_SPECIAL + i. `encode`
 returns int32 ids of the symbols only (no BOS or EOS; callers add them where
 their format needs them). `decode` reads ids up to the first EOS, drops PAD and
 BOS, and prints UNK (and any id past the vocabulary) as U+FFFD.
+
+`VocabularyTokenizer` (a word-level corpus such as the Penn Treebank) differs in
+two ways, because its texts are many sentences and mark rare words themselves:
+the words `<eos>` and `<unk>` are EOS_ID and UNK_ID, and `decode` reads past EOS,
+writing it as a newline and UNK as `<unk>`.
 """
 
+import collections
 import dataclasses
 import re
 from typing import Iterable, Protocol, Sequence
@@ -28,6 +34,8 @@ from research.models.special_tokens import PAD_ID
 from research.models.special_tokens import UNK_ID
 
 UNK_TEXT = '\ufffd'  # How UNK_ID decodes.
+EOS_WORD = '<eos>'  # A corpus's end of sentence (a newline): EOS_ID.
+UNK_WORD = '<unk>'  # A corpus's own mark of a rare word: UNK_ID.
 
 
 class Tokenizer(Protocol):
@@ -198,6 +206,90 @@ class WordTokenizer:
     return out
 
 
+def corpus_words(text: str) -> list[str]:
+  """The words of a corpus text: each newline is one EOS_WORD, then split on
+  whitespace (the reading of Zaremba et al.'s PTB reader), so n lines give n
+  EOS_WORDs."""
+  return text.replace('\n', f' {EOS_WORD} ').split()
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabularyTokenizer:
+  """A fixed corpus vocabulary's words <-> ids: words[i] has id NUM_SPECIAL + i.
+
+  EOS_WORD is EOS_ID and UNK_WORD is UNK_ID; any other word not in `words` is
+  UNK_ID too.
+
+  Attributes:
+    words: the known words, each once, without EOS_WORD and UNK_WORD.
+  """
+
+  words: tuple[str, ...]
+  _ids: dict[str, int] = dataclasses.field(init=False, repr=False, compare=False)
+
+  def __post_init__(self):
+    bad = next((w for w in self.words if w in (EOS_WORD, UNK_WORD) or w.split() != [w]), None)
+    if bad is not None:
+      raise ValueError(
+        f'vocabulary word {bad!r} is not allowed: words are non-empty, without '
+        f'whitespace, and not {EOS_WORD!r} or {UNK_WORD!r} (they have ids of their own)'
+      )
+    ids = _id_table(self.words, 'words')
+    ids.update({EOS_WORD: EOS_ID, UNK_WORD: UNK_ID})
+    object.__setattr__(self, '_ids', ids)
+
+  @classmethod
+  def from_words(
+    cls, train_words: Iterable[str], max_size: int | None = None
+  ) -> 'VocabularyTokenizer':
+    """The words of a training corpus by descending count, ties alphabetical.
+
+    Args:
+      train_words: the corpus's words (e.g. `corpus_words` of its training text);
+        EOS_WORD and UNK_WORD are left out.
+      max_size: if set, keep only the most frequent words so that `size` is at
+        most this.
+
+    Raises:
+      ValueError: if `max_size` < NUM_SPECIAL.
+    """
+    if max_size is not None and max_size < NUM_SPECIAL:
+      raise ValueError(f'max_size must be at least NUM_SPECIAL = {NUM_SPECIAL}, got {max_size}')
+    counts = collections.Counter(train_words)
+    for special in (EOS_WORD, UNK_WORD):
+      counts.pop(special, None)
+    words = sorted(counts, key=lambda w: (-counts[w], w))
+    if max_size is not None:
+      words = words[: max_size - NUM_SPECIAL]
+    return cls(tuple(words))
+
+  @property
+  def size(self) -> int:
+    """V = len(words) + NUM_SPECIAL."""
+    return len(self.words) + NUM_SPECIAL
+
+  def encode_words(self, words: Sequence[str]) -> np.ndarray:
+    """int32 (len(words),) ids; EOS_WORD gives EOS_ID, UNK_WORD and unknown words UNK_ID."""
+    return np.fromiter((self._ids.get(w, UNK_ID) for w in words), np.int32, len(words))
+
+  def encode(self, text: str) -> np.ndarray:
+    """int32 (len(corpus_words(text)),) ids of a corpus text, a newline giving EOS_ID."""
+    return self.encode_words(corpus_words(text))
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """The words of int ids, space-separated, each EOS_ID a newline (read past,
+    not stopped at); PAD and BOS dropped; UNK_ID and ids past the vocabulary as
+    UNK_WORD. `encode` inverts it."""
+
+    def word(i: int) -> str:
+      return self.words[i - NUM_SPECIAL] if NUM_SPECIAL <= i < self.size else UNK_WORD
+
+    ids = np.asarray(ids).reshape(-1).tolist()
+    parts = ['\n' if i == EOS_ID else word(i) for i in ids if i not in (PAD_ID, BOS_ID)]
+    # Words hold no whitespace, so these spaces are the ones around newlines.
+    return ' '.join(parts).replace(' \n', '\n').replace('\n ', '\n')
+
+
 def to_record(tokenizer: Tokenizer) -> dict:
   """A JSON-serialisable description of a tokenizer (a run manifest keeps it, so
   a trained model is read back without its data); `from_record` inverts it."""
@@ -207,6 +299,8 @@ def to_record(tokenizer: Tokenizer) -> dict:
     return {'kind': 'bytes'}
   if isinstance(tokenizer, WordTokenizer):
     return {'kind': 'words', 'words': list(tokenizer.words)}
+  if isinstance(tokenizer, VocabularyTokenizer):
+    return {'kind': 'vocabulary', 'words': list(tokenizer.words)}
   raise TypeError(f'no record for a {type(tokenizer).__name__}')
 
 
@@ -223,4 +317,8 @@ def from_record(record: dict) -> Tokenizer:
     return ByteTokenizer()
   if kind == 'words':
     return WordTokenizer(tuple(record['words']))
-  raise ValueError(f"unknown tokenizer kind {kind!r}: expected 'chars', 'bytes' or 'words'")
+  if kind == 'vocabulary':
+    return VocabularyTokenizer(tuple(record['words']))
+  raise ValueError(
+    f"unknown tokenizer kind {kind!r}: expected 'chars', 'bytes', 'words' or 'vocabulary'"
+  )

@@ -25,7 +25,7 @@ one step at a time, so `Recurrent` is the faster of the two.
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -36,10 +36,23 @@ from research.models import recurrence
 from research.models.recurrence import Carry
 
 
+def uniform_init(init_range: float, default: Callable) -> Callable:
+  """Flax initialiser: uniform in [-init_range, init_range] (Zaremba et al. 2014
+  initialise every weight and bias so), or `default` where `init_range` is 0."""
+  if not init_range:
+    return default
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -init_range, init_range)
+
+  return init
+
+
 def _cell_params(
-  module: nn.Module, cell: str, input_dim: int, hidden_dim: int
+  module: nn.Module, cell: str, input_dim: int, hidden_dim: int, init_range: float = 0.0
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """Declares one layer's parameters on `module` (inside its compact `__call__`).
+  """Declares one layer's parameters on `module` (inside its compact `__call__`);
+  `init_range` > 0 draws them all uniform in [-init_range, init_range].
 
   Returns:
     float32 (w_ih (D, G), w_hh (H, G), b_ih (G,), b_hh (G,)); the LSTM's b_hh is a
@@ -47,11 +60,12 @@ def _cell_params(
   """
   g = recurrence.NUM_GATES[cell] * hidden_dim
   init = nn.initializers
-  w_ih = module.param('w_ih', init.lecun_normal(), (input_dim, g))
-  w_hh = module.param('w_hh', init.orthogonal(column_axis=-1), (hidden_dim, g))
-  b_ih = module.param('b_ih', init.zeros_init(), (g,))
+  u = functools.partial(uniform_init, init_range)
+  w_ih = module.param('w_ih', u(init.lecun_normal()), (input_dim, g))
+  w_hh = module.param('w_hh', u(init.orthogonal(column_axis=-1)), (hidden_dim, g))
+  b_ih = module.param('b_ih', u(init.zeros_init()), (g,))
   if cell == 'gru':
-    b_hh = module.param('b_hh', init.zeros_init(), (g,))
+    b_hh = module.param('b_hh', u(init.zeros_init()), (g,))
   else:
     b_hh = jnp.zeros((g,), jnp.float32)  # The LSTM needs one bias only.
   return w_ih, w_hh, b_ih, b_hh
@@ -131,6 +145,8 @@ class Recurrent(nn.Module):
       bidirectional layer); padded steps are skipped either way.
     unroll: time steps per scan iteration (a speed knob; same results).
     dtype: compute dtype of the matmuls; gates, carry and outputs are float32.
+    init_range: > 0: every parameter uniform in [-init_range, init_range]
+      (0: the default initialisers).
   """
 
   cell: str
@@ -138,6 +154,7 @@ class Recurrent(nn.Module):
   reverse: bool = False
   unroll: int = 1
   dtype: Any = jnp.float32
+  init_range: float = 0.0
 
   @nn.compact
   def __call__(
@@ -160,7 +177,7 @@ class Recurrent(nn.Module):
     """
     recurrence.check_cell(self.cell)
     b, t, d = x_BxTxD.shape
-    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, d, self.hidden_dim)
+    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, d, self.hidden_dim, self.init_range)
     if carry is None:
       carry = recurrence.zero_carry(self.cell, b, self.hidden_dim)
     if mask_BxT is None:
@@ -274,6 +291,10 @@ class CharLMConfig:
       and before the output layer), training only.
     unroll: time steps per scan iteration.
     dtype: compute dtype of the matmuls; parameters stay float32, logits float32.
+    init_range: > 0: every parameter (embedding, layers, output) uniform in
+      [-init_range, init_range], as Zaremba et al. 2014 (0: default initialisers).
+    embed_dropout: dropout (`dropout_rate`) on the embeddings too, as Zaremba et
+      al.'s regularised models drop every non-recurrent connection.
   """
 
   vocab_size: int
@@ -284,6 +305,8 @@ class CharLMConfig:
   dropout_rate: float = 0.0
   unroll: int = 1
   dtype: Any = jnp.float32
+  init_range: float = 0.0
+  embed_dropout: bool = False
 
 
 def zero_lm_carry(config: CharLMConfig, batch_size: int) -> tuple[Carry, ...]:
@@ -324,17 +347,32 @@ class CharLM(nn.Module):
     recurrence.check_cell(cfg.cell)
     if carry is None:
       carry = zero_lm_carry(cfg, tokens_BxT.shape[0])
-    embed = nn.Embed(cfg.vocab_size, cfg.embed_dim, name='embed')
+    u = functools.partial(uniform_init, cfg.init_range)
+    embed_init = u(nn.initializers.variance_scaling(1.0, 'fan_in', 'normal', out_axis=0))
+    embed = nn.Embed(cfg.vocab_size, cfg.embed_dim, embedding_init=embed_init, name='embed')
     # The first layer reads the embedding rows through the table (`EmbeddedIds`).
     x: jax.Array | EmbeddedIds = EmbeddedIds(embed.embedding, tokens_BxT)
+    if cfg.embed_dropout and train and cfg.dropout_rate:
+      x = nn.Dropout(cfg.dropout_rate, deterministic=False)(embed(tokens_BxT))
     new_carry = []
     for i in range(cfg.num_layers):
       h, c = Recurrent(
-        cfg.cell, cfg.hidden_dim, unroll=cfg.unroll, dtype=cfg.dtype, name=f'layer_{i}'
+        cfg.cell,
+        cfg.hidden_dim,
+        unroll=cfg.unroll,
+        dtype=cfg.dtype,
+        init_range=cfg.init_range,
+        name=f'layer_{i}',
       )(x, mask_BxT, carry[i])
       x = nn.Dropout(cfg.dropout_rate, deterministic=not train)(h)
       new_carry.append(c)
     if isinstance(x, EmbeddedIds):  # No recurrent layer: the embeddings themselves.
       x = embed(tokens_BxT)
-    logits_BxTxV = nn.Dense(cfg.vocab_size, dtype=cfg.dtype, name='output')(x)
+    logits_BxTxV = nn.Dense(
+      cfg.vocab_size,
+      dtype=cfg.dtype,
+      kernel_init=u(nn.linear.default_kernel_init),
+      bias_init=u(nn.initializers.zeros_init()),
+      name='output',
+    )(x)
     return logits_BxTxV.astype(jnp.float32), tuple(new_carry)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-SAMPLINGS = ('epochs', 'windows')
+SAMPLINGS = ('epochs', 'windows', 'streams')
 
 
 def batch_plan(
@@ -51,6 +51,10 @@ class IndexSource:
   'epochs': passes over the N examples in a fresh order per epoch (seeded by seed,
   epoch and process), the last batch of a pass padded with mask 0. 'windows': every
   step draws its batch uniformly with replacement, seeded by (seed, step, process).
+  'streams': the N examples are local_batch streams of K = N / local_batch
+  consecutive windows (example b K + k is window k of stream b); step s reads
+  window s mod K of every stream, row b of the batch always stream b, so a carried
+  state continues across steps (`research.train.steps.CarriedTrainState`).
 
   Attributes:
     num_examples: N, this process's examples.
@@ -65,6 +69,13 @@ class IndexSource:
   sampling: str = 'epochs'
   seed: int = 0
   process: int | None = None
+
+  def __post_init__(self):
+    if self.sampling == 'streams' and self.num_examples % self.local_batch:
+      raise ValueError(
+        f"'streams' needs a whole number of windows per stream: {self.num_examples} "
+        f'examples in {self.local_batch} streams'
+      )
 
   @property
   def steps_per_epoch(self) -> int:
@@ -82,6 +93,11 @@ class IndexSource:
           for s in range(step, step + num)
         ]
       )
+      return idx.astype(np.int32), np.ones(idx.shape, np.float32)
+    if self.sampling == 'streams':
+      k = self.steps_per_epoch
+      window_S = np.arange(step, step + num) % k
+      idx = np.arange(self.local_batch)[None, :] * k + window_S[:, None]
       return idx.astype(np.int32), np.ones(idx.shape, np.float32)
     epoch, first = divmod(step, self.steps_per_epoch)
     idx, mask = self._epoch_plan(epoch)

@@ -15,7 +15,7 @@ import optax
 from research.errors import UserInputError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop')
-SCHEDULES = ('constant', 'warmup_cosine')
+SCHEDULES = ('constant', 'warmup_cosine', 'epoch_decay')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +28,14 @@ class OptimizerConfig:
       (coupled decay, PyTorch's alpha=0.99 and eps=1e-8 defaults).
     learning_rate: peak learning rate.
     weight_decay: decay coefficient (0 disables it).
-    schedule: 'constant' or 'warmup_cosine'.
+    schedule: 'constant', 'warmup_cosine' or 'epoch_decay' (the rate held for
+      `decay_after_epochs` epochs, then multiplied by `decay_rate` at the start of
+      every later epoch: Zaremba et al. 2014's schedule).
     warmup_steps: linear warm-up length for 'warmup_cosine'.
     total_steps: schedule length for 'warmup_cosine' (decays to 0 at the end).
+    decay_rate: 'epoch_decay''s factor per epoch.
+    decay_after_epochs: 'epoch_decay''s epochs at the full rate (>= 1).
+    steps_per_epoch: the run's steps per epoch (the trainer sets it).
     momentum: SGD momentum.
     b1: Adam's first-moment decay.
     b2: Adam's second-moment decay.
@@ -46,6 +51,9 @@ class OptimizerConfig:
   schedule: str = 'constant'
   warmup_steps: int = 0
   total_steps: int = 0
+  decay_rate: float = 0.5
+  decay_after_epochs: int = 1
+  steps_per_epoch: int = 0
   momentum: float = 0.9
   b1: float = 0.9
   b2: float = 0.999
@@ -71,6 +79,21 @@ def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
       peak_value=cfg.learning_rate,
       warmup_steps=cfg.warmup_steps,
       decay_steps=cfg.total_steps,
+    )
+  if cfg.schedule == 'epoch_decay':
+    if cfg.decay_after_epochs < 1 or cfg.steps_per_epoch < 1 or not 0 < cfg.decay_rate <= 1:
+      raise UserInputError(
+        'epoch_decay needs decay_after_epochs >= 1, 0 < decay_rate <= 1 and a known '
+        f'epoch length, got {cfg.decay_after_epochs}, {cfg.decay_rate} and '
+        f'{cfg.steps_per_epoch} steps per epoch'
+      )
+    # Staircase from the start of the last full-rate epoch: its factor is rate ** 0.
+    return optax.exponential_decay(
+      cfg.learning_rate,
+      transition_steps=cfg.steps_per_epoch,
+      decay_rate=cfg.decay_rate,
+      transition_begin=(cfg.decay_after_epochs - 1) * cfg.steps_per_epoch,
+      staircase=True,
     )
   raise UserInputError(f'unknown schedule {cfg.schedule!r}: use one of {SCHEDULES}')
 

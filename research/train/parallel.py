@@ -225,7 +225,14 @@ class DataParallel:
     return len(self.devices)
 
   def state_sharding(self, state):
-    """Shardings for a state pytree: replicated, or by the FSDP shape rule."""
+    """Shardings for a state pytree: replicated, or by the FSDP shape rule; a
+    `steps.CarriedTrainState`'s carry is sharded over the devices like the batch."""
+    if isinstance(state, steps.CarriedTrainState):
+      rows = jax.tree.map(lambda _: self.data_sharding, state.carry)
+      return self._replicated_or_fsdp(state.replace(carry=None)).replace(carry=rows)
+    return self._replicated_or_fsdp(state)
+
+  def _replicated_or_fsdp(self, state):
     if not self.fsdp:
       return jax.tree.map(lambda _: self.replicated, state)
     n = self.num_devices
@@ -465,7 +472,7 @@ class PmapDataParallel:
     """The state `init(rng)`, built on one device and replicated (pmap needs it
     whole on every device); `abstract`, its shapes, is not needed here."""
     del abstract
-    return self.put_replicated(jax.jit(init)(rng))
+    return self._place(jax.jit(init)(rng))
 
   def restore_target(self, abstract: Any):
     """`abstract` on this process's first device, to be replicated by `place_restored`."""
@@ -473,10 +480,27 @@ class PmapDataParallel:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), abstract)
 
   def place_restored(self, state):
-    return self.put_replicated(state)
+    return self._place(state)
+
+  def _place(self, state):
+    """A host-shaped state on the devices: replicated, except that a carry's rows
+    (B, ...) are cut into one (B / D, ...) block per device, each device's batch rows."""
+    if not isinstance(state, steps.CarriedTrainState):
+      return self.put_replicated(state)
+    if jax.process_count() > 1:
+      raise UserInputError('a carried recurrent state needs the jit driver in a multi-process run')
+    d = self.num_devices
+    blocks = lambda x: list(np.asarray(x).reshape((d, -1) + x.shape[1:]))
+    carry = jax.tree.map(lambda x: jax.device_put_sharded(blocks(x), self.devices), state.carry)
+    return self.put_replicated(state.replace(carry=None)).replace(carry=carry)
 
   def host_state(self, state):
-    return jax_utils.unreplicate(state)
+    """The state as checkpoints store it: one replica, and a carry's per-device
+    blocks (D, B / D, ...) joined back into (B, ...)."""
+    if not isinstance(state, steps.CarriedTrainState):
+      return jax_utils.unreplicate(state)
+    carry = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), state.carry)
+    return jax_utils.unreplicate(state.replace(carry=None)).replace(carry=carry)
 
   def _split(self, idx_SxB, mask_SxB):
     s, b = np.shape(idx_SxB)

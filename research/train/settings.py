@@ -141,7 +141,9 @@ def train_settings(config: Any) -> TrainSettings:
   return TrainSettings(**{k: config[k] for k in names if k in config})
 
 
-def optimizer_config(section: Mapping[str, Any], total_steps: int) -> optimizers.OptimizerConfig:
+def optimizer_config(
+  section: Mapping[str, Any], total_steps: int, steps_per_epoch: int = 0
+) -> optimizers.OptimizerConfig:
   """The OptimizerConfig of an `optimizer` section; total_steps 0 means the whole run.
 
   Raises:
@@ -150,6 +152,8 @@ def optimizer_config(section: Mapping[str, Any], total_steps: int) -> optimizers
   values = dict(section)
   if not values.get('total_steps'):
     values['total_steps'] = total_steps
+  if not values.get('steps_per_epoch'):
+    values['steps_per_epoch'] = steps_per_epoch
   return _dataclass_from(optimizers.OptimizerConfig, values, 'optimizer')
 
 

@@ -7,11 +7,15 @@ import jax
 import numpy as np
 import optax
 
+from research.train.steps import CarriedTrainState
 from research.train.steps import TrainState
 
 
 def train_state_init(
-  init_params: Callable[[jax.Array], Any], apply_fn: Callable, tx: optax.GradientTransformation
+  init_params: Callable[[jax.Array], Any],
+  apply_fn: Callable,
+  tx: optax.GradientTransformation,
+  init_carry: Callable[[], Any] | None = None,
 ) -> Callable[[jax.Array], TrainState]:
   """The pure function rng -> initial `TrainState` (step 0), for `jax.eval_shape` and
   for a driver to compile with its state shardings (`parallel.DataParallel.init_state`).
@@ -20,9 +24,15 @@ def train_state_init(
     init_params: rng -> params pytree (float32).
     apply_fn: the model's apply function, kept on the state for convenience.
     tx: the optax optimiser.
+    init_carry: () -> the initial carried state (arrays with leading axis B, the
+      global batch): the state is then a `CarriedTrainState` (truncated
+      backpropagation through time, `research.train.steps`).
   """
 
   def init(rng):
+    if init_carry is not None:
+      params = init_params(rng)
+      return CarriedTrainState.create(apply_fn=apply_fn, params=params, tx=tx, carry=init_carry())
     return TrainState.create(apply_fn=apply_fn, params=init_params(rng), tx=tx)
 
   return init

@@ -25,6 +25,14 @@ LSTM/GRU scans do not; the seed CNN instead cuts only its convolutions into part
 `CNNConfig.conv_parts`, so its large fc1 matmuls see the whole batch; figures in
 docs/performance.md). Interleaving keeps every part on the devices that hold the batch.
 
+Carried state (truncated backpropagation through time): a `CarriedTrainState` also
+holds `carry`, a pytree of per-stream arrays with leading axis B (a recurrent model's
+state at the end of the last window each batch row read). Each train step gives the
+loss `batch['carry']`, the carry zeroed in the rows whose 'reset' (float32 (B,)) is 1
+(a stream's first window), and stores the loss's `outputs['carry']` for the next
+step. The carry enters as a constant, so no gradient crosses a window boundary. Row b
+of every batch must continue row b of the batch before (`batch_plans` 'streams').
+
 Split losses: a family whose loss first makes the model's inputs from the stored batch
 (normalisation, augmentation: work without parameters) can give it as a `SplitLoss`,
 its two halves named. Called whole it is an ordinary loss function; the jit driver
@@ -46,6 +54,33 @@ LossFn = Callable[
   [Any, dict[str, jax.Array], jax.Array | None, bool], tuple[Metrics, dict[str, jax.Array]]
 ]
 TrainState = train_state.TrainState
+
+
+class CarriedTrainState(train_state.TrainState):
+  """A `TrainState` that also carries a recurrent state across train steps.
+
+  Attributes:
+    carry: pytree of float32 arrays with leading axis B, the global batch (row b is
+      stream b's state after the last window it trained on); drivers shard it like
+      the batch and checkpoints store it with the rest of the state.
+  """
+
+  carry: Any = None
+
+
+def carry_in(carry: Any, reset_B: jax.Array) -> Any:
+  """`carry` with the rows of restarting streams zeroed.
+
+  Args:
+    carry: pytree of arrays with leading axis B.
+    reset_B: float32 (B,), 1 where a stream starts (its state is forgotten).
+  """
+  keep_B = 1.0 - reset_B
+  return jax.tree.map(
+    lambda c: c * keep_B.reshape((-1,) + (1,) * (c.ndim - 1)).astype(c.dtype), carry
+  )
+
+
 PrepareFn = Callable[[dict[str, jax.Array], jax.Array | None, bool], dict[str, jax.Array]]
 
 
@@ -81,7 +116,10 @@ def split_batch(batch: dict[str, jax.Array], num_parts: int) -> list[dict[str, j
   def part(v, i):
     return v.reshape((v.shape[0] // num_parts, num_parts) + v.shape[1:])[:, i]
 
-  return [{k: part(v, i) for k, v in batch.items()} for i in range(num_parts)]
+  return [
+    {k: jax.tree.map(lambda v, i=i: part(v, i), v) for k, v in batch.items()}
+    for i in range(num_parts)
+  ]
 
 
 def merge_parts(parts: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
@@ -153,30 +191,35 @@ def train_step(
 
   Returns:
     the updated state and the batch's metrics as global (sum, count) pairs, plus
-    'grad_norm': (global norm of the mean gradient, 1).
+    'grad_norm': (global norm of the mean gradient, 1). A `CarriedTrainState`
+    comes back with the loss's `outputs['carry']` (see module docstring).
   """
   key = step_rng(rng, state.step, axis_name)
+  carried = isinstance(state, CarriedTrainState)
+  if isinstance(state, CarriedTrainState):
+    batch = dict(batch, carry=carry_in(state.carry, batch['reset']))
 
   def loss_sum(params, part, part_rng):
-    metrics, _ = loss_fn(params, part, part_rng, True)
-    return metrics['loss'][0], metrics
+    metrics, outputs = loss_fn(params, part, part_rng, True)
+    return metrics['loss'][0], (metrics, outputs['carry'] if carried else None)
 
   grad_fn = jax.grad(loss_sum, has_aux=True)
   if microbatches == 1:
-    grads, metrics = grad_fn(state.params, batch, key)
+    grads, (metrics, carry) = grad_fn(state.params, batch, key)
   else:
-    grads, metrics = _sum_trees(
-      [
-        grad_fn(state.params, part, jax.random.fold_in(key, i))
-        for i, part in enumerate(split_batch(batch, microbatches))
-      ]
-    )
+    parts = [
+      grad_fn(state.params, part, jax.random.fold_in(key, i))
+      for i, part in enumerate(split_batch(batch, microbatches))
+    ]
+    grads, metrics = _sum_trees([(g, m) for g, (m, _) in parts])
+    carry = merge_parts([{'carry': c} for _, (_, c) in parts])['carry'] if carried else None
   grads, metrics = _psum((grads, metrics), axis_name)
   count = jnp.maximum(metrics['loss'][1], 1.0)
   grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
   # One value per step (count 1): lets the host stop on a non-finite gradient.
   metrics = dict(metrics, grad_norm=(optax.global_norm(grads), jnp.ones(())))
-  return state.apply_gradients(grads=grads), metrics
+  state = state.apply_gradients(grads=grads)
+  return (state.replace(carry=carry) if carried else state), metrics
 
 
 def eval_step(

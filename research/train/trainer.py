@@ -10,6 +10,7 @@ budget, non-finite handling and `final_metrics.json`.
 """
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -79,6 +80,9 @@ class Model:
       (`research.platform_policy.batch_parts`).
     flops_loss_fn: the same loss with its time loops unrolled, to count a step's
       FLOPs (XLA's cost analysis counts a while loop's body once); None: `loss_fn`.
+    init_carry: batch size B -> the initial state carried across train steps
+      (truncated backpropagation through time; the data's sampling must be
+      'streams'); None: no carried state.
   """
 
   module: nn.Module
@@ -90,6 +94,7 @@ class Model:
   )
   model_parts: bool = False
   flops_loss_fn: Callable | None = None
+  init_carry: Callable[[int], Any] | None = None
 
   def optimizer(self, tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """`tx` as this model trains with it: wrapped by `wrap_optimizer`, if any."""
@@ -100,10 +105,23 @@ class Model:
     (0: automatic): 1 instead of automatic where the model takes the parts itself."""
     return 1 if self.model_parts and requested == 0 else requested
 
-  def init_state(self, tx: optax.GradientTransformation, rng: jax.Array) -> state_lib.TrainState:
-    """The initial train state (float32 params from `init_params(rng)`) for optimiser
-    `tx` (wrapped as `optimizer` says), outside the trainer: benchmarks, tests."""
-    return state_lib.init_train_state(self.init_params, self.module.apply, self.optimizer(tx), rng)
+  def state_init(
+    self, tx: optax.GradientTransformation, batch_size: int
+  ) -> Callable[[jax.Array], state_lib.TrainState]:
+    """rng -> the initial train state for optimiser `tx` (wrapped as `optimizer`
+    says), with a carry for `batch_size` streams where the model carries one."""
+    carry = None if self.init_carry is None else functools.partial(self.init_carry, batch_size)
+    return state_lib.train_state_init(
+      self.init_params, self.module.apply, self.optimizer(tx), init_carry=carry
+    )
+
+  def init_state(
+    self, tx: optax.GradientTransformation, rng: jax.Array, batch_size: int = 1
+  ) -> state_lib.TrainState:
+    """The initial train state (float32 params from `init_params(rng)`; a carry for
+    `batch_size` streams where the model carries one) for optimiser `tx`, outside
+    the trainer: benchmarks, tests."""
+    return jax.jit(self.state_init(tx, batch_size))(rng)
 
 
 class Family(Protocol):
@@ -212,7 +230,7 @@ def _prepare(
     fsdp_min_size=settings.fsdp_min_size,
     microbatches=model.microbatches(settings.microbatches),
   )
-  optimizer = settings_lib.optimizer_config(family.config.optimizer, total)
+  optimizer = settings_lib.optimizer_config(family.config.optimizer, total, source.steps_per_epoch)
   pipeline, why = input_pipeline.resolve(settings.input_pipeline, data.train, driver)
   log(f'Input pipeline: {pipeline} ({why}).')
   return Run(
@@ -233,6 +251,8 @@ def _prepare(
 def _index_source(settings, data: TrainData) -> batch_plans.IndexSource:
   if data.sampling not in batch_plans.SAMPLINGS:
     raise ValueError(f'sampling must be one of {batch_plans.SAMPLINGS}')
+  if data.sampling == 'streams' and settings.steps_per_dispatch < 1:
+    raise UserInputError('steps_per_dispatch must be >= 1')
   if data.num_train < 1:
     raise UserInputError('the training data is empty')
   return batch_plans.IndexSource(
@@ -251,8 +271,7 @@ def _initial_state(family: Family, run: Run, resume: bool, rng: jax.Array) -> An
   (or restores) each array straight into its sharding, never whole on one device.
   """
   m = run.model
-  tx = m.optimizer(optimizers.make_optimizer(run.optimizer))
-  init = state_lib.train_state_init(m.init_params, m.module.apply, tx)
+  init = m.state_init(optimizers.make_optimizer(run.optimizer), run.settings.batch_size)
   abstract = jax.eval_shape(init, rng)
   run.abstract_state = abstract
   run.param_counts = state_lib.count_params(abstract.params)

@@ -32,7 +32,8 @@ def test_processes_plan_their_shards_in_their_own_orders():
 @pytest.mark.parametrize('sampling', batch_plans.SAMPLINGS)
 def test_a_chunk_holds_the_steps_that_single_steps_would(sampling):
   """So a run resumed at any step, with any steps per dispatch, sees the same batches."""
-  source = batch_plans.IndexSource(10, 4, sampling, seed=5)  # 3 steps per epoch.
+  # 3 steps per epoch ('streams': 4 streams of 3 windows).
+  source = batch_plans.IndexSource(12 if sampling == 'streams' else 10, 4, sampling, seed=5)
   for first, num in [(0, 3), (1, 2), (3, 3), (4, 1), (6, 2)]:  # Within one epoch each.
     idx, mask = source.chunk(first, num)
     assert idx.shape == mask.shape == (num, 4)
@@ -40,6 +41,17 @@ def test_a_chunk_holds_the_steps_that_single_steps_would(sampling):
       one_idx, one_mask = source.chunk(first + i, 1)
       np.testing.assert_array_equal(idx[i], one_idx[0])
       np.testing.assert_array_equal(mask[i], one_mask[0])
+
+
+def test_streams_sampling_reads_each_streams_windows_in_order():
+  """Row b of step s is window s mod K of stream b (example b K + k), every epoch."""
+  source = batch_plans.IndexSource(12, 4, 'streams', seed=5)  # K = 3 windows a stream.
+  assert source.steps_per_epoch == 3
+  idx, mask = source.chunk(2, 3)  # Steps 2, 3, 4: windows 2, 0, 1.
+  np.testing.assert_array_equal(idx, [[2, 5, 8, 11], [0, 3, 6, 9], [1, 4, 7, 10]])
+  np.testing.assert_array_equal(mask, np.ones((3, 4)))
+  with pytest.raises(ValueError, match='whole number of windows'):
+    batch_plans.IndexSource(10, 4, 'streams')
 
 
 def test_epochs_sampling_follows_each_epochs_plan():

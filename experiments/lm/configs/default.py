@@ -46,6 +46,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train_split = 'train'  # tfds split to train on.
   c.validation_split = 'validation'  # tfds split for validation bits per character.
   c.seq_len = 128  # Characters predicted per window (backpropagation length).
+  # Train batch_size parallel streams of consecutive windows, the recurrent state
+  # carried from step to step (truncated backpropagation through time); False: windows
+  # drawn at random, each from a zero state.
+  c.carry_state = False
+  c.eval_streams = 1  # With carry_state: evaluation streams, each carried throughout.
   shared_config.add_training_fields(
     c,
     num_epochs=0,
@@ -66,6 +71,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dropout_rate = 0.2  # Dropout after every recurrent layer (training only).
   c.model.unroll = 1  # Time steps per scan iteration (speed only).
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
+  c.model.init_range = 0.0  # > 0: every parameter uniform in [-r, r] (0: default inits).
+  c.model.embed_dropout = False  # Also drop out the embeddings (training only).
 
   c.optimizer = shared_config.optimizer_section(
     name='adam',

