@@ -489,9 +489,10 @@ class PmapDataParallel:
       return self.put_replicated(state)
     if jax.process_count() > 1:
       raise UserInputError('a carried recurrent state needs the jit driver in a multi-process run')
-    d = self.num_devices
-    blocks = lambda x: list(np.asarray(x).reshape((d, -1) + x.shape[1:]))
-    carry = jax.tree.map(lambda x: jax.device_put_sharded(blocks(x), self.devices), state.carry)
+    # One block of rows per device, along a leading device axis (as `put_replicated`).
+    sharding = NamedSharding(Mesh(np.array(self.devices), ('d',)), P('d'))
+    blocks = lambda x: np.asarray(x).reshape((self.num_devices, -1) + x.shape[1:])
+    carry = jax.tree.map(lambda x: jax.device_put(blocks(x), sharding), state.carry)
     return self.put_replicated(state.replace(carry=None)).replace(carry=carry)
 
   def host_state(self, state):

@@ -22,8 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # The DDPM draws noise and time steps from the step key, which the pmap driver folds
 # with the device index and micro-batches with the part index; its parameters agree
 # with the baseline only under jit layouts that keep the key (fsdp).
-DETERMINISTIC = ('cnn', 'lstm', 'gru', 'transformer')
-STEPS = {'cnn': 8, 'lstm': 8, 'gru': 8, 'transformer': 8, 'ddpm': 4}
+# 'gru_streams' carries its recurrent state across steps (truncated BPTT, 2 epochs of
+# 4 windows a stream): every layout must agree on the carry too, and resume restores it.
+DETERMINISTIC = ('cnn', 'lstm', 'gru_streams', 'transformer')
+STEPS = {'cnn': 8, 'lstm': 8, 'gru_streams': 8, 'transformer': 8, 'ddpm': 4}
 
 
 def _run_matrix(name, data_dir, tmp):
@@ -52,6 +54,9 @@ def test_every_layout_and_fault(name, offline_data_dir, tmp_path):
   r = _run_matrix(name, offline_data_dir, tmp_path)
   # Layouts.
   assert r['base_finite'] and r['steps'] == STEPS[name]
+  # The carried state (one (h,) carry per GRU layer) is among the compared arrays.
+  assert r['carry_leaves'] == (1 if name == 'gru_streams' else 0), r
+  assert (r['sampling'] == 'streams') == (name == 'gru_streams'), r
   # The options reached the driver (equality alone would pass if one were ignored).
   assert r['pmap_layout']['driver'] == 'PmapDataParallel'
   assert r['fsdp_layout'] == {

@@ -54,14 +54,18 @@ def tiny_config(name: str, tmp: str, data_dir: str):
     )
     c.model.update(hidden_dim=16, dropout_rate=0.0, conv_parts=1)
     c.augment.update(max_rotation_deg=0.0, brightness=0.0, contrast=0.0)
-  elif name in ('lstm', 'gru'):
+  elif name in ('lstm', 'gru_streams'):
     c = lm_tiny.get_config()
     path = os.path.join(tmp, 'text.txt')
     with open(path, 'w', encoding='utf-8') as f:
       f.write(TEXT)
     c.update(text_file=path, num_steps=8, eval_every_steps=0, batch_size=8)
-    c.model.cell = name
+    c.model.cell = name.split('_')[0]
     c.sample.length = 0
+    if name == 'gru_streams':
+      # 8 streams of 226 characters, 4 windows of 48 each: 8 steps are 2 epochs, the
+      # state carried between steps and reset at steps 4 and 8; step 3 is mid-epoch.
+      c.update(carry_state=True, seq_len=48)
   elif name == 'transformer':
     c = seq2seq_default.get_config()
     c.update(
@@ -137,14 +141,17 @@ class Probe:
       'sharded': any(not x.sharding.is_fully_replicated for x in jax.tree.leaves(state.params)),
       'pipeline': run.input_pipeline,
     }
-    self.params = [np.asarray(x, np.float64) for x in jax.tree.leaves(params)]
+    # A carried recurrent state (host layout, (B, H) rows) is compared with them.
+    carry = getattr(run.driver.host_state(state), 'carry', None)
+    self.carry_leaves = len(jax.tree.leaves(carry))
+    self.params = [np.asarray(x, np.float64) for x in jax.tree.leaves((params, carry))]
     self.dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
     return {}
 
 
 def run(name, config, workdir, **probe_kw) -> tuple[Probe, dict]:
   inner = families.FAMILIES[
-    'lm' if name in ('lstm', 'gru') else 'seq2seq' if name == 'transformer' else name
+    'lm' if name in ('lstm', 'gru_streams') else 'seq2seq' if name == 'transformer' else name
   ](config)
   probe = Probe(inner, **probe_kw)
   final = trainer.train_and_evaluate(probe, workdir, log=lambda _: None)
@@ -185,6 +192,8 @@ def main(name: str, tmp: str, data_dir: str, out: str) -> None:
   result = {
     'steps': base_final['steps'],
     'base_finite': all(np.isfinite(p).all() for p in base.params),
+    'carry_leaves': base.carry_leaves,
+    'sampling': base.data.sampling if hasattr(base, 'data') else None,
   }
   for tag, kw in (
     ('pmap', dict(driver='pmap')),
