@@ -43,12 +43,13 @@ class CharLanguageModel:
 
   Attributes:
     config: the experiment's ConfigDict.
-    corpus: the whole corpus already in memory (e.g. synthetic); None reads
-      `config.dataset` or `config.text_file`.
+    corpus: the whole corpus already in memory (e.g. synthetic): characters, or
+      words (`research.data.ptb.WordCorpus`); None reads `config.dataset` or
+      `config.text_file`.
   """
 
   config: Any
-  corpus: text_lib.TextCorpus | None = None
+  corpus: text_lib.TextCorpus | ptb.WordCorpus | None = None
   name: str = 'lm'
   eval_split: str = 'validation'
   vocab: Any = None  # The tokenizer, set by `load_data`: characters or PTB words.
@@ -64,6 +65,8 @@ class CharLanguageModel:
     if c.seq_len < 1:
       raise UserInputError(f'seq_len must be >= 1, got {c.seq_len}')
     self.eval_sets: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+    if isinstance(self.corpus, ptb.WordCorpus):
+      return self._load_words(self.corpus)
     if c.dataset == 'ptb' and not c.text_file and self.corpus is None:
       return self._load_words(ptb.load_ptb())
     corpus = self.corpus or text_lib.load_corpus(

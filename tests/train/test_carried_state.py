@@ -40,9 +40,7 @@ def _streams(tokens_N):
   offsets, reset = lm.stream_windows(len(tokens_N), B, T)
   data = lm.window_data(tokens_N, offsets, T, reset)
   gather = lm.make_window_gather(T)
-  return [
-    dict(gather(data, jnp.arange(B) * K + (s % K)), mask=jnp.ones(B)) for s in range(2 * K)
-  ]
+  return [dict(gather(data, jnp.arange(B) * K + (s % K)), mask=jnp.ones(B)) for s in range(2 * K)]
 
 
 def _train(model, batches):
