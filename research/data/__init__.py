@@ -13,7 +13,9 @@
   x attribute words as one token table and draws from it inside a jitted step;
   `measure_attributes` (`glyph_attributes.py`) measures stroke thickness, size and
   slant of glyph images, the attributes prompts can name.
-- Text: `load_corpus` returns a `TextCorpus` (character ids and its `CharTokenizer`).
+- Text: `load_corpus` returns a `TextCorpus` (character ids and its `CharTokenizer`);
+  `load_ptb` (`ptb.py`) the word-level Penn Treebank as a `WordCorpus` (ids and its
+  `VocabularyTokenizer`).
 - Sequence pairs: `make_task` builds a generated string task (`TaskConfig`) as
   `Seq2SeqDataset`s with a strict `CharTokenizer`; `TranslationConfig` and
   `corpus_bleu` serve tfds translation (`translation.py`, a `ByteTokenizer`).
@@ -30,6 +32,8 @@ from research.data.glyph_attributes import measure as measure_attributes
 from research.data.image_classification import ImageDataset
 from research.data.image_classification import load_image_classification
 from research.data.prompt_grammar import PromptGrammar
+from research.data.ptb import WordCorpus
+from research.data.ptb import load_ptb
 from research.data.seq2seq_tasks import Seq2SeqDataset
 from research.data.seq2seq_tasks import TaskConfig
 from research.data.seq2seq_tasks import make_task
@@ -40,6 +44,7 @@ from research.data.tfds_io import get_builder
 from research.data.tokenizers import ByteTokenizer
 from research.data.tokenizers import CharTokenizer
 from research.data.tokenizers import Tokenizer
+from research.data.tokenizers import VocabularyTokenizer
 from research.data.tokenizers import WordTokenizer
 from research.data.tokenizers import split_words
 from research.data.translation import TranslationConfig
@@ -56,12 +61,15 @@ __all__ = [
   'TextCorpus',
   'Tokenizer',
   'TranslationConfig',
+  'VocabularyTokenizer',
+  'WordCorpus',
   'WordTokenizer',
   'corpus_bleu',
   'get_builder',
   'split_words',
   'load_corpus',
   'load_image_classification',
+  'load_ptb',
   'make_task',
   'measure_attributes',
   'preprocess',

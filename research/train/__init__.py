@@ -1,6 +1,7 @@
 """The shared training core: steps, drivers, optimisers, loop, checkpoints, metrics.
 
-- Steps (`steps.py`): `TrainState`, the pure `train_step` and `eval_step`, whose task
+- Steps (`steps.py`): `TrainState` (and `CarriedTrainState`, which also carries a
+  recurrent state from step to step), the pure `train_step` and `eval_step`, whose task
   plugs in one `LossFn` (params, batch, rng, train) -> ({name: (sum, count)}, aux),
   or a `SplitLoss` whose first half prepares the model's inputs (`prepare_train_batch`
   runs it as a train step would); `split_batch` cuts a batch into micro-batches.
@@ -48,6 +49,7 @@ from research.train.preemption import StopOnSignal
 from research.train.state import abstract_train_state
 from research.train.state import count_params
 from research.train.state import init_train_state
+from research.train.steps import CarriedTrainState
 from research.train.steps import LossFn
 from research.train.steps import SplitLoss
 from research.train.steps import TrainState
@@ -77,6 +79,7 @@ _LAZY = {
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
+  'CarriedTrainState',
   'Checkpointer',
   'DataParallel',
   'Family',
