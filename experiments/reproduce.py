@@ -97,22 +97,28 @@ EXPERIMENTS = {
       ),
     ),
   ),
-  'length_generalisation_randomized_rotary': Experiment(
-    'seq2seq',
-    (
-      '--config=experiments/seq2seq/configs/length_generalisation.py',
-      '--config.model.positional=randomized_rotary',
-    ),
-    (
-      ('test_greedy_exact_accuracy', 'exact match on 17-24 letters, greedy (%)', 100.0),
-      ('test_beam_exact_accuracy', 'exact match on 17-24 letters, beam (%)', 100.0),
+  **{
+    f'length_generalisation_{positional}': Experiment(
+      'seq2seq',
       (
-        'test_exact_accuracy_by_length.24.greedy_exact_accuracy',
-        'exact match at 24 letters, greedy (%)',
-        100.0,
+        '--config=experiments/seq2seq/configs/length_generalisation.py',
+        f'--config.model.positional={positional}',
       ),
-    ),
-  ),
+      (
+        ('test_greedy_exact_accuracy', 'exact match on 17-24 letters, greedy (%)', 100.0),
+        ('test_beam_exact_accuracy', 'exact match on 17-24 letters, beam (%)', 100.0),
+        *(
+          (
+            f'test_exact_accuracy_by_length.{n}.greedy_exact_accuracy',
+            f'exact match at {n} letters, greedy (%)',
+            100.0,
+          )
+          for n in (17, 20, 22, 24)
+        ),
+      ),
+    )
+    for positional in ('randomized_rotary', 'rotary', 'randomized_sinusoidal')
+  },
   'ddpm': Experiment(
     'ddpm',
     ('--config=experiments/ddpm/configs/default.py',),
