@@ -196,7 +196,7 @@ def train_step(
   """
   key = step_rng(rng, state.step, axis_name)
   carried = isinstance(state, CarriedTrainState)
-  if isinstance(state, CarriedTrainState):
+  if isinstance(state, CarriedTrainState):  # (`carried`, spelled out for mypy.)
     batch = dict(batch, carry=carry_in(state.carry, batch['reset']))
 
   def loss_sum(params, part, part_rng):

@@ -251,8 +251,6 @@ def _prepare(
 def _index_source(settings, data: TrainData) -> batch_plans.IndexSource:
   if data.sampling not in batch_plans.SAMPLINGS:
     raise ValueError(f'sampling must be one of {batch_plans.SAMPLINGS}')
-  if data.sampling == 'streams' and settings.steps_per_dispatch < 1:
-    raise UserInputError('steps_per_dispatch must be >= 1')
   if data.num_train < 1:
     raise UserInputError('the training data is empty')
   return batch_plans.IndexSource(
