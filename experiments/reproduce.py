@@ -58,6 +58,12 @@ EXPERIMENTS = {
     ('--config=experiments/cnn/configs/default.py',),
     (('test_accuracy', 'test accuracy (%)', 100.0),),
   ),
+  # Needs the Debian package dataset-fashion-mnist (its files are read offline).
+  'fashion_mnist': Experiment(
+    'cnn',
+    ('--config=experiments/cnn/configs/fashion_mnist.py',),
+    (('test_accuracy', 'test accuracy (%)', 100.0),),
+  ),
   'lstm': Experiment('lm', ('--config=experiments/lm/configs/default.py',), _BPC),
   'gru': Experiment(
     'lm', ('--config=experiments/lm/configs/default.py', '--config.model.cell=gru'), _BPC
