@@ -1,7 +1,8 @@
 r"""Word-level LSTM on the Penn Treebank: Zaremba et al. 2014's medium, regularised model.
 
 A run for an accelerator: 39 epochs of a 2 x 650 LSTM unrolled 35 steps (51,753
-steps), about 16 hours on 2 CPU cores (1.1 s a step measured beside other runs). Needs pip install -e '.[ptb]'.
+steps), about 16 hours on 2 CPU cores (1.1 s a step measured beside other runs).
+Needs pip install -e '.[ptb]'.
 
   python -m experiments.lm.main --config=experiments/lm/configs/ptb_medium.py:gpu \
       --workdir=runs/ptb_medium
