@@ -156,12 +156,18 @@ def machine() -> str:
 def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=print) -> dict:
   """Runs (or reads back) one seed; returns {'metrics': final_metrics, 'seconds': wall}.
 
+  A run stopped before its end (preempted: the entry point checkpoints and exits 0
+  on SIGTERM) resumes from its checkpoint on the next call; 'seconds' adds up the
+  wall time of every call that ran it.
+
   Raises:
-    RuntimeError: if the run fails (its last lines of stderr in the message).
+    RuntimeError: if the run fails (its last lines of stderr in the message) or
+      stops before writing its final metrics.
   """
   run_dir = os.path.join(workdir, name, f'seed{seed}')
   final = os.path.join(run_dir, 'final_metrics.json')
   timing = os.path.join(run_dir, 'wall_seconds.txt')
+  partial = os.path.join(run_dir, 'wall_seconds_unfinished.txt')
   if not (os.path.exists(final) and os.path.exists(timing)):
     command = [
       sys.executable,
@@ -175,12 +181,34 @@ def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=pri
     log(f'[{name} seed {seed}] ' + ' '.join(command[1:]))
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start + _read_seconds(partial)
     if result.returncode != 0:
       raise RuntimeError(f'{name} seed {seed} failed:\n' + result.stderr[-3000:])
-    with open(timing, 'w', encoding='utf-8') as f:
-      f.write(f'{time.monotonic() - start:.1f}\n')
-  with open(final, encoding='utf-8') as f, open(timing, encoding='utf-8') as t:
-    return {'metrics': json.load(f), 'seconds': float(t.read())}
+    if not os.path.exists(final):
+      os.makedirs(run_dir, exist_ok=True)
+      _write_seconds(partial, seconds)
+      raise RuntimeError(
+        f'{name} seed {seed} stopped before its end (preempted?) after {seconds / 60:.1f} min '
+        f'in all; its checkpoint in {run_dir} is kept: run again to resume'
+      )
+    _write_seconds(timing, seconds)
+    if os.path.exists(partial):
+      os.remove(partial)
+  with open(final, encoding='utf-8') as f:
+    return {'metrics': json.load(f), 'seconds': _read_seconds(timing)}
+
+
+def _read_seconds(path: str) -> float:
+  """The seconds written in `path`, 0 if there is no such file."""
+  if not os.path.exists(path):
+    return 0.0
+  with open(path, encoding='utf-8') as f:
+    return float(f.read())
+
+
+def _write_seconds(path: str, seconds: float) -> None:
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write(f'{seconds:.1f}\n')
 
 
 def _metric(metrics: dict, key: str) -> float:

@@ -1,6 +1,7 @@
 """The reproduction driver: real tiny runs per seed, kept between calls; the table."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -35,6 +36,31 @@ def test_each_seed_runs_once_and_the_seed_reaches_the_run(tiny_lm, tmp_path):
   assert again == runs[1]
   with pytest.raises(RuntimeError, match='no_such_experiment seed 2 failed'):
     reproduce.run_seed('no_such_experiment', broken, 2, str(tmp_path / 'w'), log=lambda _: None)
+
+
+def test_a_preempted_seed_resumes_and_its_wall_time_adds_up(tmp_path, monkeypatch):
+  # The entry point exits 0 on SIGTERM after a checkpoint; simulate that, then a
+  # resumed call that finishes. A fake clock: the first call takes 60 s, the second 30.
+  clock = [0.0]
+  calls = []
+
+  def fake_run(command, **_):
+    calls.append(command)
+    if len(calls) == 1:
+      clock[0] += 60.0
+    else:
+      clock[0] += 30.0
+      with open(tmp_path / 'w' / 'lm' / 'seed3' / 'final_metrics.json', 'w') as f:
+        f.write('{"validation_bits_per_char": 2.5}')
+    return subprocess.CompletedProcess(command, 0, '', '')
+
+  monkeypatch.setattr(reproduce.subprocess, 'run', fake_run)
+  monkeypatch.setattr(reproduce.time, 'monotonic', lambda: clock[0])
+  with pytest.raises(RuntimeError, match=r'lm seed 3 stopped before its end .* run again'):
+    reproduce.run_seed('lm', TINY_LM, 3, str(tmp_path / 'w'), log=lambda _: None)
+  done = reproduce.run_seed('lm', TINY_LM, 3, str(tmp_path / 'w'), log=lambda _: None)
+  assert done == {'metrics': {'validation_bits_per_char': 2.5}, 'seconds': 90.0}
+  assert all('--resume' in c for c in calls) and len(calls) == 2
 
 
 def test_table_has_median_min_max_per_metric_and_the_machine():
