@@ -167,7 +167,6 @@ def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=pri
   run_dir = os.path.join(workdir, name, f'seed{seed}')
   final = os.path.join(run_dir, 'final_metrics.json')
   timing = os.path.join(run_dir, 'wall_seconds.txt')
-  partial = os.path.join(run_dir, 'wall_seconds_unfinished.txt')
   if not (os.path.exists(final) and os.path.exists(timing)):
     command = [
       sys.executable,
@@ -181,19 +180,17 @@ def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=pri
     log(f'[{name} seed {seed}] ' + ' '.join(command[1:]))
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - start + _read_seconds(partial)
+    # The timing file of a run stopped earlier holds the time of the calls so far.
+    seconds = time.monotonic() - start + _read_seconds(timing)
     if result.returncode != 0:
       raise RuntimeError(f'{name} seed {seed} failed:\n' + result.stderr[-3000:])
+    os.makedirs(run_dir, exist_ok=True)
+    _write_seconds(timing, seconds)
     if not os.path.exists(final):
-      os.makedirs(run_dir, exist_ok=True)
-      _write_seconds(partial, seconds)
       raise RuntimeError(
         f'{name} seed {seed} stopped before its end (preempted?) after {seconds / 60:.1f} min '
         f'in all; its checkpoint in {run_dir} is kept: run again to resume'
       )
-    _write_seconds(timing, seconds)
-    if os.path.exists(partial):
-      os.remove(partial)
   with open(final, encoding='utf-8') as f:
     return {'metrics': json.load(f), 'seconds': _read_seconds(timing)}
 
