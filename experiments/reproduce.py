@@ -121,6 +121,12 @@ EXPERIMENTS = {
           )
           for n in (17, 20, 22, 24)
         ),
+        ('train_greedy_exact_accuracy', 'in distribution, 1-16 letters, greedy (%)', 100.0),
+        (
+          'train_greedy_exact_accuracy_min_over_lengths',
+          'in distribution, worst length, greedy (%)',
+          100.0,
+        ),
       ),
     )
     for positional in ('randomized_rotary', 'rotary', 'randomized_sinusoidal')

@@ -5,19 +5,22 @@ positions that move with the input's length):
   reverse:  'hello'     -> 'olleh'
   addition: '123+4567'  -> '4690'   (operands of 1 to `num_digits` digits)
 
-Inputs are drawn without repetition. The default split ('stratified') holds out
-strings, not lengths: each input length (reverse) or operand-length pattern
+Inputs are drawn without repetition (but see `equal_lengths`). The default split
+('stratified') holds out strings, not lengths: each input length (reverse) or operand-length pattern
 (addition, e.g. 2-digit + 3-digit) gives the test set a share proportional to its
 number of drawn inputs and keeps most of them in training (`research.data.holdout`),
 so every test length is also a training length and no test input is in training.
 The 'length' split (reverse only) tests on lengths disjoint from training ones:
-length generalisation.
+length generalisation. Its training strings can give every length the same share
+(`equal_lengths`): drawn distinct, lengths 1 and 2 would be 26 and 676 of 40,000
+strings, too rare to be learnt.
 
 Token ids are those of `research.data.tokenizers` (a strict `CharTokenizer`):
 sources are padded with PAD_ID; targets end with EOS_ID, then PAD_ID.
 """
 
 import dataclasses
+import itertools
 import string
 
 import numpy as np
@@ -116,6 +119,10 @@ class TaskConfig:
       lengths test_min_length..test_max_length, disjoint from min_length..max_length).
     test_min_length: split 'length': shortest test string (0 with 'stratified').
     test_max_length: split 'length': longest test string (0 with 'stratified').
+    equal_lengths: split 'length': every training length gets the same number of
+      strings (num_train / number of lengths, the first lengths one more); a length
+      with fewer distinct strings than that repeats each of them equally often
+      (within one). False draws distinct strings of uniformly drawn lengths.
   """
 
   name: str = 'reverse'
@@ -129,6 +136,7 @@ class TaskConfig:
   split: str = 'stratified'
   test_min_length: int = 0
   test_max_length: int = 0
+  equal_lengths: bool = False
 
   def lengths(self) -> tuple[int, int]:
     """(max_input_length, max_target_length) of both splits; targets have room for
@@ -169,10 +177,11 @@ def _check_split(cfg: TaskConfig) -> None:
     raise UserInputError(f'unknown split {cfg.split!r}: use one of {SPLITS}')
   test_range = (cfg.test_min_length, cfg.test_max_length)
   if cfg.split == 'stratified':
-    if test_range != (0, 0):
+    if test_range != (0, 0) or cfg.equal_lengths:
       raise UserInputError(
-        f'test_min_length and test_max_length ({test_range}) apply '
-        "to split='length' only: leave them 0 with 'stratified'"
+        f'test_min_length and test_max_length ({test_range}) and equal_lengths '
+        f"({cfg.equal_lengths}) apply to split='length' only: leave them 0 and False "
+        "with 'stratified'"
       )
     return
   if cfg.name != 'reverse':
@@ -217,6 +226,34 @@ def _distinct_pairs(
   )
 
 
+def _strings_of_length(rng, letters: str, n: int, count: int) -> list[str]:
+  """`count` strings of n letters: distinct random ones, or, when there are no more
+  than `count` of them, every one repeated in turn."""
+  space = len(letters) ** n
+  if space <= count:
+    every = [''.join(s) for s in itertools.product(letters, repeat=n)]
+    return [every[i % space] for i in range(count)]
+  drawn: dict[str, None] = {}  # Ordered, unlike a set: the result is deterministic.
+  while len(drawn) < count:
+    drawn.setdefault(''.join(rng.choice(list(letters), n)), None)
+  return list(drawn)
+
+
+def _equal_length_pairs(cfg: TaskConfig, stream: tuple[int, ...]) -> list[tuple[str, str]]:
+  """cfg.num_train reversal pairs, the same number at each training length (see
+  `TaskConfig.equal_lengths`), shuffled; from the numpy stream (seed, task, *stream)."""
+  rng = np.random.default_rng([cfg.seed, TASKS.index(cfg.name), *stream])
+  letters = string.ascii_lowercase[: cfg.num_letters]
+  lengths = range(cfg.min_length, cfg.max_length + 1)
+  base, extra = divmod(cfg.num_train, len(lengths))
+  sources = [
+    s
+    for i, n in enumerate(lengths)
+    for s in _strings_of_length(rng, letters, n, base + (i < extra))
+  ]
+  return [(sources[i], sources[i][::-1]) for i in rng.permutation(len(sources))]
+
+
 def _stratum(name: str, src: str):
   """What the stratified split keeps in training: the input length (reverse), the
   operand lengths (addition), which fix the input length."""
@@ -229,7 +266,9 @@ def split_pairs(cfg: TaskConfig) -> tuple[list[tuple[str, str]], list[tuple[str,
   train_lengths = (cfg.min_length, cfg.max_length)
   if cfg.split == 'length':
     return (
-      _distinct_pairs(cfg, cfg.num_train, train_lengths, ()),
+      _equal_length_pairs(cfg, ())
+      if cfg.equal_lengths
+      else _distinct_pairs(cfg, cfg.num_train, train_lengths, ()),
       _distinct_pairs(cfg, cfg.num_test, (cfg.test_min_length, cfg.test_max_length), (1,)),
     )
   pairs = _distinct_pairs(cfg, cfg.num_train + cfg.num_test, train_lengths, ())

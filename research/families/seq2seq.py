@@ -55,6 +55,7 @@ def load_splits(config: Any):
       split=g.split,
       test_min_length=g.test_min_length,
       test_max_length=g.test_max_length,
+      equal_lengths=g.equal_lengths,
     )
   )
   return train, test, None
@@ -154,7 +155,39 @@ class Seq2Seq:
     values, outputs = decode(len(local))
     seconds = time.perf_counter() - t0
     # `outputs` holds every process's rows already (evaluation.evaluate gathers them).
-    return self._summarise(run, values, outputs, seconds)
+    final = self._summarise(run, values, outputs, seconds)
+    if self.references is None and c.generated.split == 'length':
+      final.update(self._in_distribution(run, driver, state))
+    return final
+
+  def _in_distribution(self, run, driver, state) -> dict[str, Any]:
+    """Greedy and beam exact match, overall and per length, on as many training
+    strings as there are test ones (the first; their lengths are mixed): the length
+    split's check that the training lengths are solved."""
+    c, t = self.config, self.train_set
+    head = dataclasses.replace(
+      t, inputs=t.inputs[: len(self.test_set)], targets=t.targets[: len(self.test_set)]
+    )
+    local = head.process_shard()
+    values, outputs = evaluation.evaluate(
+      driver,
+      state,
+      driver.put_data(local.arrays()),
+      len(local),
+      c.eval_batch_size,
+      steps_per_dispatch=1,
+    )
+    n = len(outputs['greedy'])
+    metrics, table = seq2seq.length_summary(
+      head.inputs[:n], head.targets[:n], outputs, split='train'
+    )
+    run.log('Exact sequences per input length (training strings):\n' + table)
+    return {
+      'train_greedy_exact_accuracy': values['greedy_exact_accuracy'],
+      'train_beam_exact_accuracy': values['beam_exact_accuracy'],
+      'train_decoded_examples': n,
+      **metrics,
+    }
 
   def _summarise(self, run, values, outputs, seconds) -> dict[str, Any]:
     c, n = self.config, len(outputs['greedy'])

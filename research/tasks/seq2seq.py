@@ -127,18 +127,23 @@ def exact_by_length(
 
 
 def length_summary(
-  inputs_NxS, targets_NxT, decoded: dict[str, np.ndarray], pad_id: int = tokenizers.PAD_ID
+  inputs_NxS,
+  targets_NxT,
+  decoded: dict[str, np.ndarray],
+  pad_id: int = tokenizers.PAD_ID,
+  split: str = 'test',
 ) -> tuple[dict, str]:
   """Per-length exact match of greedy and beam decoding.
 
   Args:
     inputs_NxS, targets_NxT: as in `exact_by_length`.
     decoded: 'greedy' and 'beam' int (N, >= T) decoded tokens.
+    split: the metrics' prefix, the split the examples come from.
 
   Returns:
-    (metrics, table): metrics 'test_exact_accuracy_by_length' ({str(length):
+    (metrics, table): metrics '<split>_exact_accuracy_by_length' ({str(length):
     {'examples', 'greedy_exact_accuracy', 'beam_exact_accuracy'}}) and
-    'test_{greedy,beam}_exact_accuracy_min_over_lengths'; the same as a text table.
+    '<split>_{greedy,beam}_exact_accuracy_min_over_lengths'; the same as a text table.
   """
   counts = {d: exact_by_length(inputs_NxS, targets_NxT, decoded[d], pad_id) for d in DECODERS}
   by_length: dict[str, dict[str, float]] = {
@@ -146,12 +151,12 @@ def length_summary(
     for n, (_, total) in counts['greedy'].items()
   }
   minima = {
-    f'test_{d}_exact_accuracy_min_over_lengths': min(
+    f'{split}_{d}_exact_accuracy_min_over_lengths': min(
       v[f'{d}_exact_accuracy'] for v in by_length.values()
     )
     for d in DECODERS
   }
-  metrics: dict[str, Any] = {'test_exact_accuracy_by_length': by_length, **minima}
+  metrics: dict[str, Any] = {f'{split}_exact_accuracy_by_length': by_length, **minima}
   rows = ['  length  examples   greedy     beam'] + [
     f'  {n:>6}  {v["examples"]:>8}  {100 * v["greedy_exact_accuracy"]:6.2f}%  '
     f'{100 * v["beam_exact_accuracy"]:6.2f}%'
@@ -159,8 +164,9 @@ def length_summary(
   ]
   rows.append(
     f'  {"min":>6}  {"":>8}  '
-    f'{100 * minima["test_greedy_exact_accuracy_min_over_lengths"]:6.2f}%  '
-    f'{100 * minima["test_beam_exact_accuracy_min_over_lengths"]:6.2f}%'
+    + '  '.join(
+      f'{100 * minima[f"{split}_{d}_exact_accuracy_min_over_lengths"]:6.2f}%' for d in DECODERS
+    )
   )
   return metrics, '\n'.join(rows)
 

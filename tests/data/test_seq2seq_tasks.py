@@ -111,6 +111,34 @@ def test_length_split_tests_on_unseen_lengths_only():
     assert tgt[n] == EOS
 
 
+def test_equal_lengths_give_each_training_length_one_share_repeating_short_strings():
+  kw = dict(
+    name='reverse',
+    num_letters=3,
+    min_length=1,
+    max_length=4,
+    split='length',
+    test_min_length=6,
+    test_max_length=7,
+    num_train=102,
+    num_test=30,
+  )
+  cfg = seq2seq_tasks.TaskConfig(equal_lengths=True, **kw)
+  train, test = seq2seq_tasks.split_pairs(cfg)
+  # 102 = 4 x 25 + 2: the first two lengths get one more. 3 and 9 strings of
+  # lengths 1 and 2 repeat, each 26 // 3 or 26 // 9 times or once more; lengths 3
+  # and 4 (27 and 81 strings) are drawn distinct.
+  assert collections.Counter(len(s) for s, _ in train) == {1: 26, 2: 26, 3: 25, 4: 25}
+  for n, repeats in ((1, {8, 9}), (2, {2, 3}), (3, {1}), (4, {1})):
+    per_string = collections.Counter(s for s, _ in train if len(s) == n)
+    assert set(per_string.values()) == repeats, (n, per_string)
+  assert len(collections.Counter(s for s, _ in train if len(s) == 2)) == 9
+  assert all(t == s[::-1] for s, t in train)
+  assert len({len(s) for s, _ in train[:10]}) > 1  # Shuffled, not grouped by length.
+  assert seq2seq_tasks.split_pairs(cfg) == (train, test)  # Deterministic.
+  assert test == seq2seq_tasks.split_pairs(seq2seq_tasks.TaskConfig(**kw))[1]
+
+
 def test_test_quotas_are_proportional_and_keep_most_of_each_stratum_in_training():
   sizes = {1: 1, 2: 2, 3: 3, 4: 14, 5: 30}  # 50 examples.
   assert holdout.test_quotas(sizes, 10) == {1: 0, 2: 0, 3: 1, 4: 3, 5: 6}
@@ -134,6 +162,8 @@ def test_bad_settings_are_rejected():
     _make(split='length', test_min_length=16, test_max_length=24)
   with pytest.raises(UserInputError, match="apply to split='length' only"):
     _make(test_min_length=17, test_max_length=24)
+  with pytest.raises(UserInputError, match=r"equal_lengths \(True\) apply to split='length'"):
+    _make(equal_lengths=True)
   with pytest.raises(UserInputError, match='for the reverse task'):
     _make(name='addition', split='length', test_min_length=9, test_max_length=9)
   with pytest.raises(UserInputError, match='test_min_length <= test_max_length'):

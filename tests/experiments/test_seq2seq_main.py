@@ -45,9 +45,21 @@ def _main(*args, timeout=300):
   )
 
 
+# Reversal runs the length split (test lengths 6-7, never trained on), addition the
+# stratified one.
+LENGTH_SPLIT = {
+  'split': 'length',
+  'test_min_length': 6,
+  'test_max_length': 7,
+  'equal_lengths': True,
+}
+SPLITS = {'reverse': LENGTH_SPLIT, 'addition': {}}
+
+
 @pytest.mark.parametrize('task', ['reverse', 'addition'])
 def test_trains_decodes_and_reports(tmp_path, task):
-  run = _main(f'--workdir={tmp_path}', f'--config.task={task}', *TINY)
+  split_flags = [f'--config.generated.{k}={v}' for k, v in SPLITS[task].items()]
+  run = _main(f'--workdir={tmp_path}', f'--config.task={task}', *TINY, *split_flags)
   assert run.returncode == 0, run.stderr[-3000:]
   assert 'Test: token accuracy' in run.stdout
   assert 'reference' in run.stdout and 'beam' in run.stdout
@@ -64,27 +76,38 @@ def test_trains_decodes_and_reports(tmp_path, task):
   assert final['test_examples'] == 20
   assert (tmp_path / 'examples.txt').exists() and (tmp_path / 'manifest.json').exists()
   assert 'Exact sequences per input length' in run.stdout
-  by_length = _check_by_length(final)
   config = default.get_config()
   config.task, g = task, config.generated
   g.num_train, g.num_test, g.max_length = 48, 20, 5  # As in TINY.
-  _, test, _ = seq2seq_family.load_splits(config)
-  lengths, counts = np.unique((test.inputs != 0).sum(-1), return_counts=True)
-  assert {k: v['examples'] for k, v in by_length.items()} == {
-    str(n): c for n, c in zip(lengths, counts, strict=True)
-  }  # Bucketed the test set's lengths.
+  g.update(SPLITS[task])
+  train, test, _ = seq2seq_family.load_splits(config)
+  assert _by_length_counts(final, 'test') == _length_counts(test.inputs)
+  if task == 'addition':
+    assert 'train_greedy_exact_accuracy' not in final
+    return
+  # The length split also decodes as many training strings as there are test ones.
+  assert 'Exact sequences per input length (training strings)' in run.stdout
+  assert _by_length_counts(final, 'train') == _length_counts(train.inputs[:20])
+  assert set(_by_length_counts(final, 'train')) == {'1', '2', '3', '4', '5'}
 
 
-def _check_by_length(final):
-  """Per-length exact match agrees with the overall one (computed apart, on device)."""
-  by_length = final['test_exact_accuracy_by_length']
-  assert sum(v['examples'] for v in by_length.values()) == final['test_examples']
+def _length_counts(inputs):
+  lengths, counts = np.unique((inputs != 0).sum(-1), return_counts=True)
+  return {str(n): c for n, c in zip(lengths, counts, strict=True)}
+
+
+def _by_length_counts(final, split):
+  """Examples per length of final['<split>_exact_accuracy_by_length'], after checking
+  that per-length exact match agrees with the overall one (computed apart, on device)."""
+  by_length = final[f'{split}_exact_accuracy_by_length']
+  total = final['test_examples' if split == 'test' else 'train_decoded_examples']
+  assert sum(v['examples'] for v in by_length.values()) == total
   for d in ('greedy', 'beam'):
     per = [v[f'{d}_exact_accuracy'] for v in by_length.values()]
     weighted = sum(v[f'{d}_exact_accuracy'] * v['examples'] for v in by_length.values())
-    assert weighted / final['test_examples'] == pytest.approx(final[f'test_{d}_exact_accuracy'])
-    assert final[f'test_{d}_exact_accuracy_min_over_lengths'] == min(per)
-  return by_length
+    assert weighted / total == pytest.approx(final[f'{split}_{d}_exact_accuracy'])
+    assert final[f'{split}_{d}_exact_accuracy_min_over_lengths'] == min(per)
+  return {k: v['examples'] for k, v in by_length.items()}
 
 
 def test_length_generalisation_config_tests_on_longer_strings_only():
@@ -93,6 +116,9 @@ def test_length_generalisation_config_tests_on_longer_strings_only():
   train, test, references = seq2seq_family.load_splits(config)
   lengths = lambda d: set((d.inputs != 0).sum(-1).tolist())
   assert lengths(train) <= set(range(1, 17)) and lengths(test) == set(range(17, 25))
+  # Every training length gets 200 / 16 strings (the first 8 lengths one more).
+  counts = _length_counts(train.inputs)
+  assert counts == {str(n): 13 if n <= 8 else 12 for n in range(1, 17)}
   assert train.inputs.shape[1] == test.inputs.shape[1] == 24 and references is None
 
 

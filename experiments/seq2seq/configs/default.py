@@ -57,6 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.generated.split = 'stratified'
   c.generated.test_min_length = 0  # split 'length': shortest test string (else 0).
   c.generated.test_max_length = 0  # split 'length': longest test string (else 0).
+  c.generated.equal_lengths = False  # split 'length': same count per training length.
   c.generated.min_length = 1  # reverse: shortest string.
   c.generated.max_length = 16  # reverse: longest string (= max input length).
   c.generated.num_letters = 26  # reverse: alphabet, the first letters of a-z.

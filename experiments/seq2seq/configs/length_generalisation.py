@@ -34,5 +34,6 @@ def get_config():
   c.generated.max_length = 16  # Longest training string.
   c.generated.test_min_length = 17  # Shortest test string.
   c.generated.test_max_length = 24  # Longest test string (= max input length).
+  c.generated.equal_lengths = True  # 2,500 strings per length, the 26 1-letter ones repeated.
   c.model.positional = 'sinusoidal'  # Defined at every position, trained or not.
   return c
