@@ -2,7 +2,8 @@
 
 Each family runs in its own subprocess (tests/workers/trainer_matrix_worker.py) with
 two forced CPU devices: the jit and pmap drivers, fsdp, two micro-batches, bf16
-compute and the 'stream' input pipeline against the baseline; SIGTERM mid-run then
+compute and the 'stream' input pipeline against the baseline (the DDPM, whose noise
+differs under pmap and micro-batches, skips those two); SIGTERM mid-run then
 --resume against an uninterrupted run; a poisoned example with and without
 skip_nonfinite. One test per family, so that pytest-xdist runs each family's
 subprocess once.
@@ -58,7 +59,6 @@ def test_every_layout_and_fault(name, offline_data_dir, tmp_path):
   assert r['carry_leaves'] == (1 if name == 'gru_streams' else 0), r
   assert (r['sampling'] == 'streams') == (name == 'gru_streams'), r
   # The options reached the driver (equality alone would pass if one were ignored).
-  assert r['pmap_layout']['driver'] == 'PmapDataParallel'
   assert r['fsdp_layout'] == {
     'driver': 'DataParallel',
     'microbatches': 1,
@@ -66,15 +66,16 @@ def test_every_layout_and_fault(name, offline_data_dir, tmp_path):
     'pipeline': 'device',
   }
   assert r['stream_layout']['pipeline'] == 'stream'
-  assert r['micro2_layout']['microbatches'] == 2
   assert r['fsdp'] < 1e-4, 'fsdp must equal replicated parameters'
   # The host pipeline trains on the examples the device gather picks, in the same order.
   assert r['stream'] < 1e-6, "input_pipeline='stream' must equal 'device'"
   if name in DETERMINISTIC:
+    assert r['pmap_layout']['driver'] == 'PmapDataParallel'
+    assert r['micro2_layout']['microbatches'] == 2
     assert r['pmap'] < 1e-5, 'the pmap driver must equal the jit driver'
     assert r['micro2'] < 1e-4, 'two micro-batches must equal one'
-  else:
-    assert 0 < r['pmap'] < 1.0 and 0 < r['micro2'] < 1.0
+  else:  # The DDPM draws other noise under pmap and micro-batches: not run.
+    assert 'pmap' not in r and 'micro2' not in r
   # bf16 compute: float32 parameters, a result that changes a little.
   assert r['bf16_dtypes'] == ['float32']
   assert 1e-6 < r['bf16'] < 0.5, 'bf16 compute must change the result, a little'

@@ -199,13 +199,19 @@ def main(name: str, tmp: str, data_dir: str, out: str) -> None:
     'carry_leaves': base.carry_leaves,
     'sampling': base.data.sampling if hasattr(base, 'data') else None,
   }
-  for tag, kw in (
+  layouts = (
     ('pmap', dict(driver='pmap')),
     ('fsdp', dict(fsdp=True)),
     ('micro2', dict(microbatches=2)),
     ('bf16', dict(dtype='bfloat16')),
     ('stream', dict(input_pipeline='stream')),
-  ):
+  )
+  # The DDPM's pmap and micro-batch runs cannot equal the baseline (they draw other
+  # noise), so they could only show that they run: the U-Net's compiles (a minute of
+  # the suite) are spent on the layouts that must agree.
+  if name == 'ddpm':
+    layouts = tuple(x for x in layouts if x[0] not in ('pmap', 'micro2'))
+  for tag, kw in layouts:
     probe, _ = run(name, *v(tag, **kw))
     result[tag] = max_diff(base, probe)
     result[f'{tag}_dtypes'] = probe.dtypes
