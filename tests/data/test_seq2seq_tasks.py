@@ -89,17 +89,13 @@ def test_stratified_split_holds_out_strings_not_lengths(name, kw):
   assert seq2seq_tasks.split_pairs(cfg) == (train, test)  # Deterministic.
 
 
+# Reversal tested on lengths 6-7 only.
+LENGTH_SPLIT = dict(name='reverse', split='length', test_min_length=6, test_max_length=7)
+
+
 def test_length_split_tests_on_unseen_lengths_only():
   train, test = _make(
-    name='reverse',
-    num_letters=4,
-    min_length=2,
-    max_length=4,
-    split='length',
-    test_min_length=6,
-    test_max_length=7,
-    num_train=100,
-    num_test=30,
+    num_letters=4, min_length=2, max_length=4, num_train=100, num_test=30, **LENGTH_SPLIT
   )
   assert train.inputs.shape[1] == test.inputs.shape[1] == 7  # Padded to the longest.
   assert train.targets.shape[1] == test.targets.shape[1] == 8
@@ -112,17 +108,7 @@ def test_length_split_tests_on_unseen_lengths_only():
 
 
 def test_equal_lengths_give_each_training_length_one_share_repeating_short_strings():
-  kw = dict(
-    name='reverse',
-    num_letters=3,
-    min_length=1,
-    max_length=4,
-    split='length',
-    test_min_length=6,
-    test_max_length=7,
-    num_train=102,
-    num_test=30,
-  )
+  kw = dict(num_letters=3, min_length=1, max_length=4, num_train=102, num_test=30, **LENGTH_SPLIT)
   cfg = seq2seq_tasks.TaskConfig(equal_lengths=True, **kw)
   train, test = seq2seq_tasks.split_pairs(cfg)
   # 102 = 4 x 25 + 2: the first two lengths get one more. 3 and 9 strings of
