@@ -57,10 +57,13 @@ class Seq2SeqDataset:
     """What the drivers gather batches from."""
     return {'inputs': self.inputs, 'targets': self.targets}
 
+  def rows(self, part: slice) -> 'Seq2SeqDataset':
+    """The examples `part` selects, same vocabulary."""
+    return dataclasses.replace(self, inputs=self.inputs[part], targets=self.targets[part])
+
   def process_shard(self) -> 'Seq2SeqDataset':
     """This process's contiguous, equal share (all of it in a one-process run)."""
-    part = shard.process_slice(len(self))
-    return dataclasses.replace(self, inputs=self.inputs[part], targets=self.targets[part])
+    return self.rows(shard.process_slice(len(self)))
 
   def num_target_tokens(self) -> int:
     """Real target tokens (EOS included) of the split."""

@@ -164,10 +164,8 @@ class Seq2Seq:
     """Greedy and beam exact match, overall and per length, on as many training
     strings as there are test ones (the first; their lengths are mixed): the length
     split's check that the training lengths are solved."""
-    c, t = self.config, self.train_set
-    head = dataclasses.replace(
-      t, inputs=t.inputs[: len(self.test_set)], targets=t.targets[: len(self.test_set)]
-    )
+    c = self.config
+    head = self.train_set.rows(slice(len(self.test_set)))
     local = head.process_shard()
     values, outputs = evaluation.evaluate(
       driver,
@@ -177,16 +175,11 @@ class Seq2Seq:
       c.eval_batch_size,
       steps_per_dispatch=1,
     )
-    n = len(outputs['greedy'])
-    metrics, table = seq2seq.length_summary(
-      head.inputs[:n], head.targets[:n], outputs, split='train'
-    )
-    run.log('Exact sequences per input length (training strings):\n' + table)
     return {
       'train_greedy_exact_accuracy': values['greedy_exact_accuracy'],
       'train_beam_exact_accuracy': values['beam_exact_accuracy'],
-      'train_decoded_examples': n,
-      **metrics,
+      'train_decoded_examples': len(outputs['greedy']),
+      **self._by_length(run, head, outputs, 'train', 'training strings'),
     }
 
   def _summarise(self, run, values, outputs, seconds) -> dict[str, Any]:
@@ -218,7 +211,7 @@ class Seq2Seq:
         f'BLEU: greedy = {final["test_bleu_greedy"]:.2f}, beam = {final["test_bleu_beam"]:.2f}'
       )
     else:  # Generated tasks have a few input lengths: each is reported.
-      final.update(self._by_length(run, outputs, n))
+      final.update(self._by_length(run, self.test_set, outputs, 'test', 'held-out'))
     text = seq2seq.examples_text(
       vocab,
       self.test_set.inputs,
@@ -233,9 +226,12 @@ class Seq2Seq:
       run.text(run.total_steps, 'test/decoded_examples', text)
     return final
 
-  def _by_length(self, run, outputs, n) -> dict[str, Any]:
-    """Exact match per input length of the first `n` test examples (those decoded)."""
-    t = self.test_set
-    metrics, table = seq2seq.length_summary(t.inputs[:n], t.targets[:n], outputs)
-    run.log('Exact sequences per input length (held-out):\n' + table)
+  def _by_length(self, run, dataset, outputs, split, label) -> dict[str, Any]:
+    """Exact match per input length of the first examples of `dataset` (those
+    decoded in `outputs`), as metrics prefixed `split`; logs the table as `label`."""
+    n = len(outputs['greedy'])
+    metrics, table = seq2seq.length_summary(
+      dataset.inputs[:n], dataset.targets[:n], outputs, split=split
+    )
+    run.log(f'Exact sequences per input length ({label}):\n' + table)
     return metrics
