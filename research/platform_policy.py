@@ -26,9 +26,12 @@ checks this with `jax.export`):
   Other platforms gather the rows and project them: there the gradient of the
   projected table's gather, a scatter-add with many repeated rows, may cost more than
   the matmul saves.
-- `parallel._train_chunk`: the S train steps of a chunk are traced one after another:
-  inside an XLA:CPU while loop (even a fully unrolled scan keeps one) convolutions lose
-  their fast kernels. Elsewhere they are a `lax.scan`, which compiles the step once.
+- `parallel._train_chunk`: the S train steps of a chunk that convolves (the CNN, the
+  U-Net) are traced one after another (`unrolls_steps_on_cpu`): inside an XLA:CPU while
+  loop (even a fully unrolled scan keeps one) convolutions lose their fast kernels.
+  Elsewhere, and for steps without a convolution everywhere, they are a `lax.scan`,
+  which compiles the step once (the length-generalisation transformer's chunk of 8
+  steps: 11 s of XLA compile instead of 86 s, at the same step time).
 
 Chosen in the traced program by `on_gpu` (likewise resolved when lowered):
 
@@ -59,6 +62,7 @@ Either way the values are the same on every platform, up to float summation orde
 from typing import Any, Callable
 
 import jax
+import jax.extend
 
 from research.errors import UserInputError
 
@@ -94,6 +98,35 @@ def on_cpu(cpu_fn: Callable[..., Any], default_fn: Callable[..., Any], *args: An
     what the chosen function returns.
   """
   return jax.lax.platform_dependent(*args, cpu=cpu_fn, default=default_fn)
+
+
+# Primitives whose XLA:CPU kernels are slow inside a while loop (`unrolls_steps_on_cpu`).
+_LOOP_SLOW_ON_CPU = frozenset({'conv_general_dilated'})
+
+
+def _holds_primitive(jaxpr: jax.extend.core.Jaxpr, names: frozenset[str]) -> bool:
+  if any(eqn.primitive.name in names for eqn in jaxpr.eqns):
+    return True
+  return any(_holds_primitive(sub, names) for sub in jax.extend.core.subjaxprs(jaxpr))
+
+
+def unrolls_steps_on_cpu(step_fn: Callable[..., Any], *args: Any) -> bool:
+  """Whether a chunk of `step_fn` steps is traced flat (one after another) on CPU.
+
+  True when the step, traced on `args` (arrays, tracers or pytrees of them; only
+  their shapes and dtypes are read), holds a convolution anywhere, its gradient and
+  nested calls included: XLA:CPU's convolution kernels are slow inside a while loop.
+  Otherwise a `lax.scan` over the steps runs as fast on CPU and compiles the step
+  once instead of S times. Other platforms always scan (`on_cpu`'s default branch).
+
+  Args:
+    step_fn: one train step, `step_fn(*args)`.
+    *args: its arguments.
+
+  Returns:
+    whether CPU programs should trace the steps flat.
+  """
+  return _holds_primitive(jax.make_jaxpr(step_fn)(*args).jaxpr, _LOOP_SLOW_ON_CPU)
 
 
 def on_gpu(gpu_fn: Callable[..., Any], default_fn: Callable[..., Any], *args: Any) -> Any:

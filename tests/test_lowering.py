@@ -9,8 +9,8 @@ needs no accelerator, and for cpu. The assertions read the StableHLO text:
   channels and the max pool's gradient compares window positions on cpu only;
 - the LSTM/GRU gradient of w_hh is one matmul after the backward scan on cpu
   (`recurrence.scan_fused_grad`) and accumulated in the scan on cuda/tpu (XLA's autodiff);
-- a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu and
-  S steps traced flat on cpu;
+- a chunk is a `lax.scan` (one while loop around one traced step) on cuda/tpu, and
+  on cpu too unless its step convolves (the CNN, the U-Net: S steps traced flat);
 - a single-platform export holds no live platform dispatch (and a two-platform
   export does, so the check can fail);
 - sharded programs keep the collectives of the gradient sums (8 forced CPU devices,
@@ -413,7 +413,9 @@ def test_recurrent_w_hh_gradient_is_one_matmul_on_cpu_only(cell):
 
 
 # ---------------------------------------------------------------------------
-# A chunk of S = 2 train steps: scanned off CPU, flat on CPU.
+# A chunk of S = 2 train steps: scanned off CPU, and on CPU unless the step convolves.
+
+CONVOLVING = ('cnn', 'ddpm')  # The seed CNN and the U-Net.
 
 
 @pytest.mark.parametrize('platform', ACCELERATORS)
@@ -425,14 +427,21 @@ def test_chunk_is_a_scan_off_cpu(name, platform):
   assert matmuls(chunk) == matmuls(step)
 
 
-@pytest.mark.parametrize('name', FAMILIES)
-def test_chunk_is_flat_on_cpu(name):
+@pytest.mark.parametrize('name', CONVOLVING)
+def test_chunk_of_a_convolving_step_is_flat_on_cpu(name):
   step, chunk = (lowered(name, p, ('cpu',)) for p in ('step', 'chunk'))
   assert matmuls(chunk) == 2 * matmuls(step)
   # (XLA:CPU's threefry is a while loop in a shared private function: count main's.)
   assert count(function_body(chunk, 'main'), 'while') == 2 * count(
     function_body(step, 'main'), 'while'
   )
+
+
+@pytest.mark.parametrize('name', sorted(set(FAMILIES) - set(CONVOLVING)))
+def test_chunk_without_convolutions_is_a_scan_on_cpu(name):
+  step, chunk = (lowered(name, p, ('cpu',)) for p in ('step', 'chunk'))
+  assert count(chunk, 'while') == count(step, 'while') + 1
+  assert matmuls(chunk) == matmuls(step)
 
 
 # ---------------------------------------------------------------------------

@@ -98,6 +98,18 @@ def test_on_cpu_keeps_one_branch_per_platform():
   chex.assert_trees_all_equal(jax.jit(fn)(x), jnp.sin(x))  # Run here, on CPU.
 
 
+def test_steps_are_unrolled_on_cpu_only_where_they_convolve():
+  x, w = jnp.ones((1, 2, 8, 8)), jnp.ones((2, 2, 3, 3))
+  conv = lambda x: jax.lax.conv(x, w, (1, 1), 'SAME').sum()
+  matmul = lambda x: (x.reshape(16, 8) @ x.reshape(8, 16)).sum()
+  # Found in a gradient inside a remat inside a scan inside a jit.
+  nested = lambda f: jax.jit(
+    lambda x: jax.lax.scan(lambda c, _: (jax.checkpoint(jax.grad(f))(c), None), x, None, 2)[0]
+  )
+  assert platform_policy.unrolls_steps_on_cpu(nested(conv), x)
+  assert not platform_policy.unrolls_steps_on_cpu(nested(matmul), x)
+
+
 # Every CPU branch of the models' and drivers' `on_cpu` calls gets a marker on its
 # outputs: a float32 `reduce_precision` to float32's own precision (same values), an
 # op none of these programs has otherwise.
@@ -140,8 +152,10 @@ def _char_lm_grad():
   return jax.grad(loss), (params, ids)
 
 
-def _regression_loss(params, batch, rng, train):
-  err = (batch['x'] @ params['w'] - batch['y']) ** 2 * batch['mask']
+def _conv_regression_loss(params, batch, rng, train):
+  # A convolution (of each 3-vector with w), so the chunk's steps are flat on CPU.
+  pred = jax.vmap(lambda x: jnp.convolve(x, params['w'], mode='valid')[0])(batch['x'])
+  err = (pred - batch['y']) ** 2 * batch['mask']
   return {'loss': (err.sum(), batch['mask'].sum())}, {}
 
 
@@ -153,7 +167,7 @@ def _train_chunk():
   data = {'x': np.zeros((8, 3), np.float32), 'y': np.zeros(8, np.float32)}
   chunk = functools.partial(
     parallel._train_chunk,
-    loss_fn=_regression_loss,  # pylint: disable=protected-access
+    loss_fn=_conv_regression_loss,  # pylint: disable=protected-access
     gather_fn=parallel.take_examples,
     axis_name=None,
     microbatches=1,
@@ -163,7 +177,7 @@ def _train_chunk():
 
 
 # Program -> the `on_cpu` calls it makes: conv1's padded forward and two max pools;
-# the LSTM's projected embedding table and its scan; a chunk of 2 steps, flat.
+# the LSTM's projected embedding table and its scan; a chunk of 2 convolving steps, flat.
 PROGRAMS = {
   'cnn_grad': (_cnn_grad, 3),
   'char_lm_grad': (_char_lm_grad, 2),

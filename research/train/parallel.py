@@ -52,11 +52,11 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-# On CPU the S steps of a chunk are traced one after another: inside an XLA:CPU while
-# loop (even a fully unrolled scan keeps one) convolutions lose their fast kernels.
-# Elsewhere they are a `lax.scan`, which compiles the step once (`platform_policy.on_cpu`:
-# both branches are traced, S + 1 steps; a chunk of one step needs no loop anywhere and
-# is traced once).
+# A chunk's S steps are a `lax.scan`, which compiles the step once, except on CPU for a
+# step that convolves: there they are traced one after another, since inside an XLA:CPU
+# while loop (even a fully unrolled scan keeps one) convolutions lose their fast kernels
+# (`platform_policy.unrolls_steps_on_cpu`; `on_cpu` traces both branches, S + 1
+# steps). A chunk of one step needs no loop anywhere and is traced once.
 def _train_steps(state, xs_S, rng, *, batch_of, loss_fn, axis_name, microbatches):
   """S train steps; step s trains on `batch_of(xs_S[s])` (xs_S: a pytree, leading S)."""
 
@@ -78,6 +78,8 @@ def _train_steps(state, xs_S, rng, *, batch_of, loss_fn, axis_name, microbatches
   num = jax.tree.leaves(xs_S)[0].shape[0]
   if num == 1:
     return flat(state, xs_S)
+  if not platform_policy.unrolls_steps_on_cpu(step, state, jax.tree.map(lambda x: x[0], xs_S)):
+    return scanned(state, xs_S)
   return platform_policy.on_cpu(flat, scanned, state, xs_S)
 
 
