@@ -102,11 +102,17 @@ def test_length_generalisation_rows_read_the_per_length_buckets():
   # Shaped as the seq2seq family's final metrics: buckets keyed by length as text.
   by_length = {
     str(n): {'greedy_exact_accuracy': a, 'beam_exact_accuracy': a}
-    for n, a in ((17, 0.6), (18, 0.1), (24, 0.0))
+    for n, a in ((17, 0.6), (20, 0.1), (22, 0.05), (24, 0.0))
   }
   runs = [
     {
-      'metrics': {'test_greedy_exact_accuracy': 0.08, 'test_exact_accuracy_by_length': by_length},
+      'metrics': {
+        'test_greedy_exact_accuracy': 0.08,
+        'test_beam_exact_accuracy': 0.09,
+        'test_exact_accuracy_by_length': by_length,
+        'train_greedy_exact_accuracy': 0.995,
+        'train_greedy_exact_accuracy_min_over_lengths': 0.97,
+      },
       'seconds': 600.0,
     }
   ]
@@ -117,5 +123,6 @@ def test_length_generalisation_rows_read_the_per_length_buckets():
     '| length_generalisation | exact match at 17 letters, greedy (%) | 60.00 | 60.00 '
     '| 60.00 | 1 | 10.0 min |'
   ) in lines
-  assert any('at 18 letters, greedy (%) | 10.00 |' in line for line in lines)
+  assert any('at 20 letters, greedy (%) | 10.00 |' in line for line in lines)
   assert any('on 17-24 letters, greedy (%) | 8.00 |' in line for line in lines)
+  assert any('in distribution, worst length, greedy (%) | 97.00 |' in line for line in lines)

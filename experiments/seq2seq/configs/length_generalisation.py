@@ -40,5 +40,8 @@ def get_config():
   c.generated.test_min_length = 17  # Shortest test string.
   c.generated.test_max_length = 24  # Longest test string (= max input length).
   c.generated.equal_lengths = True  # 2,500 strings per length, the 26 1-letter ones repeated.
+  # Random positions make the training set harder to fit: in 12 epochs randomized rotary
+  # fits 93-95% of its training strings, in 24 99.5% (seed 0).
+  c.num_epochs = 32
   c.model.positional = 'sinusoidal'  # Defined at every position, trained or not.
   return c
