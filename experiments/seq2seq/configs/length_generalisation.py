@@ -20,8 +20,8 @@ With --config.model.positional=randomized_rotary (random ordered positions in tr
 Ruoss et al. 2023): 83.1% greedy over 17-24 letters (median of seeds 0-2; 79.2-83.8%;
 97.8% at 17 letters, 41.0% at 24) and 99.3-99.4% of the report's 1,000 training
 strings (`train_greedy_exact_accuracy`): it misses doubled letters ('aa' -> 'a').
-Seed 0 with 'rotary' and 'randomized_sinusoidal' (12 epochs, distinct strings): 32.2%
-and 2.1%.
+Seed 0 with 'rotary': 30.5% (99.8% in distribution, the doubled letters missed); with
+'randomized_sinusoidal': 45.0% (62.8% in distribution: it does not fit in 32 epochs).
 docs/results.md has the per-length figures.
 """
 
