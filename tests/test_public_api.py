@@ -61,7 +61,9 @@ assert 'orbax.checkpoint' not in sys.modules, 'orbax imported by research.train'
 assert 'sklearn' not in sys.modules, 'sklearn imported by research.tasks'
 from research.train import Checkpointer, train_and_evaluate
 from research.tasks import classification_report
-assert 'orbax.checkpoint' in sys.modules and 'sklearn' in sys.modules
+assert 'orbax.checkpoint' in sys.modules and 'sklearn' not in sys.modules
+classification_report.report([0, 1], [0, 0], ['a', 'b'])  # sklearn on first use
+assert 'sklearn' in sys.modules
 import research.families
 assert not [m for m in sys.modules if m.startswith('tensorflow')], 'TensorFlow imported'
 print('clean')

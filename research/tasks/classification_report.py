@@ -1,10 +1,14 @@
-"""End-of-training classification report: sklearn metrics and a confusion-matrix PNG."""
+"""End-of-training classification report: sklearn metrics and a confusion-matrix PNG.
+
+sklearn (with the scipy and pandas it loads) is imported on first use, as matplotlib
+is: it adds seconds to the start of every process that imports a family, and only
+a run that writes its report needs it.
+"""
 
 import io
 from typing import Sequence
 
 import numpy as np
-from sklearn import metrics
 
 from research.train import files
 
@@ -23,6 +27,8 @@ def report(
     sklearn's text report, and the int64 (K, K) confusion matrix with rows true
     and columns predicted classes.
   """
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top
+
   k = len(class_names)
   text = metrics.classification_report(
     labels,
@@ -43,6 +49,7 @@ def confusion_matrix_png(
 
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top
 
   k = len(class_names)
   size = max(5.0, 0.45 * k + 2)
