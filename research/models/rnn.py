@@ -49,14 +49,19 @@ def uniform_init(init_range: float, default: Callable) -> Callable:
 
 
 def _cell_params(
-  module: nn.Module, cell: str, input_dim: int, hidden_dim: int, init_range: float = 0.0
+  module: nn.Module,
+  cell: str,
+  input_dim: int,
+  hidden_dim: int,
+  init_range: float = 0.0,
+  lstm_hidden_bias: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Declares one layer's parameters on `module` (inside its compact `__call__`);
   `init_range` > 0 draws them all uniform in [-init_range, init_range].
 
   Returns:
     float32 (w_ih (D, G), w_hh (H, G), b_ih (G,), b_hh (G,)); the LSTM's b_hh is a
-    constant zero, not a parameter.
+    constant zero, not a parameter, unless `lstm_hidden_bias`.
   """
   g = recurrence.NUM_GATES[cell] * hidden_dim
   init = nn.initializers
@@ -64,7 +69,7 @@ def _cell_params(
   w_ih = module.param('w_ih', u(init.lecun_normal()), (input_dim, g))
   w_hh = module.param('w_hh', u(init.orthogonal(column_axis=-1)), (hidden_dim, g))
   b_ih = module.param('b_ih', u(init.zeros_init()), (g,))
-  if cell == 'gru':
+  if cell == 'gru' or lstm_hidden_bias:
     b_hh = module.param('b_hh', u(init.zeros_init()), (g,))
   else:
     b_hh = jnp.zeros((g,), jnp.float32)  # The LSTM needs one bias only.
@@ -147,6 +152,10 @@ class Recurrent(nn.Module):
     dtype: compute dtype of the matmuls; gates, carry and outputs are float32.
     init_range: > 0: every parameter uniform in [-init_range, init_range]
       (0: the default initialisers).
+    lstm_hidden_bias: give the LSTM a second bias vector, b_hh, on the recurrent
+      projection, as Torch's and PyTorch's LSTMs have. The gates see b_ih + b_hh:
+      the same function as one bias, but initialised as a sum of two draws and, as
+      both get the same gradient, moved twice as far by SGD.
   """
 
   cell: str
@@ -155,6 +164,7 @@ class Recurrent(nn.Module):
   unroll: int = 1
   dtype: Any = jnp.float32
   init_range: float = 0.0
+  lstm_hidden_bias: bool = False
 
   @nn.compact
   def __call__(
@@ -177,7 +187,9 @@ class Recurrent(nn.Module):
     """
     recurrence.check_cell(self.cell)
     b, t, d = x_BxTxD.shape
-    w_ih, w_hh, b_ih, b_hh = _cell_params(self, self.cell, d, self.hidden_dim, self.init_range)
+    w_ih, w_hh, b_ih, b_hh = _cell_params(
+      self, self.cell, d, self.hidden_dim, self.init_range, self.lstm_hidden_bias
+    )
     if carry is None:
       carry = recurrence.zero_carry(self.cell, b, self.hidden_dim)
     if mask_BxT is None:
@@ -295,6 +307,8 @@ class CharLMConfig:
       [-init_range, init_range], as Zaremba et al. 2014 (0: default initialisers).
     embed_dropout: dropout (`dropout_rate`) on the embeddings too, as Zaremba et
       al.'s regularised models drop every non-recurrent connection.
+    lstm_hidden_bias: a second LSTM bias per layer (see `Recurrent`), as Zaremba
+      et al.'s Torch code has.
   """
 
   vocab_size: int
@@ -307,6 +321,7 @@ class CharLMConfig:
   dtype: Any = jnp.float32
   init_range: float = 0.0
   embed_dropout: bool = False
+  lstm_hidden_bias: bool = False
 
 
 def zero_lm_carry(config: CharLMConfig, batch_size: int) -> tuple[Carry, ...]:
@@ -362,6 +377,7 @@ class CharLM(nn.Module):
         unroll=cfg.unroll,
         dtype=cfg.dtype,
         init_range=cfg.init_range,
+        lstm_hidden_bias=cfg.lstm_hidden_bias,
         name=f'layer_{i}',
       )(x, mask_BxT, carry[i])
       x = nn.Dropout(cfg.dropout_rate, deterministic=not train)(h)

@@ -1,6 +1,7 @@
 """LSTM/GRU layers and the character LM: scan vs loop, counts, padding, and our cells
 inside `flax.linen.RNN`."""
 
+import functools
 import re
 
 import chex
@@ -84,6 +85,24 @@ def test_parameter_counts_match_gate_formulas(cell, gates, extra_bias):
     + H * V
     + V
   )
+
+
+def test_lstm_hidden_bias_adds_to_the_input_bias_and_gets_its_gradient():
+  """Torch's two-bias LSTM: the gates see b_ih + b_hh, and both biases get the same
+  gradient (through the fused CPU gradient of the recurrence)."""
+  layer, params, x = _layer('lstm', lstm_hidden_bias=True, init_range=0.1)
+  assert params['b_hh'].shape == (4 * H,) and float(jnp.abs(params['b_hh']).min()) > 0
+  assert sum(p.size for p in jax.tree.leaves(params)) == 4 * (D * H + H * H + 2 * H)
+  one_bias = dict(params, b_ih=params['b_ih'] + params['b_hh'])
+  del one_bias['b_hh']
+  w = jax.random.normal(jax.random.key(3), (B, T, H))
+  loss = lambda m, p: jnp.sum(m.apply({'params': p}, x)[0] * w)
+  chex.assert_trees_all_close(
+    loss(layer, params), loss(rnn.Recurrent('lstm', H), one_bias), rtol=1e-6
+  )
+  grads = jax.grad(functools.partial(loss, layer))(params)
+  chex.assert_trees_all_close(grads['b_hh'], grads['b_ih'], rtol=1e-6)
+  assert float(jnp.abs(grads['b_hh']).max()) > 0
 
 
 @pytest.mark.parametrize('cell', CELLS)

@@ -73,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params float32).
   c.model.init_range = 0.0  # > 0: every parameter uniform in [-r, r] (0: default inits).
   c.model.embed_dropout = False  # Also drop out the embeddings (training only).
+  c.model.lstm_hidden_bias = False  # A second LSTM bias per layer (Torch's layout).
 
   c.optimizer = shared_config.optimizer_section(
     name='adam',
