@@ -2,16 +2,19 @@ r"""Re-runs the README's experiments over several seeds and writes one table.
 
   scripts/reproduce.sh                                  # everything, several hours
   scripts/reproduce.sh --experiments=reverse,addition --seeds=3
+  scripts/reproduce.sh --experiments=ptb_small --jobs=3     # the 3 seeds at once
   python -m experiments.reproduce --workdir=runs/reproduce --experiments=lstm
 
 Each (experiment, seed) run is the experiment's own entry point with its default
 config and `--config.seed=S`, in `<workdir>/<experiment>/seed<S>`; a run whose
 `final_metrics.json` exists is not run again, so an interrupted reproduction picks
-up where it stopped. The table (`<workdir>/table.md`, also printed) gives, per
+up where it stopped. `--jobs=N` runs N of them at once (on a machine with cores
+or accelerators to spare; each run still uses all it sees). The table (`<workdir>/table.md`, also printed) gives, per
 headline metric, the median, min and max over the seeds, the median wall time of a
 run, and the machine (lscpu's model name and core count).
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -19,6 +22,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -189,6 +193,43 @@ def run_seed(name: str, experiment: Experiment, seed: int, workdir: str, log=pri
     return {'metrics': json.load(f), 'seconds': _read_seconds(timing)}
 
 
+def run_all(
+  names: list[str], seeds: int, workdir: str, jobs: int = 1, log=print
+) -> dict[str, list[dict]]:
+  """Runs every (experiment, seed), `jobs` at a time; {name: [run_seed's result per seed]}.
+
+  `seeds` 0 takes each experiment's own count. The result lists are in seed order
+  whatever order the runs end in.
+
+  Raises:
+    RuntimeError: a run's failure; runs not yet started then never start, those
+      under way are let finish.
+  """
+  tasks = [
+    (name, seed) for name in names for seed in range(seeds or EXPERIMENTS[name].seeds)
+  ]
+  failed = threading.Event()
+
+  def run(name: str, seed: int) -> dict | None:
+    if failed.is_set():
+      return None  # Not started: an earlier run failed.
+    try:
+      return run_seed(name, EXPERIMENTS[name], seed, workdir, log)
+    except RuntimeError:
+      failed.set()
+      raise
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    futures = {task: pool.submit(run, *task) for task in tasks}
+  results: dict[str, list[dict]] = {name: [] for name in names}
+  for (name, _), future in futures.items():
+    result = future.result()  # Re-raises a run's RuntimeError.
+    if result is None:
+      raise next(f.exception() for f in futures.values() if f.exception())
+    results[name].append(result)
+  return results
+
+
 def _read_seconds(path: str) -> float:
   """The seconds written in `path`, 0 if there is no such file."""
   if not os.path.exists(path):
@@ -236,6 +277,7 @@ def table(results: dict[str, list[dict]], experiments: dict[str, Experiment], wh
 _EXPERIMENTS = flags.DEFINE_list('experiments', list(EXPERIMENTS), 'Which experiments to run.')
 _SEEDS = flags.DEFINE_integer('seeds', 0, 'Seeds per experiment (0: 3, and 2 for the DDPM).')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/reproduce', 'Where the runs and table go.')
+_JOBS = flags.DEFINE_integer('jobs', 1, 'How many runs at once.', lower_bound=1)
 
 
 def main(argv):
@@ -244,14 +286,12 @@ def main(argv):
   if unknown:
     sys.exit(f'error: unknown experiments {unknown}: use some of {sorted(EXPERIMENTS)}')
   workdir = os.path.join(ROOT, _WORKDIR.value)
-  results = {}
-  for name in _EXPERIMENTS.value:
-    seeds = _SEEDS.value or EXPERIMENTS[name].seeds
-    try:
-      results[name] = [run_seed(name, EXPERIMENTS[name], s, workdir) for s in range(seeds)]
-    except RuntimeError as e:
-      sys.exit(f'error: {e}')
-  text = table(results, EXPERIMENTS, machine())
+  try:
+    results = run_all(_EXPERIMENTS.value, _SEEDS.value, workdir, _JOBS.value)
+  except RuntimeError as e:
+    sys.exit(f'error: {e}')
+  where = machine() + (f', {_JOBS.value} runs at once' if _JOBS.value > 1 else '')
+  text = table(results, EXPERIMENTS, where)
   with open(os.path.join(workdir, 'table.md'), 'w', encoding='utf-8') as f:
     f.write(text)
   print(text)

@@ -56,13 +56,14 @@ def test_small_model_has_the_papers_parameters_in_the_init_range():
   module = rnn.CharLM(config)
   params = module.init(jax.random.key(0), np.zeros((1, 20), np.int32), train=False)['params']
   counts = state_lib.count_params(params)
-  # Embedding V x 200, two LSTMs 4 x 200 x (200 + 200) + 800, softmax 200 x V + V.
+  # Embedding V x 200, two LSTMs 4 x 200 x (200 + 200) + 2 x 800 (Torch's b_ih and
+  # b_hh), softmax 200 x V + V.
   assert counts == {
     'embed': 10_002 * 200,
-    'layer_0': 320_800,
-    'layer_1': 320_800,
+    'layer_0': 321_600,
+    'layer_1': 321_600,
     'output': 200 * 10_002 + 10_002,
-    'total': 4_652_402,
+    'total': 4_654_002,
   }
   leaves = jax.tree.leaves(params)
   assert max(float(np.abs(x).max()) for x in leaves) <= np.float32(0.1)

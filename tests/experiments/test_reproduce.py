@@ -2,6 +2,8 @@
 
 import os
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -126,3 +128,34 @@ def test_length_generalisation_rows_read_the_per_length_buckets():
   assert any('at 20 letters, greedy (%) | 10.00 |' in line for line in lines)
   assert any('on 17-24 letters, greedy (%) | 8.00 |' in line for line in lines)
   assert any('in distribution, worst length, greedy (%) | 97.00 |' in line for line in lines)
+
+
+def test_jobs_run_seeds_at_once_and_results_stay_in_seed_order(monkeypatch):
+  # Two fake runs that each wait for the other: they only both end if they overlap.
+  barrier = threading.Barrier(2, timeout=10)
+
+  def fake_run_seed(name, experiment, seed, workdir, log):
+    del experiment, workdir, log
+    barrier.wait()
+    time.sleep(0.05 * (1 - seed))  # Seed 1 ends first.
+    return {'metrics': {'seed': seed}, 'seconds': 1.0, 'name': name}
+
+  monkeypatch.setattr(reproduce, 'run_seed', fake_run_seed)
+  results = reproduce.run_all(['ptb_small'], 2, '/unused', jobs=2)
+  assert [r['metrics']['seed'] for r in results['ptb_small']] == [0, 1]
+
+
+def test_a_failed_run_stops_the_runs_not_yet_started(monkeypatch):
+  started = []
+
+  def fake_run_seed(name, experiment, seed, workdir, log):
+    del experiment, workdir, log
+    started.append((name, seed))
+    if seed == 1:
+      raise RuntimeError(f'{name} seed {seed} failed')
+    return {'metrics': {}, 'seconds': 1.0}
+
+  monkeypatch.setattr(reproduce, 'run_seed', fake_run_seed)
+  with pytest.raises(RuntimeError, match='ptb_small seed 1 failed'):
+    reproduce.run_all(['ptb_small', 'cnn'], 3, '/unused', jobs=1)
+  assert started == [('ptb_small', 0), ('ptb_small', 1)]

@@ -58,6 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.num_layers = 2
   c.model.dropout_rate = 0.0
   c.model.init_range = 0.1
+  c.model.lstm_hidden_bias = True  # Two biases per layer, as the authors' Torch LSTM.
   c.optimizer = shared_config.optimizer_section(
     name='sgd',
     learning_rate=1.0 * UNROLL,  # The paper's 1 on a loss summed over the window.
