@@ -9,9 +9,10 @@ Each (experiment, seed) run is the experiment's own entry point with its default
 config and `--config.seed=S`, in `<workdir>/<experiment>/seed<S>`; a run whose
 `final_metrics.json` exists is not run again, so an interrupted reproduction picks
 up where it stopped. `--jobs=N` runs N of them at once (on a machine with cores
-or accelerators to spare; each run still uses all it sees). The table (`<workdir>/table.md`, also printed) gives, per
-headline metric, the median, min and max over the seeds, the median wall time of a
-run, and the machine (lscpu's model name and core count).
+or accelerators to spare; each run still uses all it sees). The table
+(`<workdir>/table.md`, also printed) gives, per headline metric, the median, min and
+max over the seeds, the median wall time of a run, and the machine (lscpu's model
+name and core count, and how many runs ran at once).
 """
 
 import concurrent.futures
@@ -205,9 +206,7 @@ def run_all(
     RuntimeError: a run's failure; runs not yet started then never start, those
       under way are let finish.
   """
-  tasks = [
-    (name, seed) for name in names for seed in range(seeds or EXPERIMENTS[name].seeds)
-  ]
+  tasks = [(name, seed) for name in names for seed in range(seeds or EXPERIMENTS[name].seeds)]
   failed = threading.Event()
 
   def run(name: str, seed: int) -> dict | None:
